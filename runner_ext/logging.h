@@ -1,0 +1,43 @@
+// Routes llama.cpp/ggml logging to one sink (set from Python) and lets a
+// thread capture the error lines of an operation so that exceptions can name
+// the cause llama.cpp reported.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace mullama::logging {
+
+// level uses ggml_log_level values: 1 debug, 2 info, 3 warn, 4 error.
+using Sink = std::function<void(int level, const std::string & line)>;
+
+// Install llama.cpp's log callback (idempotent). Lines below min_level are dropped
+// before the sink is called, so a quiet sink costs nothing on the hot path.
+void install();
+void set_sink(Sink sink, int min_level);
+void clear_sink();
+int min_level();
+
+// RAII: while alive, warn/error lines logged on this thread are also collected,
+// and every line (any level) is passed to the optional hook.
+class Capture {
+public:
+    using Hook = std::function<void(const std::string & line)>;
+    explicit Capture(Hook hook = nullptr);
+    ~Capture();
+    Capture(const Capture &) = delete;
+    Capture & operator=(const Capture &) = delete;
+    const std::vector<std::string> & lines() const { return lines_; }
+    std::string joined() const;  // last few lines, "; "-separated
+    bool contains(const std::string & needle) const;
+    bool has_hook() const { return static_cast<bool>(hook_); }
+
+private:
+    friend void on_line(int level, const std::string & line);
+    std::vector<std::string> lines_;
+    Hook hook_;
+    Capture * previous_;
+};
+
+}  // namespace mullama::logging

@@ -1,0 +1,112 @@
+#include "quantize.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <exception>
+#include <stdexcept>
+#include <utility>
+
+#include "errors.h"
+#include "llama.h"
+#include "logging.h"
+#include "model.h"
+
+namespace mullama {
+
+namespace {
+
+const std::pair<const char *, llama_ftype> kTypes[] = {
+    {"F32", LLAMA_FTYPE_ALL_F32},        {"F16", LLAMA_FTYPE_MOSTLY_F16},
+    {"BF16", LLAMA_FTYPE_MOSTLY_BF16},   {"Q8_0", LLAMA_FTYPE_MOSTLY_Q8_0},
+    {"Q4_0", LLAMA_FTYPE_MOSTLY_Q4_0},   {"Q4_1", LLAMA_FTYPE_MOSTLY_Q4_1},
+    {"Q5_0", LLAMA_FTYPE_MOSTLY_Q5_0},   {"Q5_1", LLAMA_FTYPE_MOSTLY_Q5_1},
+    {"Q2_K", LLAMA_FTYPE_MOSTLY_Q2_K},   {"Q3_K_S", LLAMA_FTYPE_MOSTLY_Q3_K_S},
+    {"Q3_K_M", LLAMA_FTYPE_MOSTLY_Q3_K_M}, {"Q3_K_L", LLAMA_FTYPE_MOSTLY_Q3_K_L},
+    {"Q4_K_S", LLAMA_FTYPE_MOSTLY_Q4_K_S}, {"Q4_K_M", LLAMA_FTYPE_MOSTLY_Q4_K_M},
+    {"Q5_K_S", LLAMA_FTYPE_MOSTLY_Q5_K_S}, {"Q5_K_M", LLAMA_FTYPE_MOSTLY_Q5_K_M},
+    {"Q6_K", LLAMA_FTYPE_MOSTLY_Q6_K},   {"IQ4_NL", LLAMA_FTYPE_MOSTLY_IQ4_NL},
+    {"IQ4_XS", LLAMA_FTYPE_MOSTLY_IQ4_XS},
+};
+
+llama_ftype ftype_from_name(std::string name) {
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
+    for (const auto & [n, t] : kTypes) {
+        if (name == n) return t;
+    }
+    std::string known;
+    for (const auto & [n, t] : kTypes) known += (known.empty() ? "" : ", ") + std::string(n);
+    raise(ErrorKind::InvalidArgument, "unknown quantisation type '" + name + "' (" + known + ")");
+}
+
+}  // namespace
+
+std::vector<std::string> quantize_types() {
+    std::vector<std::string> out;
+    for (const auto & [n, t] : kTypes) out.emplace_back(n);
+    return out;
+}
+
+void quantize(const std::string & in_path, const std::string & out_path, const QuantizeParams & params,
+              QuantizeProgressFn progress) {
+    ensure_backend();
+    const llama_ftype ftype = ftype_from_name(params.type);
+    check_gguf_file(in_path);
+    if (in_path == out_path) {
+        raise(ErrorKind::InvalidArgument, "output path must differ from the input path");
+    }
+    if (params.n_threads < 0) {
+        raise(ErrorKind::InvalidArgument, "n_threads must be >= 0");
+    }
+    llama_model_quantize_params qp = llama_model_quantize_default_params();
+    qp.ftype = ftype;
+    qp.nthread = params.n_threads;
+    qp.allow_requantize = params.allow_requantize;
+    qp.quantize_output_tensor = params.quantize_output;
+    qp.pure = params.pure;
+
+    std::exception_ptr callback_error;
+    bool aborted = false;
+    // Progress: llama.cpp logs "[  i/  n] tensor-name ..." per tensor. To abort,
+    // the hook throws; llama_model_quantize catches it, cleans up and returns 1.
+    struct Abort : std::runtime_error {
+        Abort() : std::runtime_error("aborted by the progress callback") {}
+    };
+    logging::Capture cap([&](const std::string & line) {
+        if (!progress || aborted) return;
+        int i = 0, n = 0;
+        if (std::sscanf(line.c_str(), "[%d/%d]", &i, &n) != 2 || n <= 0) return;
+        bool go_on = false;
+        try {
+            go_on = progress(static_cast<float>(i) / static_cast<float>(n));
+        } catch (...) {
+            callback_error = std::current_exception();
+        }
+        if (!go_on) {
+            aborted = true;
+            throw Abort();
+        }
+    });
+    uint32_t rc = 0;
+    try {
+        rc = llama_model_quantize(in_path.c_str(), out_path.c_str(), &qp);
+    } catch (const std::bad_alloc &) {
+        raise(ErrorKind::OutOfMemory, "out of memory quantising " + in_path);
+    }
+    if (aborted) {
+        std::remove(out_path.c_str());
+        if (callback_error) std::rethrow_exception(callback_error);
+        raise(ErrorKind::Aborted, "quantisation aborted by the progress callback");
+    }
+    if (rc != 0) {
+        std::remove(out_path.c_str());
+        std::string cause = cap.joined();
+        if (cause.find("requantiz") != std::string::npos) {
+            raise(ErrorKind::InvalidArgument, "cannot requantise an already quantised model without "
+                                              "allow_requantize=True: " + cause);
+        }
+        raise(ErrorKind::CorruptModelFile, "quantisation of " + in_path + " failed: " + cause);
+    }
+}
+
+}  // namespace mullama

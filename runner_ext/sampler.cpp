@@ -1,0 +1,127 @@
+#include "sampler.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "common.h"
+#include "context.h"
+#include "errors.h"
+#include "json-schema-to-grammar.h"
+#include "json.h"
+#include "logging.h"
+#include "model.h"
+#include "sampling.h"
+
+namespace mullama {
+
+std::string json_schema_to_gbnf(const std::string & schema_json) {
+    try {
+        return json_schema_to_grammar(common_json::parse(schema_json));
+    } catch (const std::exception & e) {
+        raise(ErrorKind::InvalidSchema, std::string("invalid JSON schema: ") + e.what());
+    }
+}
+
+namespace {
+
+void check_finite(float v, const char * name) {
+    if (!std::isfinite(v)) {
+        raise(ErrorKind::InvalidArgument, std::string(name) + " must be a finite number");
+    }
+}
+
+common_params_sampling to_common(const SamplingParams & p, int32_t n_vocab) {
+    check_finite(p.temperature, "temperature");
+    check_finite(p.top_p, "top_p");
+    check_finite(p.min_p, "min_p");
+    check_finite(p.typical_p, "typical_p");
+    check_finite(p.presence_penalty, "presence_penalty");
+    check_finite(p.frequency_penalty, "frequency_penalty");
+    if (!(p.repeat_penalty > 0.0f) || !std::isfinite(p.repeat_penalty)) {
+        raise(ErrorKind::InvalidArgument, "repeat_penalty must be a finite number > 0");
+    }
+    if (p.top_p < 0.0f || p.top_p > 1.0f) raise(ErrorKind::InvalidArgument, "top_p must be in [0, 1]");
+    if (p.min_p < 0.0f || p.min_p > 1.0f) raise(ErrorKind::InvalidArgument, "min_p must be in [0, 1]");
+    if (p.repeat_last_n < -1) raise(ErrorKind::InvalidArgument, "repeat_last_n must be >= -1");
+    if (!p.grammar.empty() && !p.json_schema.empty()) {
+        raise(ErrorKind::InvalidArgument, "give either grammar or json_schema, not both");
+    }
+    common_params_sampling c;
+    c.temp = p.temperature;
+    c.top_k = p.top_k;
+    c.top_p = p.top_p;
+    c.min_p = p.min_p;
+    c.typ_p = p.typical_p;
+    c.penalty_repeat = p.repeat_penalty;
+    c.penalty_last_n = p.repeat_last_n;
+    c.penalty_present = p.presence_penalty;
+    c.penalty_freq = p.frequency_penalty;
+    c.seed = p.seed;
+    c.no_perf = true;
+    for (const auto & [tok, bias] : p.logit_bias) {
+        if (tok < 0 || tok >= n_vocab) {
+            raise(ErrorKind::InvalidArgument, "logit_bias token " + std::to_string(tok) + " out of range");
+        }
+        if (std::isnan(bias)) raise(ErrorKind::InvalidArgument, "logit_bias value is NaN");
+        c.logit_bias.push_back({tok, bias});
+    }
+    if (!p.json_schema.empty()) {
+        c.grammar = common_grammar(COMMON_GRAMMAR_TYPE_OUTPUT_FORMAT, json_schema_to_gbnf(p.json_schema));
+    } else if (!p.grammar.empty()) {
+        c.grammar = common_grammar(COMMON_GRAMMAR_TYPE_USER, p.grammar);
+    }
+    return c;
+}
+
+}  // namespace
+
+Sampler::Sampler(const Model & model, const SamplingParams & params) : params_(params) {
+    auto handle = model.handle();
+    common_params_sampling cp = to_common(params, llama_vocab_n_tokens(handle->vocab()));
+    logging::Capture cap;
+    try {
+        smpl_ = common_sampler_init(handle->get(), cp);
+    } catch (const Error &) {
+        throw;
+    } catch (const std::exception & e) {
+        const std::string what = e.what();
+        if (what.find("grammar") != std::string::npos) {
+            raise(params.json_schema.empty() ? ErrorKind::InvalidGrammar : ErrorKind::InvalidSchema,
+                  "invalid grammar: " + (cap.lines().empty() ? what : cap.joined()));
+        }
+        raise(ErrorKind::InvalidArgument, what);
+    }
+    if (smpl_ == nullptr) {
+        raise(ErrorKind::InvalidGrammar, "could not create sampler: " + cap.joined());
+    }
+}
+
+Sampler::~Sampler() {
+    if (smpl_ != nullptr) {
+        common_sampler_free(smpl_);
+    }
+}
+
+llama_token Sampler::sample(Context & ctx, int32_t idx) {
+    std::lock_guard<std::mutex> lock(ctx.mutex());
+    return sample_locked(ctx.raw(), idx);
+}
+
+llama_token Sampler::sample_locked(llama_context * ctx, int32_t idx) {
+    llama_token tok;
+    try {
+        tok = common_sampler_sample(smpl_, ctx, idx);
+    } catch (const std::exception & e) {
+        raise(ErrorKind::Engine, std::string("sampling failed: ") + e.what());
+    }
+    common_sampler_accept(smpl_, tok, true);
+    return tok;
+}
+
+void Sampler::accept(llama_token token) { common_sampler_accept(smpl_, token, false); }
+
+void Sampler::reset() { common_sampler_reset(smpl_); }
+
+uint32_t Sampler::seed() const { return common_sampler_get_seed(smpl_); }
+
+}  // namespace mullama

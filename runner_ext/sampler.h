@@ -1,0 +1,60 @@
+// Per-sequence sampling: RAII over llama.cpp's common_sampler (the same chain
+// llama-server uses: logit bias, penalties, top-k/p, min-p, temperature, seed,
+// GBNF grammar with the fast accept-or-resample path).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "llama.h"
+
+struct common_sampler;
+
+namespace mullama {
+
+class Context;
+class Model;
+
+struct SamplingParams {
+    float temperature = 0.8f;      // <= 0: greedy
+    int32_t top_k = 40;            // <= 0: whole vocabulary
+    float top_p = 0.95f;           // 1: off
+    float min_p = 0.05f;           // 0: off
+    float typical_p = 1.0f;        // 1: off
+    float repeat_penalty = 1.0f;   // 1: off
+    int32_t repeat_last_n = 64;
+    float presence_penalty = 0.0f;
+    float frequency_penalty = 0.0f;
+    uint32_t seed = LLAMA_DEFAULT_SEED;  // LLAMA_DEFAULT_SEED: random
+    std::vector<std::pair<llama_token, float>> logit_bias;
+    std::string grammar;           // GBNF
+    std::string json_schema;       // JSON schema text, converted to GBNF
+};
+
+// GBNF for a JSON schema (llama.cpp's json-schema-to-grammar); throws InvalidSchema.
+std::string json_schema_to_gbnf(const std::string & schema_json);
+
+class Sampler {
+public:
+    Sampler(const Model & model, const SamplingParams & params);
+    ~Sampler();
+    Sampler(const Sampler &) = delete;
+    Sampler & operator=(const Sampler &) = delete;
+
+    // Sample from the logits of batch entry idx of the last decode; the token is accepted.
+    llama_token sample(Context & ctx, int32_t idx);
+    // Sample without taking the context's mutex (caller holds it): for the C++ loop.
+    llama_token sample_locked(llama_context * ctx, int32_t idx);
+    void accept(llama_token token);  // feed a token that was not sampled (e.g. prompt history)
+    void reset();
+    uint32_t seed() const;
+    const SamplingParams & params() const { return params_; }
+
+private:
+    common_sampler * smpl_ = nullptr;
+    SamplingParams params_;
+};
+
+}  // namespace mullama

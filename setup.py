@@ -1,0 +1,106 @@
+"""Builds mullama._engine: llama.cpp (static) + the pybind11 module in runner_ext/.
+
+CMake does the work in a persistent build directory (``build/cmake-<backend>-<py>``)
+with ccache when available, so a second ``pip install -e .`` relinks at most.
+
+Environment:
+  MULLAMA_LLAMA_CPP_DIR   build against this llama.cpp checkout instead of the pinned source
+  MULLAMA_CUDA=1          enable the CUDA backend (CMAKE_CUDA_ARCHITECTURES overridable)
+  MULLAMA_NATIVE=0        no -march=native (portable binaries)
+  MULLAMA_BUILD_DIR       build directory (default: build/cmake-<backend>-<python>)
+  MULLAMA_BUILD_JOBS      parallel compile jobs (default: all cores)
+  MULLAMA_CMAKE_ARGS      extra arguments passed to CMake's configure step
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+
+
+def truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "on", "yes", "true"}
+
+
+def llama_cpp_dir() -> Path:
+    override = os.environ.get("MULLAMA_LLAMA_CPP_DIR")
+    if override:
+        path = Path(override).expanduser().resolve()
+        if not (path / "include" / "llama.h").exists():
+            sys.exit(f"MULLAMA_LLAMA_CPP_DIR={override} is not a llama.cpp source tree (no include/llama.h)")
+        return path
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import fetch_llama_cpp  # noqa: E402
+
+    try:
+        return fetch_llama_cpp.fetch(ROOT / "third_party" / "llama.cpp", fetch_llama_cpp.default_cache())
+    except fetch_llama_cpp.FetchError as exc:
+        sys.exit(f"fetching llama.cpp failed: {exc}")
+
+
+class CMakeExtension(Extension):
+    def __init__(self, name: str) -> None:
+        super().__init__(name, sources=[])
+
+
+class CMakeBuild(build_ext):
+    def build_extension(self, ext: Extension) -> None:
+        import pybind11
+
+        src = llama_cpp_dir()
+        cuda = truthy("MULLAMA_CUDA")
+        py_tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+        build_dir = Path(os.environ.get("MULLAMA_BUILD_DIR") or ROOT / "build" / f"cmake-{'cuda' if cuda else 'cpu'}-{py_tag}")
+        build_dir.mkdir(parents=True, exist_ok=True)
+        commit = "custom" if os.environ.get("MULLAMA_LLAMA_CPP_DIR") else "0c1e570"
+
+        args = [
+            f"-DLLAMA_CPP_DIR={src}",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DMULLAMA_LLAMA_CPP_COMMIT={commit}",
+            f"-DLLAMA_BUILD_COMMIT={commit}",
+            f"-DGGML_CUDA={'ON' if cuda else 'OFF'}",
+            f"-DGGML_NATIVE={'OFF' if os.environ.get('MULLAMA_NATIVE') == '0' else 'ON'}",
+        ]
+        if cuda and os.environ.get("CMAKE_CUDA_ARCHITECTURES"):
+            args.append(f"-DCMAKE_CUDA_ARCHITECTURES={os.environ['CMAKE_CUDA_ARCHITECTURES']}")
+        if shutil.which("ninja") and not (build_dir / "Makefile").exists():
+            args += ["-G", "Ninja"]
+        ccache = shutil.which("ccache")
+        if ccache:
+            # GGML_CCACHE would do the same for ggml only; do it for every target.
+            args += [f"-DCMAKE_C_COMPILER_LAUNCHER={ccache}", f"-DCMAKE_CXX_COMPILER_LAUNCHER={ccache}",
+                     "-DGGML_CCACHE=OFF"]
+            if cuda:
+                args.append(f"-DCMAKE_CUDA_COMPILER_LAUNCHER={ccache}")
+        args += shlex.split(os.environ.get("MULLAMA_CMAKE_ARGS", ""))
+
+        env = dict(os.environ)
+        env.setdefault("CCACHE_BASEDIR", str(ROOT))
+        env.setdefault("CCACHE_NOHASHDIR", "1")
+        subprocess.run(["cmake", "-S", str(ROOT / "runner_ext"), "-B", str(build_dir), *args], check=True, env=env)
+        jobs = os.environ.get("MULLAMA_BUILD_JOBS") or str(os.cpu_count() or 2)
+        subprocess.run(["cmake", "--build", str(build_dir), "--target", "_engine", "-j", jobs], check=True, env=env)
+
+        suffix = sysconfig.get_config_var("EXT_SUFFIX")
+        built = build_dir / f"_engine{suffix}"
+        if not built.exists():
+            sys.exit(f"CMake did not produce {built}")
+        dest = Path(self.get_ext_fullpath(ext.name))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(built, dest)
+
+
+setup(ext_modules=[CMakeExtension("mullama._engine")], cmdclass={"build_ext": CMakeBuild})
