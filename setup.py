@@ -48,6 +48,48 @@ def llama_cpp_dir() -> Path:
         sys.exit(f"fetching llama.cpp failed: {exc}")
 
 
+def cuda_cmake_args() -> list[str]:
+    """CMake arguments for the CUDA backend on this machine.
+
+    - CMAKE_CUDA_ARCHITECTURES from the environment (default: native when a GPU
+      is visible, else CMake's default).
+    - A toolkit without cuBLAS (as on machines with only nvcc) can use the PyPI
+      wheel ``nvidia-cublas``: its headers and libraries are passed to CMake.
+    - Without an NVIDIA driver (no libcuda.so) VMM is turned off so that nothing
+      links against the driver; a build with a driver keeps it on.
+    """
+    args = []
+    if os.environ.get("CMAKE_CUDA_ARCHITECTURES"):
+        args.append(f"-DCMAKE_CUDA_ARCHITECTURES={os.environ['CMAKE_CUDA_ARCHITECTURES']}")
+    nvcc = shutil.which("nvcc")
+    toolkit = Path(os.path.realpath(nvcc)).parent.parent if nvcc else Path("/usr/local/cuda")
+    if not (toolkit / "include" / "cublas_v2.h").exists():
+        try:
+            import nvidia  # namespace package of the nvidia-* wheels
+
+            roots = [Path(p) for p in nvidia.__path__]
+        except ImportError:
+            roots = []
+        for root in roots:
+            for sub in ("cu13", "cu12", "cublas"):
+                inc, lib = root / sub / "include", root / sub / "lib"
+                libs = sorted(lib.glob("libcublas.so*")), sorted(lib.glob("libcublasLt.so*"))
+                if (inc / "cublas_v2.h").exists() and all(libs):
+                    args += [f"-DCUDA_cublas_LIBRARY={libs[0][0]}", f"-DCUDA_cublasLt_LIBRARY={libs[1][0]}",
+                             f"-DCMAKE_CUDA_FLAGS=-I{inc}", f"-DCMAKE_CXX_FLAGS=-I{inc}"]
+                    print(f"mullama: using cuBLAS from {root / sub}")
+                    break
+            else:
+                continue
+            break
+        else:
+            print("mullama: cuBLAS not found in the CUDA toolkit; `pip install nvidia-cublas` provides it")
+    if not any(Path(d).glob("libcuda.so*") for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib/wsl/lib")):
+        print("mullama: no NVIDIA driver library (libcuda.so): building with GGML_CUDA_NO_VMM=ON")
+        args.append("-DGGML_CUDA_NO_VMM=ON")
+    return args
+
+
 class CMakeExtension(Extension):
     def __init__(self, name: str) -> None:
         super().__init__(name, sources=[])
@@ -74,8 +116,8 @@ class CMakeBuild(build_ext):
             f"-DGGML_CUDA={'ON' if cuda else 'OFF'}",
             f"-DGGML_NATIVE={'OFF' if os.environ.get('MULLAMA_NATIVE') == '0' else 'ON'}",
         ]
-        if cuda and os.environ.get("CMAKE_CUDA_ARCHITECTURES"):
-            args.append(f"-DCMAKE_CUDA_ARCHITECTURES={os.environ['CMAKE_CUDA_ARCHITECTURES']}")
+        if cuda:
+            args += cuda_cmake_args()
         if shutil.which("ninja") and not (build_dir / "Makefile").exists():
             args += ["-G", "Ninja"]
         ccache = shutil.which("ccache")

@@ -1,0 +1,224 @@
+"""Type stubs of the C++ extension (runner_ext/bind_*.cpp). Errors: mullama.errors."""
+
+from collections.abc import Callable, Mapping, Sequence
+from os import PathLike
+
+import numpy as np
+import numpy.typing as npt
+
+LLAMA_CPP_COMMIT: str
+ENGINE_ERRORS: dict[str, type[Exception]]
+
+class ModelParams:
+    def __init__(
+        self, *, n_gpu_layers: int = -1, main_gpu: int = 0, split_mode: str = "layer",
+        tensor_split: Sequence[float] = (), use_mmap: bool = True, use_mlock: bool = False,
+        vocab_only: bool = False, check_tensors: bool = False,
+    ) -> None: ...
+    n_gpu_layers: int
+    main_gpu: int
+    split_mode: str
+    tensor_split: list[float]
+    use_mmap: bool
+    use_mlock: bool
+    vocab_only: bool
+    check_tensors: bool
+
+class ModelInfo:
+    path: str
+    architecture: str
+    name: str
+    description: str
+    n_params: int
+    file_size: int
+    tensor_bytes: int
+    n_layer: int
+    n_ctx_train: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    n_vocab: int
+    quantization: str
+    chat_template: str
+    bos: int
+    eos: int
+    eot: int
+    add_bos: bool
+    has_encoder: bool
+    is_recurrent: bool
+
+class Model:
+    def __init__(
+        self, path: str | PathLike[str], params: ModelParams = ..., *,
+        progress: Callable[[float], bool | None] | None = None,
+    ) -> None: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    def __enter__(self) -> Model: ...
+    def __exit__(self, *args: object) -> None: ...
+    @property
+    def info(self) -> ModelInfo: ...
+    def metadata(self) -> dict[str, str]: ...
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]: ...
+    def detokenize(self, tokens: Sequence[int], remove_special: bool = False, unparse_special: bool = False) -> str: ...
+    def token_to_piece(self, token: int, special: bool = True) -> bytes: ...
+    def is_eog(self, token: int) -> bool: ...
+    def apply_chat_template(
+        self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True, template: str = ""
+    ) -> str: ...
+
+class ContextParams:
+    def __init__(
+        self, *, n_ctx: int = 4096, n_batch: int = 2048, n_ubatch: int = 512, n_seq_max: int = 1,
+        n_threads: int = 0, n_threads_batch: int = 0, flash_attn: str = "auto", type_k: str = "f16",
+        type_v: str = "f16", embeddings: bool = False, pooling: str = "mean", kv_unified: bool = True,
+        offload_kqv: bool = True,
+    ) -> None: ...
+    n_ctx: int
+    n_batch: int
+    n_ubatch: int
+    n_seq_max: int
+    n_threads: int
+    n_threads_batch: int
+    flash_attn: str
+    type_k: str
+    type_v: str
+    embeddings: bool
+    pooling: str
+    kv_unified: bool
+    offload_kqv: bool
+
+class DeviceMemory:
+    device: str
+    description: str
+    type: str
+    free: int
+    total: int
+    model: int
+    context: int
+    compute: int
+
+class Batch:
+    def __init__(self, capacity: int, n_seq_max: int = 1) -> None: ...
+    def add(self, token: int, pos: int, seq: int = 0, logits: bool = False) -> int: ...
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+
+class SamplingParams:
+    def __init__(
+        self, *, temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
+        typical_p: float = 1.0, repeat_penalty: float = 1.0, repeat_last_n: int = 64,
+        presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed: int = -1,
+        logit_bias: Sequence[tuple[int, float]] = (), grammar: str = "", json_schema: str = "",
+    ) -> None: ...
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+    typical_p: float
+    repeat_penalty: float
+    repeat_last_n: int
+    presence_penalty: float
+    frequency_penalty: float
+    seed: int
+    logit_bias: list[tuple[int, float]]
+    grammar: str
+    json_schema: str
+
+class GenerateParams:
+    def __init__(
+        self, *, max_tokens: int = 128, stop: Sequence[str] = (), ignore_eos: bool = False,
+        sampling: SamplingParams = ...,
+    ) -> None: ...
+    max_tokens: int
+    stop: list[str]
+    ignore_eos: bool
+    sampling: SamplingParams
+
+class GenerateResult:
+    text: str
+    tokens: list[int]
+    finish_reason: str  # stop | length | context_full | cancelled
+    stop_string: str
+    prompt_tokens: int
+    completion_tokens: int
+    prompt_ms: float
+    ttft_ms: float
+    decode_ms: float
+
+class Context:
+    def __init__(self, model: Model, params: ContextParams = ...) -> None: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    def __enter__(self) -> Context: ...
+    def __exit__(self, *args: object) -> None: ...
+    @property
+    def params(self) -> ContextParams: ...
+    @property
+    def n_ctx(self) -> int: ...
+    @property
+    def n_ctx_seq(self) -> int: ...
+    @property
+    def n_vocab(self) -> int: ...
+    def decode(self, batch: Batch) -> None: ...
+    def logits(self, index: int) -> npt.NDArray[np.float32]: ...
+    def kv_clear(self) -> None: ...
+    def kv_seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool: ...
+    def kv_seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None: ...
+    def kv_seq_keep(self, seq: int) -> None: ...
+    def kv_seq_pos_min(self, seq: int) -> int: ...
+    def kv_seq_pos_max(self, seq: int) -> int: ...
+    def kv_cells_used(self) -> int: ...
+    def seq_state_save(self, seq: int) -> bytes: ...
+    def seq_state_load(self, data: bytes, seq: int) -> None: ...
+    def embed(self, inputs: Sequence[Sequence[int]]) -> list[list[float]]: ...
+    def memory(self) -> list[DeviceMemory]: ...
+    def set_threads(self, n_threads: int, n_threads_batch: int) -> None: ...
+    def generate(
+        self, model: Model, prompts: Sequence[Sequence[int]], params: Sequence[GenerateParams], *,
+        on_token: Callable[[int, int, str], bool | None] | None = None,
+    ) -> list[GenerateResult]: ...
+
+class Sampler:
+    def __init__(self, model: Model, params: SamplingParams) -> None: ...
+    def sample(self, context: Context, index: int) -> int: ...
+    def accept(self, token: int) -> None: ...
+    def reset(self) -> None: ...
+    @property
+    def seed(self) -> int: ...
+
+class FitReport:
+    devices: list[DeviceMemory]
+    n_ctx: int
+    n_layer: int
+    n_gpu_layers: int
+    file_size: int
+
+class QuantizeParams:
+    def __init__(
+        self, *, type: str = "Q4_K_M", n_threads: int = 0, allow_requantize: bool = False,
+        quantize_output: bool = True, pure: bool = False,
+    ) -> None: ...
+    type: str
+    n_threads: int
+    allow_requantize: bool
+    quantize_output: bool
+    pure: bool
+
+def fit(path: str | PathLike[str], model_params: ModelParams = ..., context_params: ContextParams = ...) -> FitReport: ...
+def quantize(
+    input: str | PathLike[str], output: str | PathLike[str], params: QuantizeParams = ..., *,
+    progress: Callable[[float], bool | None] | None = None,
+) -> None: ...
+def quantize_types() -> list[str]: ...
+def json_schema_to_grammar(schema: str) -> str: ...
+def set_log_sink(sink: Callable[[int, str], None] | None, min_level: int = 3) -> None: ...
+def devices() -> list[dict[str, object]]: ...
+def system_info() -> str: ...
+def supports_gpu_offload() -> bool: ...
+def max_devices() -> int: ...
+def max_parallel_sequences() -> int: ...
