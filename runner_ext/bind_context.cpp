@@ -101,9 +101,10 @@ void register_context(py::module_ & m) {
         .def("kv_seq_cp", &Context::kv_seq_cp, py::arg("src"), py::arg("dst"), py::arg("p0") = -1,
              py::arg("p1") = -1, py::call_guard<py::gil_scoped_release>())
         .def("kv_seq_keep", &Context::kv_seq_keep, py::arg("seq"), py::call_guard<py::gil_scoped_release>())
-        .def("kv_seq_pos_min", &Context::kv_seq_pos_min, py::arg("seq"))
-        .def("kv_seq_pos_max", &Context::kv_seq_pos_max, py::arg("seq"))
-        .def("kv_cells_used", &Context::kv_cells_used)
+        .def("kv_seq_pos_min", &Context::kv_seq_pos_min, py::arg("seq"), py::call_guard<py::gil_scoped_release>())
+        .def("kv_seq_pos_max", &Context::kv_seq_pos_max, py::arg("seq"), py::call_guard<py::gil_scoped_release>())
+        .def("kv_cells_used", &Context::kv_cells_used, py::call_guard<py::gil_scoped_release>(),
+             "Cells held by sequences (n_ctx is the total).")
         .def("seq_state_save",
              [](Context & self, llama_seq_id seq) {
                  std::vector<uint8_t> data;
@@ -124,8 +125,9 @@ void register_context(py::module_ & m) {
              py::arg("data"), py::arg("seq"))
         .def("embed", &Context::embed, py::arg("inputs"), py::call_guard<py::gil_scoped_release>(),
              "Pooled, L2-normalised embeddings of token lists (context made with embeddings=True).")
-        .def("memory", &Context::memory, "Bytes per device: weights, KV cache, compute buffers.")
-        .def("set_threads", &Context::set_threads, py::arg("n_threads"), py::arg("n_threads_batch"))
+        .def("memory", &Context::memory, py::call_guard<py::gil_scoped_release>(), "Bytes per device: weights, KV cache, compute buffers.")
+        .def("set_threads", &Context::set_threads, py::arg("n_threads"), py::arg("n_threads_batch"),
+             py::call_guard<py::gil_scoped_release>())
         .def("generate",
              [](Context & self, const Model & model, const std::vector<std::vector<llama_token>> & prompts,
                 const std::vector<GenerateParams> & params, py::object on_token) {

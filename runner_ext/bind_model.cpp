@@ -106,7 +106,8 @@ void register_model(py::module_ & m) {
              py::arg("path"), py::arg("params") = ModelParams(), py::kw_only(), py::arg("progress") = py::none(),
              "Load a model. progress(fraction) is called during the load; returning False aborts it "
              "(OperationAborted).")
-        .def("close", &Model::close, "Free the weights (contexts still open keep them alive until closed).")
+        .def("close", &Model::close, py::call_guard<py::gil_scoped_release>(),
+             "Free the weights (contexts still open keep them alive until closed).")
         .def_property_readonly("closed", &Model::closed)
         .def("__enter__", [](Model & self) -> Model & { return self; }, py::return_value_policy::reference)
         .def("__exit__", [](Model & self, py::args) { self.close(); })

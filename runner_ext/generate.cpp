@@ -152,7 +152,7 @@ std::vector<GenerateResult> generate(Context & ctx, const Model & model,
             finish(s, "length");
             return;
         }
-        if (static_cast<uint32_t>(s.pos) + 1 >= n_ctx_seq) {
+        if (static_cast<uint32_t>(s.pos) >= n_ctx_seq) {  // no position left to decode this token
             finish(s, "context_full");
         }
     };

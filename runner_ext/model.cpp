@@ -221,11 +221,19 @@ Model::Model(const std::string & path, const ModelParams & params, ProgressFn pr
 Model::~Model() = default;
 
 void Model::close() {
+    std::shared_ptr<ModelHandle> last;  // freed outside the lock
+    std::lock_guard<std::mutex> lock(mutex_);
     templates_.reset();
-    handle_.reset();
+    last.swap(handle_);
+}
+
+bool Model::closed() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return handle_ == nullptr;
 }
 
 std::shared_ptr<ModelHandle> Model::handle() const {
+    std::lock_guard<std::mutex> lock(mutex_);
     if (!handle_) {
         raise(ErrorKind::Closed, "model is closed");
     }
@@ -314,6 +322,7 @@ std::string Model::apply_chat_template(const std::vector<ChatMessage> & messages
     try {
         std::shared_ptr<common_chat_templates> tmpls;
         if (template_override.empty()) {
+            std::lock_guard<std::mutex> lock(mutex_);
             if (!templates_) {
                 templates_ = common_chat_templates_init(h->get(), "");
             }

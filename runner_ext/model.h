@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -85,7 +86,7 @@ public:
     Model & operator=(const Model &) = delete;
 
     void close();
-    bool closed() const { return handle_ == nullptr; }
+    bool closed() const;
 
     const ModelInfo & info() const { return info_; }
     std::map<std::string, std::string> metadata() const;
@@ -103,6 +104,7 @@ public:
 private:
     std::shared_ptr<ModelHandle> handle_;
     ModelInfo info_;
+    mutable std::mutex mutex_;  // guards handle_ and templates_ (calls run without the GIL)
     mutable std::shared_ptr<common_chat_templates> templates_;
 };
 

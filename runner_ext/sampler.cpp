@@ -75,12 +75,11 @@ common_params_sampling to_common(const SamplingParams & p, int32_t n_vocab) {
 
 }  // namespace
 
-Sampler::Sampler(const Model & model, const SamplingParams & params) : params_(params) {
-    auto handle = model.handle();
-    common_params_sampling cp = to_common(params, llama_vocab_n_tokens(handle->vocab()));
+Sampler::Sampler(const Model & model, const SamplingParams & params) : model_(model.handle()), params_(params) {
+    common_params_sampling cp = to_common(params, llama_vocab_n_tokens(model_->vocab()));
     logging::Capture cap;
     try {
-        smpl_ = common_sampler_init(handle->get(), cp);
+        smpl_ = common_sampler_init(model_->get(), cp);
     } catch (const Error &) {
         throw;
     } catch (const std::exception & e) {

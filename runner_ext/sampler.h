@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +17,7 @@ namespace mullama {
 
 class Context;
 class Model;
+class ModelHandle;
 
 struct SamplingParams {
     float temperature = 0.8f;      // <= 0: greedy
@@ -53,6 +55,7 @@ public:
     const SamplingParams & params() const { return params_; }
 
 private:
+    std::shared_ptr<ModelHandle> model_;  // the grammar refers to the vocabulary: keep it alive
     common_sampler * smpl_ = nullptr;
     SamplingParams params_;
 };
