@@ -103,6 +103,34 @@ class DecodeError(EngineError):
     """llama_decode failed for a reason other than a full KV cache."""
 
 
+class InvalidState(MullamaError):
+    """An operation that the current lifecycle state does not allow (e.g. commit before alloc)."""
+
+    status = 409
+    type = "invalid_state"
+
+
+class NotReady(MullamaError):
+    """No model is loaded and ready to serve (or the runner is draining)."""
+
+    status = 503
+    type = "unavailable"
+
+
+class QueueFull(MullamaError):
+    """Every slot is busy and the wait queue is at its bound."""
+
+    status = 429
+    type = "queue_full"
+
+
+class RequestNotFound(MullamaError):
+    """No live request has this id."""
+
+    status = 404
+    type = "not_found_error"
+
+
 class AssetError(MullamaError):
     """A pinned download (llama.cpp source, bundled model) failed or did not verify."""
 

@@ -47,7 +47,12 @@ def configure(level: str = "warning", fmt: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    # llama.cpp's threshold is applied in C++, before any Python is called.
+    # llama.cpp's threshold is applied in C++, before any Python is called. Its
+    # info lines are load-time chatter: they show at "debug" only.
     from mullama import engine  # local: configuring logs must not require the extension elsewhere
 
-    engine.set_llama_log_level(level)
+    engine.set_llama_log_level("debug" if numeric <= logging.DEBUG else max(level.lower(), "warning", key=_rank))
+
+
+def _rank(name: str) -> int:
+    return logging.getLevelName(name.upper())

@@ -8,4 +8,5 @@ PYBIND11_MODULE(_engine, m) {
     mullama::bind::register_context(m);
     mullama::bind::register_sampler(m);
     mullama::bind::register_misc(m);
+    mullama::bind::register_batcher(m);
 }

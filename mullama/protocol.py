@@ -1,0 +1,240 @@
+"""Wire types between the supervisor and a runner (msgspec Structs).
+
+The only module both sides import; a wire type lives here and nowhere else.
+JSON over localhost HTTP; completions stream as NDJSON: ``CompletionChunk``
+lines, then one ``CompletionFinal``. Errors are ``ErrorBody``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+HealthStatus = Literal["starting", "loading", "warming", "ready", "draining", "error"]
+LoadOp = Literal["fit", "alloc", "commit", "close"]
+FinishReason = Literal["stop", "length", "cancelled", "repeat_limit", "context_full", "error"]
+
+
+class _Wire(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=False):
+    pass
+
+
+class ErrorDetail(_Wire, kw_only=True):
+    type: str
+    message: str
+
+
+class ErrorBody(_Wire, kw_only=True):
+    error: ErrorDetail
+
+
+class Health(_Wire, kw_only=True):
+    status: HealthStatus
+    progress: float = 0.0
+    error: str | None = None
+    phase: str = ""             # finer than status: "allocated", "prefetching", ...
+    model: str | None = None
+
+
+class LoadParams(_Wire, kw_only=True):
+    """Everything fit/alloc need; commit and close ignore the fields."""
+
+    op: LoadOp
+    model: str | None = None    # GGUF path (fit, alloc)
+    n_ctx: int = 4096           # total context; each slot gets n_ctx / n_parallel unless kv_unified
+    n_parallel: int = 4
+    n_batch: int = 2048
+    n_ubatch: int = 512
+    n_threads: int = 0
+    n_threads_batch: int = 0
+    n_gpu_layers: int = -1
+    main_gpu: int = 0
+    split_mode: Literal["none", "layer", "row"] = "layer"
+    tensor_split: list[float] = []
+    use_mmap: bool = True
+    use_mlock: bool = False
+    flash_attn: Literal["auto", "on", "off"] = "auto"
+    type_k: str = "f16"
+    type_v: str = "f16"
+    kv_unified: bool = True
+    warmup: bool = True
+
+
+class DeviceMemory(_Wire, kw_only=True):
+    device: str
+    description: str
+    type: str
+    free: int
+    total: int
+    model: int
+    context: int
+    compute: int
+
+
+class LoadResult(_Wire, kw_only=True):
+    op: LoadOp
+    status: HealthStatus
+    devices: list[DeviceMemory] = []
+    n_ctx: int = 0
+    n_layer: int = 0
+    duration_ms: float = 0.0
+
+
+class CompletionRequest(_Wire, kw_only=True):
+    prompt: str | None = None
+    tokens: list[int] | None = None
+    id: str | None = None
+    stream: bool = True
+    max_tokens: int = 128
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int = -1
+    stop: list[str] = []
+    ignore_eos: bool = False
+    grammar: str | None = None
+    json_schema: dict | bool | None = None
+    logit_bias: dict[str, float] | list[tuple[int, float]] = {}
+    repeat_limit: int | None = None     # None: the runner's default
+    add_special: bool = True            # BOS etc. when tokenizing `prompt`
+    parse_special: bool = True          # <|im_start|> in `prompt` becomes the special token
+
+
+class CompletionStats(_Wire, kw_only=True):
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    queue_ms: float
+    prefill_ms: float
+    ttft_ms: float
+    decode_ms: float
+    total_ms: float
+    inter_token_ms_p50: float
+    inter_token_ms_p95: float
+    slot: int
+    pauses: int
+    swaps: int
+
+
+class CompletionChunk(_Wire, kw_only=True):
+    id: str
+    content: str
+    tokens: list[int]
+
+
+class CompletionFinal(_Wire, kw_only=True):
+    id: str
+    content: str                 # all text when not streaming; the held-back tail when streaming
+    tokens: list[int]
+    done: bool = True
+    finish_reason: FinishReason
+    stop_string: str | None = None
+    error: str | None = None
+    stats: CompletionStats
+
+
+class EmbeddingRequest(_Wire, kw_only=True):
+    input: str | list[str]
+
+
+class EmbeddingResult(_Wire, kw_only=True):
+    embeddings: list[list[float]]
+    prompt_tokens: int
+
+
+class TokenizeRequest(_Wire, kw_only=True):
+    content: str
+    add_special: bool = True
+    parse_special: bool = False
+
+
+class TokenizeResult(_Wire, kw_only=True):
+    tokens: list[int]
+
+
+class DetokenizeRequest(_Wire, kw_only=True):
+    tokens: list[int]
+
+
+class DetokenizeResult(_Wire, kw_only=True):
+    content: str
+
+
+class ChatMessage(_Wire, kw_only=True):
+    role: str
+    content: str | None = None
+
+
+class ApplyTemplateRequest(_Wire, kw_only=True):
+    messages: list[ChatMessage]
+    add_generation_prompt: bool = True
+
+
+class ApplyTemplateResult(_Wire, kw_only=True):
+    prompt: str
+
+
+class ControlRequest(_Wire, kw_only=True):
+    id: str
+
+
+class ControlResult(_Wire, kw_only=True):
+    id: str
+    ok: bool
+
+
+class SlotView(_Wire, kw_only=True):
+    index: int
+    state: str
+    request_id: str | None
+    n_tokens: int
+    n_cached: int
+    n_prompt: int
+    n_generated: int
+
+
+class KvView(_Wire, kw_only=True):
+    slots: list[SlotView]
+    cells_used: int
+    cells_total: int
+    n_ctx_slot: int
+    prefix_hits: int
+    prefix_misses: int
+    prefix_evictions: int
+    cached_tokens: int
+
+
+class Counters(_Wire, kw_only=True):
+    requests: int
+    tokens_in: int
+    tokens_out: int
+    decode_steps: int
+    avg_batch_size: float
+    swaps_out: int
+    kv_full: int
+    rejected: int
+
+
+class StatsView(_Wire, kw_only=True):
+    status: HealthStatus
+    pid: int
+    rss_bytes: int
+    devices: list[DeviceMemory]
+    counters: Counters
+    queued: int
+    active: int
+    n_parallel: int
+
+
+encoder = msgspec.json.Encoder()
+
+
+def decode(body: bytes, kind: type[msgspec.Struct]):
+    """Parse ``body`` as ``kind``; raises msgspec.ValidationError / DecodeError."""
+    return msgspec.json.decode(body, type=kind)

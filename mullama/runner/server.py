@@ -1,0 +1,186 @@
+"""The runner's HTTP API (aiohttp): routes, bearer-token auth, error mapping.
+
+Every request needs ``Authorization: Bearer <MULLAMA_RUNNER_TOKEN>``. Errors are
+``{"error": {"type", "message"}}`` with the status of the typed error
+(``mullama.errors``), mapped in ``error_middleware`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from mullama import protocol as wire
+from mullama.errors import InvalidArgument, MullamaError
+from mullama.runner.engine import RunnerEngine, stats_of
+
+log = structlog.get_logger("mullama.runner")
+
+ENGINE = web.AppKey("engine", RunnerEngine)
+MAX_BODY = 32 << 20
+
+
+def _json(obj: msgspec.Struct, status: int = 200) -> web.Response:
+    return web.Response(body=wire.encoder.encode(obj), status=status, content_type="application/json")
+
+
+def error_response(status: int, type_: str, message: str) -> web.Response:
+    return _json(wire.ErrorBody(error=wire.ErrorDetail(type=type_, message=message)), status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except MullamaError as exc:
+        return error_response(exc.status, exc.type, str(exc))
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return error_response(400, "invalid_request_error", f"invalid request body: {exc}")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        kind = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error",
+                413: "request_too_large"}.get(exc.status, "invalid_request_error")
+        return error_response(exc.status, kind, exc.reason or str(exc))
+    except (ConnectionResetError, TimeoutError):
+        raise
+    except Exception as exc:  # a bug: say so, keep serving
+        log.exception("unhandled", path=request.path)
+        return error_response(500, "server_error", f"internal error: {type(exc).__name__}: {exc}")
+
+
+def auth_middleware(token: str):
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler):
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return error_response(401, "authentication_error", "missing or wrong bearer token")
+        return await handler(request)
+
+    return check
+
+
+async def _body(request: web.Request, kind):
+    raw = await request.read()
+    if not raw:
+        raise InvalidArgument("request body is empty (JSON expected)")
+    return wire.decode(raw, kind)
+
+
+async def health(request: web.Request) -> web.Response:
+    return _json(request.app[ENGINE].health())
+
+
+async def load(request: web.Request) -> web.Response:
+    params = await _body(request, wire.LoadParams)
+    return _json(await request.app[ENGINE].load(params))
+
+
+async def completion(request: web.Request) -> web.StreamResponse:
+    req = await _body(request, wire.CompletionRequest)
+    engine = request.app[ENGINE]
+    t0 = time.perf_counter()
+    stream = await engine.submit(req)
+    final = None
+    try:
+        if not req.stream:
+            text: list[str] = []
+            tokens: list[int] = []
+            async for ev in stream:
+                text.append(ev.text)
+                tokens.extend(ev.tokens)
+                final = ev
+            return _json(wire.CompletionFinal(
+                id=stream.id, content="".join(text), tokens=tokens, finish_reason=final.finish_reason,
+                stop_string=final.stop_string or None, error=final.error or None, stats=stats_of(final)))
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        encode = wire.encoder.encode
+        async for ev in stream:
+            if ev.done:
+                final = ev
+                line = encode(wire.CompletionFinal(
+                    id=stream.id, content=ev.text, tokens=ev.tokens, finish_reason=ev.finish_reason,
+                    stop_string=ev.stop_string or None, error=ev.error or None, stats=stats_of(ev)))
+            else:
+                line = encode(wire.CompletionChunk(id=stream.id, content=ev.text, tokens=ev.tokens))
+            await resp.write(line + b"\n")
+        await resp.write_eof()
+        return resp
+    finally:
+        stream.close()  # cancels the request if the client went away first
+        if final is not None:
+            s = final.stats
+            log.info("completion", id=stream.id, finish=final.finish_reason, prompt_tokens=s.prompt_tokens,
+                     cached_tokens=s.cached_tokens, completion_tokens=s.completion_tokens,
+                     ttft_ms=round(s.ttft_ms, 2), total_ms=round((time.perf_counter() - t0) * 1000, 2))
+        else:
+            log.info("completion_aborted", id=stream.id)
+
+
+async def embedding(request: web.Request) -> web.Response:
+    req = await _body(request, wire.EmbeddingRequest)
+    texts = [req.input] if isinstance(req.input, str) else req.input
+    if not texts:
+        raise InvalidArgument("input is empty")
+    vectors, n = await request.app[ENGINE].embed(texts)
+    return _json(wire.EmbeddingResult(embeddings=vectors, prompt_tokens=n))
+
+
+async def tokenize(request: web.Request) -> web.Response:
+    req = await _body(request, wire.TokenizeRequest)
+    model = request.app[ENGINE].model()
+    return _json(wire.TokenizeResult(tokens=model.tokenize(req.content, req.add_special, req.parse_special)))
+
+
+async def detokenize(request: web.Request) -> web.Response:
+    req = await _body(request, wire.DetokenizeRequest)
+    return _json(wire.DetokenizeResult(content=request.app[ENGINE].model().detokenize(req.tokens)))
+
+
+async def apply_template(request: web.Request) -> web.Response:
+    req = await _body(request, wire.ApplyTemplateRequest)
+    messages = [{"role": m.role, "content": m.content or ""} for m in req.messages]
+    prompt = request.app[ENGINE].model().apply_chat_template(messages, req.add_generation_prompt)
+    return _json(wire.ApplyTemplateResult(prompt=prompt))
+
+
+def _control(op: str):
+    async def handler(request: web.Request) -> web.Response:
+        req = await _body(request, wire.ControlRequest)
+        return _json(wire.ControlResult(id=req.id, ok=request.app[ENGINE].control(op, req.id)))
+
+    return handler
+
+
+async def kv(request: web.Request) -> web.Response:
+    return _json(request.app[ENGINE].kv())
+
+
+async def stats(request: web.Request) -> web.Response:
+    return _json(request.app[ENGINE].stats())
+
+
+def create_app(engine: RunnerEngine, token: str) -> web.Application:
+    if not token:
+        raise ValueError("a runner token is required")
+    app = web.Application(middlewares=[error_middleware, auth_middleware(token)], client_max_size=MAX_BODY)
+    app[ENGINE] = engine
+    app.router.add_get("/health", health)
+    app.router.add_post("/load", load)
+    app.router.add_post("/completion", completion)
+    app.router.add_post("/embedding", embedding)
+    app.router.add_post("/tokenize", tokenize)
+    app.router.add_post("/detokenize", detokenize)
+    app.router.add_post("/apply-template", apply_template)
+    for op in ("cancel", "pause", "resume"):
+        app.router.add_post(f"/{op}", _control(op))
+    app.router.add_get("/kv", kv)
+    app.router.add_get("/stats", stats)
+    return app

@@ -1,0 +1,166 @@
+// The continuous-batching loop: n_parallel slots share one Context; a C++
+// thread admits requests between decode steps, mixes prompt chunks with the
+// single decode tokens of running streams in one batch, samples, applies
+// stop strings / EOS / limits / the repetition detector, and publishes
+// events. Python never runs per token: it is woken through an eventfd and
+// drains the events of all streams at once.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "context.h"
+#include "generate.h"
+#include "model.h"
+#include "sampler.h"
+#include "text_stream.h"
+
+namespace mullama {
+
+struct RequestSpec {
+    std::string id;                   // unique among live requests
+    std::vector<llama_token> prompt;
+    GenerateParams params;
+    int32_t repeat_limit = 0;         // a block of 1..8 tokens repeated more than this many times in a row ends
+                                      // the request with finish reason repeat_limit (0: off)
+};
+
+struct RequestStats {
+    int32_t prompt_tokens = 0;
+    int32_t cached_tokens = 0;        // reused from the prefix cache
+    int32_t completion_tokens = 0;
+    double queue_ms = 0;              // submit -> slot assigned
+    double prefill_ms = 0;            // first prompt chunk decoded -> prompt done
+    double ttft_ms = 0;               // submit -> first token
+    double decode_ms = 0;             // first token -> last token
+    double total_ms = 0;              // submit -> done
+    double itl_p50_ms = 0;            // inter-token gaps
+    double itl_p95_ms = 0;
+    int32_t slot = -1;                // last slot it ran in
+    int32_t pauses = 0;
+    int32_t swaps = 0;                // times its state was saved to host memory to free the slot
+};
+
+struct Event {
+    std::string id;
+    std::string text;                 // whole UTF-8 only
+    std::vector<llama_token> tokens;
+    bool done = false;
+    std::string finish_reason;        // stop | length | cancelled | repeat_limit | context_full | error
+    std::string stop_string;
+    std::string error;
+    RequestStats stats;
+};
+
+struct SlotInfo {
+    int32_t index = 0;
+    std::string state;                // idle | prefill | generating | paused
+    std::string request_id;
+    int32_t n_tokens = 0;             // tokens whose KV the slot holds
+    int32_t n_cached = 0;             // of the current request's prompt, reused from the cache
+    int32_t n_prompt = 0;
+    int32_t n_generated = 0;
+};
+
+struct BatcherCounters {
+    uint64_t requests = 0;
+    uint64_t tokens_in = 0;           // prompt tokens evaluated (not reused)
+    uint64_t tokens_out = 0;
+    uint64_t decode_steps = 0;
+    uint64_t batch_tokens = 0;        // sum of batch sizes (average = batch_tokens / decode_steps)
+    uint64_t prefix_hits = 0;
+    uint64_t prefix_misses = 0;
+    uint64_t prefix_evictions = 0;
+    uint64_t cached_tokens = 0;
+    uint64_t swaps_out = 0;
+    uint64_t kv_full = 0;
+};
+
+class Batcher {
+public:
+    Batcher(const Model & model, Context & ctx);
+    ~Batcher();
+    Batcher(const Batcher &) = delete;
+    Batcher & operator=(const Batcher &) = delete;
+
+    // Validates and queues. Throws InvalidArgument (duplicate id, empty prompt,
+    // bad sampling params) or ContextOverflow (prompt does not fit a slot).
+    void submit(RequestSpec spec);
+    bool cancel(const std::string & id);   // false: unknown or already done
+    bool pause(const std::string & id);
+    bool resume(const std::string & id);
+
+    std::vector<Event> drain();            // coalesced per request
+    int event_fd() const { return event_fd_; }
+
+    std::vector<SlotInfo> slots() const;
+    BatcherCounters counters() const;
+    size_t queued() const;                 // waiting for a slot
+    size_t active() const;                 // in a slot or swapped out
+    int32_t n_slots() const { return n_slots_; }
+    uint32_t n_ctx_slot() const { return n_ctx_slot_; }
+    bool running() const;
+    std::string error() const;             // why the loop stopped, if it did
+
+    // Stop the loop; unfinished requests end with finish reason "error".
+    void stop();
+
+private:
+    using Clock = std::chrono::steady_clock;
+    struct Request;
+    struct Slot;
+
+    void loop();
+    void apply_controls();
+    void admit();
+    bool step();
+    void sample_slot(Slot & s);
+    void finish(Slot & s, const char * reason, const std::string & error = {});
+    void finish_request(Request & r, const char * reason, const std::string & error);
+    void swap_out(Slot & s);
+    void free_idle_caches();
+    void publish(Event ev);
+    void snapshot();
+
+    std::shared_ptr<ModelHandle> model_handle_;
+    const Model & model_;
+    Context & ctx_;
+    int32_t n_slots_;
+    uint32_t n_ctx_slot_;
+    uint32_t n_batch_;
+    int event_fd_ = -1;
+
+    // owned by the loop thread
+    std::vector<std::unique_ptr<Slot>> slot_;
+    std::deque<std::unique_ptr<Request>> swapped_;  // paused and moved out of their slot
+    std::unique_ptr<Batch> batch_;
+    uint64_t tick_ = 0;
+
+    // shared, under mu_
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::unique_ptr<Request>> pending_;
+    std::deque<std::pair<int, std::string>> controls_;  // (op, id): 0 cancel, 1 pause, 2 resume
+    std::map<std::string, int> live_;                  // ids of requests not yet done
+    std::vector<Event> events_;
+    std::vector<SlotInfo> slot_snapshot_;
+    BatcherCounters counters_;
+    size_t active_ = 0;
+    bool stop_ = false;
+    bool running_ = false;
+    std::string error_;
+    std::thread thread_;
+};
+
+// Smallest x such that at least q of the values are <= x (q in [0, 1]).
+double percentile(std::vector<double> values, double q);
+
+}  // namespace mullama

@@ -1,0 +1,87 @@
+#include <pybind11/stl.h>
+
+#include "batcher.h"
+#include "bindings.h"
+
+namespace mullama::bind {
+
+void register_batcher(py::module_ & m) {
+    py::class_<RequestStats>(m, "RequestStats", "Per-request measurements taken in the batching loop.")
+        .def_readonly("prompt_tokens", &RequestStats::prompt_tokens)
+        .def_readonly("cached_tokens", &RequestStats::cached_tokens)
+        .def_readonly("completion_tokens", &RequestStats::completion_tokens)
+        .def_readonly("queue_ms", &RequestStats::queue_ms)
+        .def_readonly("prefill_ms", &RequestStats::prefill_ms)
+        .def_readonly("ttft_ms", &RequestStats::ttft_ms)
+        .def_readonly("decode_ms", &RequestStats::decode_ms)
+        .def_readonly("total_ms", &RequestStats::total_ms)
+        .def_readonly("itl_p50_ms", &RequestStats::itl_p50_ms)
+        .def_readonly("itl_p95_ms", &RequestStats::itl_p95_ms)
+        .def_readonly("slot", &RequestStats::slot)
+        .def_readonly("pauses", &RequestStats::pauses)
+        .def_readonly("swaps", &RequestStats::swaps);
+
+    py::class_<Event>(m, "Event", "Output of one request since the last drain (coalesced).")
+        .def_readonly("id", &Event::id)
+        .def_property_readonly("text", [](const Event & e) { return to_str(e.text); })
+        .def_readonly("tokens", &Event::tokens)
+        .def_readonly("done", &Event::done)
+        .def_readonly("finish_reason", &Event::finish_reason)
+        .def_readonly("stop_string", &Event::stop_string)
+        .def_readonly("error", &Event::error)
+        .def_readonly("stats", &Event::stats);
+
+    py::class_<SlotInfo>(m, "SlotInfo")
+        .def_readonly("index", &SlotInfo::index)
+        .def_readonly("state", &SlotInfo::state)
+        .def_readonly("request_id", &SlotInfo::request_id)
+        .def_readonly("n_tokens", &SlotInfo::n_tokens)
+        .def_readonly("n_cached", &SlotInfo::n_cached)
+        .def_readonly("n_prompt", &SlotInfo::n_prompt)
+        .def_readonly("n_generated", &SlotInfo::n_generated);
+
+    py::class_<BatcherCounters>(m, "BatcherCounters")
+        .def_readonly("requests", &BatcherCounters::requests)
+        .def_readonly("tokens_in", &BatcherCounters::tokens_in)
+        .def_readonly("tokens_out", &BatcherCounters::tokens_out)
+        .def_readonly("decode_steps", &BatcherCounters::decode_steps)
+        .def_readonly("batch_tokens", &BatcherCounters::batch_tokens)
+        .def_readonly("prefix_hits", &BatcherCounters::prefix_hits)
+        .def_readonly("prefix_misses", &BatcherCounters::prefix_misses)
+        .def_readonly("prefix_evictions", &BatcherCounters::prefix_evictions)
+        .def_readonly("cached_tokens", &BatcherCounters::cached_tokens)
+        .def_readonly("swaps_out", &BatcherCounters::swaps_out)
+        .def_readonly("kv_full", &BatcherCounters::kv_full);
+
+    py::class_<Batcher>(m, "Batcher",
+                        "Continuous batching over a Context's n_seq_max slots, on its own C++ thread. "
+                        "Wait for event_fd to become readable, then drain().")
+        .def(py::init<const Model &, Context &>(), py::arg("model"), py::arg("context"),
+             py::keep_alive<1, 2>(), py::keep_alive<1, 3>(), py::call_guard<py::gil_scoped_release>())
+        .def(
+            "submit",
+            [](Batcher & self, std::string id, std::vector<llama_token> prompt, GenerateParams params,
+               int32_t repeat_limit) {
+                RequestSpec spec{std::move(id), std::move(prompt), std::move(params), repeat_limit};
+                py::gil_scoped_release nogil;
+                self.submit(std::move(spec));
+            },
+            py::arg("id"), py::arg("prompt"), py::arg("params"), py::arg("repeat_limit") = 0)
+        .def("cancel", &Batcher::cancel, py::arg("id"))
+        .def("pause", &Batcher::pause, py::arg("id"))
+        .def("resume", &Batcher::resume, py::arg("id"))
+        .def("drain", &Batcher::drain, "Events since the last drain, one per request (text and tokens joined).")
+        .def_property_readonly("event_fd", &Batcher::event_fd)
+        .def("slots", &Batcher::slots)
+        .def("counters", &Batcher::counters)
+        .def_property_readonly("queued", &Batcher::queued)
+        .def_property_readonly("active", &Batcher::active)
+        .def_property_readonly("n_slots", &Batcher::n_slots)
+        .def_property_readonly("n_ctx_slot", &Batcher::n_ctx_slot)
+        .def_property_readonly("running", &Batcher::running)
+        .def_property_readonly("error", &Batcher::error)
+        .def("stop", &Batcher::stop, py::call_guard<py::gil_scoped_release>(),
+             "Stop the loop; unfinished requests end with finish reason 'error'.");
+}
+
+}  // namespace mullama::bind
