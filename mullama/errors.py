@@ -99,6 +99,13 @@ class EngineClosed(EngineError):
     type = "unavailable"
 
 
+class ContextBusy(EngineError):
+    """The context is driven by generate() or a Batcher; its KV cache is not yours to touch."""
+
+    status = 409
+    type = "invalid_state"
+
+
 class DecodeError(EngineError):
     """llama_decode failed for a reason other than a full KV cache."""
 
@@ -151,4 +158,5 @@ ENGINE_ERRORS: dict[str, type[EngineError]] = {
     "InvalidArgument": InvalidArgument,
     "Closed": EngineClosed,
     "DecodeError": DecodeError,
+    "Busy": ContextBusy,
 }

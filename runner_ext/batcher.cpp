@@ -86,7 +86,7 @@ struct Batcher::Slot {
 };
 
 Batcher::Batcher(const Model & model, Context & ctx)
-    : model_handle_(model.handle()), model_(model), ctx_(ctx) {
+    : model_handle_(model.handle()), claim_(std::make_unique<Context::Claim>(ctx, "a Batcher")), model_(model), ctx_(ctx) {
     n_slots_ = static_cast<int32_t>(ctx.params().n_seq_max);
     n_ctx_slot_ = ctx.n_ctx_seq();
     n_batch_ = ctx.params().n_batch;
@@ -108,6 +108,7 @@ Batcher::Batcher(const Model & model, Context & ctx)
 
 Batcher::~Batcher() {
     stop();
+    claim_.reset();
     if (event_fd_ >= 0) close(event_fd_);
 }
 

@@ -131,6 +131,7 @@ private:
     void snapshot();
 
     std::shared_ptr<ModelHandle> model_handle_;
+    std::unique_ptr<Context::Claim> claim_;  // the loop owns the context while it runs
     const Model & model_;
     Context & ctx_;
     int32_t n_slots_;

@@ -86,7 +86,8 @@ void register_context(py::module_ & m) {
         .def_property_readonly("n_ctx", &Context::n_ctx)
         .def_property_readonly("n_ctx_seq", &Context::n_ctx_seq, "Context available to one sequence.")
         .def_property_readonly("n_vocab", &Context::n_vocab)
-        .def("decode", &Context::decode, py::arg("batch"), py::call_guard<py::gil_scoped_release>(),
+        .def("decode", [](Context & self, const Batch & b) { self.ensure_free(); self.decode(b); }, py::arg("batch"),
+             py::call_guard<py::gil_scoped_release>(),
              "Decode a batch (at most n_batch entries).")
         .def("logits",
              [](Context & self, int32_t i) {
@@ -95,12 +96,20 @@ void register_context(py::module_ & m) {
                  return py::array_t<float>(n, p);  // a copy
              },
              py::arg("index"), "Logits of batch entry `index` of the last decode, as a float32 array (copied).")
-        .def("kv_clear", &Context::kv_clear, py::call_guard<py::gil_scoped_release>())
-        .def("kv_seq_rm", &Context::kv_seq_rm, py::arg("seq"), py::arg("p0") = -1, py::arg("p1") = -1,
+        .def("kv_clear", [](Context & self) { self.ensure_free(); self.kv_clear(); },
+             py::call_guard<py::gil_scoped_release>())
+        .def("kv_seq_rm", [](Context & self, llama_seq_id seq, llama_pos p0, llama_pos p1) {
+                 self.ensure_free();
+                 return self.kv_seq_rm(seq, p0, p1);
+             }, py::arg("seq"), py::arg("p0") = -1, py::arg("p1") = -1,
              py::call_guard<py::gil_scoped_release>(), "Remove positions [p0, p1) of a sequence (-1: open end).")
-        .def("kv_seq_cp", &Context::kv_seq_cp, py::arg("src"), py::arg("dst"), py::arg("p0") = -1,
+        .def("kv_seq_cp", [](Context & self, llama_seq_id src, llama_seq_id dst, llama_pos p0, llama_pos p1) {
+                 self.ensure_free();
+                 self.kv_seq_cp(src, dst, p0, p1);
+             }, py::arg("src"), py::arg("dst"), py::arg("p0") = -1,
              py::arg("p1") = -1, py::call_guard<py::gil_scoped_release>())
-        .def("kv_seq_keep", &Context::kv_seq_keep, py::arg("seq"), py::call_guard<py::gil_scoped_release>())
+        .def("kv_seq_keep", [](Context & self, llama_seq_id seq) { self.ensure_free(); self.kv_seq_keep(seq); },
+             py::arg("seq"), py::call_guard<py::gil_scoped_release>())
         .def("kv_seq_pos_min", &Context::kv_seq_pos_min, py::arg("seq"), py::call_guard<py::gil_scoped_release>())
         .def("kv_seq_pos_max", &Context::kv_seq_pos_max, py::arg("seq"), py::call_guard<py::gil_scoped_release>())
         .def("kv_cells_used", &Context::kv_cells_used, py::call_guard<py::gil_scoped_release>(),
@@ -120,10 +129,14 @@ void register_context(py::module_ & m) {
                  std::string_view v = data;
                  std::vector<uint8_t> buf(v.begin(), v.end());
                  py::gil_scoped_release nogil;
+                 self.ensure_free();
                  self.seq_state_load(buf, seq);
              },
              py::arg("data"), py::arg("seq"))
-        .def("embed", &Context::embed, py::arg("inputs"), py::call_guard<py::gil_scoped_release>(),
+        .def("embed", [](Context & self, const std::vector<std::vector<llama_token>> & inputs) {
+                 self.ensure_free();
+                 return self.embed(inputs);
+             }, py::arg("inputs"), py::call_guard<py::gil_scoped_release>(),
              "Pooled, L2-normalised embeddings of token lists (context made with embeddings=True).")
         .def("memory", &Context::memory, py::call_guard<py::gil_scoped_release>(), "Bytes per device: weights, KV cache, compute buffers.")
         .def("set_threads", &Context::set_threads, py::arg("n_threads"), py::arg("n_threads_batch"),

@@ -23,6 +23,7 @@ const char * kind_name(ErrorKind k) {
         case ErrorKind::InvalidArgument: return "InvalidArgument";
         case ErrorKind::Closed: return "Closed";
         case ErrorKind::DecodeError: return "DecodeError";
+        case ErrorKind::Busy: return "Busy";
         case ErrorKind::Engine: break;
     }
     return "Engine";

@@ -55,7 +55,10 @@ void register_sampler(py::module_ & m) {
     py::class_<Sampler>(m, "Sampler", "Sampling state of one sequence.")
         .def(py::init<const Model &, const SamplingParams &>(), py::arg("model"), py::arg("params"),
              py::call_guard<py::gil_scoped_release>())
-        .def("sample", &Sampler::sample, py::arg("context"), py::arg("index"),
+        .def("sample", [](Sampler & self, Context & ctx, int32_t index) {
+                 ctx.ensure_free();
+                 return self.sample(ctx, index);
+             }, py::arg("context"), py::arg("index"),
              py::call_guard<py::gil_scoped_release>(),
              "Sample (and accept) a token from the logits of batch entry `index` of the last decode.")
         .def("accept", &Sampler::accept, py::arg("token"))

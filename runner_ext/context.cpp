@@ -90,6 +90,14 @@ llama_context_params to_llama_params(const ContextParams & p, const ModelInfo & 
     if (info.n_ctx_train > 0 && p.n_ctx == 0) {
         cp.n_ctx = static_cast<uint32_t>(info.n_ctx_train);
     }
+    if (p.embeddings && cp.pooling_type != LLAMA_POOLING_TYPE_NONE) {
+        // Pooled embeddings need the physical batch to be a multiple of n_seq_max
+        // (llama.cpp asserts otherwise). It is min(n_ctx, n_batch, n_ubatch) for a causal model.
+        uint32_t ub = std::min({cp.n_ctx > 0 ? cp.n_ctx : cp.n_batch, cp.n_batch, cp.n_ubatch});
+        ub = std::max(cp.n_seq_max, ub - ub % cp.n_seq_max);
+        cp.n_ubatch = ub;
+        cp.n_batch = std::max(cp.n_batch, ub);
+    }
     return cp;
 }
 
@@ -139,8 +147,12 @@ std::vector<DeviceMemory> memory_breakdown(const llama_model * model, const llam
 // ---------------------------------------------------------------- Batch
 
 Batch::Batch(int32_t capacity, int32_t n_seq_max) : capacity_(capacity) {
-    if (capacity < 1) {
-        raise(ErrorKind::InvalidArgument, "batch capacity must be >= 1");
+    if (capacity < 1 || capacity > (1 << 20)) {
+        raise(ErrorKind::InvalidArgument, "batch capacity must be in [1, 1048576]");
+    }
+    if (n_seq_max < 1 || static_cast<size_t>(n_seq_max) > llama_max_parallel_sequences()) {
+        raise(ErrorKind::InvalidArgument, "batch n_seq_max must be in [1, " +
+                                              std::to_string(llama_max_parallel_sequences()) + "]");
     }
     batch_ = llama_batch_init(capacity, 0, std::max(1, n_seq_max));
 }
@@ -174,6 +186,9 @@ llama_batch Batch::view(int32_t start, int32_t count) const {
 // ---------------------------------------------------------------- Context
 
 Context::Context(const Model & model, const ContextParams & params) : model_(model.handle()), params_(params) {
+    if (model.info().vocab_only) {
+        raise(ErrorKind::InvalidArgument, "a vocabulary-only model has no weights: it cannot have a context");
+    }
     llama_context_params cp = to_llama_params(params, model.info());
     params_.n_ctx = cp.n_ctx;
     params_.n_threads = cp.n_threads;
@@ -187,6 +202,11 @@ Context::Context(const Model & model, const ContextParams & params) : model_(mod
     }
     if (ctx_ == nullptr) {
         std::string cause = cap.joined();
+        if (cap.contains("requires flash_attn") || cap.contains("block size") || cap.contains("blck") ||
+            cap.contains("is not divisible") || cap.contains("quantized V cache")) {
+            raise(ErrorKind::InvalidArgument, "KV cache types " + params.type_k + "/" + params.type_v +
+                                                  " do not work with this model: " + cause);
+        }
         if (cap.contains("alloc") || cap.contains("memory")) {
             raise(ErrorKind::OutOfMemory, "out of memory creating a context of " + std::to_string(cp.n_ctx) +
                                               " tokens: " + cause);
@@ -204,6 +224,23 @@ void Context::close() {
         ctx_ = nullptr;
     }
     model_.reset();
+}
+
+Context::Claim::Claim(Context & ctx, const char * who) : ctx_(ctx) {
+    bool expected = false;
+    if (!ctx.busy_.compare_exchange_strong(expected, true)) {
+        raise(ErrorKind::Busy, std::string("context is in use by ") + ctx.busy_with_);
+    }
+    ctx.busy_with_ = who;
+}
+
+Context::Claim::~Claim() { ctx_.busy_.store(false); }
+
+void Context::ensure_free() const {
+    if (busy_.load()) {
+        raise(ErrorKind::Busy, std::string("context is in use by ") + busy_with_ +
+                                   "; its KV cache and decode belong to that driver");
+    }
 }
 
 llama_context * Context::raw() const {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -105,6 +106,20 @@ public:
     std::vector<DeviceMemory> memory() const;
     void set_threads(int32_t n_threads, int32_t n_threads_batch);
 
+    // Exclusive use by one driver (generate() or a Batcher) for its lifetime; a second
+    // driver, and the Python-facing mutating calls, get ErrorKind::Busy meanwhile.
+    class Claim {
+    public:
+        Claim(Context & ctx, const char * who);
+        ~Claim();
+        Claim(const Claim &) = delete;
+        Claim & operator=(const Claim &) = delete;
+
+    private:
+        Context & ctx_;
+    };
+    void ensure_free() const;  // throws Busy
+
     llama_context * raw() const;  // for the C++ loop only; throws Closed
     std::mutex & mutex() const { return mutex_; }
     void check_seq(llama_seq_id seq) const;
@@ -114,6 +129,8 @@ private:
     llama_context * ctx_ = nullptr;
     ContextParams params_;
     mutable std::mutex mutex_;
+    std::atomic<bool> busy_{false};
+    const char * busy_with_ = "";
 };
 
 ggml_type kv_type_from_string(const std::string & name);

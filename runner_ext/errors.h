@@ -22,6 +22,7 @@ enum class ErrorKind {
     InvalidArgument,    // a parameter out of range
     Closed,             // use of a closed model/context
     DecodeError,        // llama_decode failed
+    Busy,               // the context is driven by generate() or a Batcher
 };
 
 class Error : public std::runtime_error {

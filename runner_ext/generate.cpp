@@ -44,6 +44,7 @@ std::vector<GenerateResult> generate(Context & ctx, const Model & model,
         raise(ErrorKind::InvalidArgument, std::to_string(prompts.size()) + " prompts but the context has only " +
                                               std::to_string(ctx.params().n_seq_max) + " sequences (n_seq_max)");
     }
+    Context::Claim claim(ctx, "generate()");
     const uint32_t n_ctx_seq = ctx.n_ctx_seq();
     const uint32_t n_batch = ctx.params().n_batch;
     size_t total_prompt = 0;

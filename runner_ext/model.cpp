@@ -73,6 +73,9 @@ std::string ftype_name(llama_ftype ftype) {
     // llama_ftype_name gives "Q4_1", "Q4_K - Medium", "IQ2_XXS - 2.0625 bpw", ...;
     // return the short names used in file names: Q4_1, Q4_K_M, IQ2_XXS.
     std::string s = llama_ftype_name(ftype);
+    if (s.rfind("all ", 0) == 0) {
+        s.erase(0, 4);  // "all F32"
+    }
     static const std::pair<const char *, const char *> sizes[] = {
         {" - Small", "_S"}, {" - Medium", "_M"}, {" - Large", "_L"}};
     for (const auto & [long_name, suffix] : sizes) {
@@ -198,13 +201,16 @@ Model::Model(const std::string & path, const ModelParams & params, ProgressFn pr
     char desc[256];
     llama_model_desc(model, desc, sizeof(desc));
     i.description = desc;
-    i.n_params = llama_model_n_params(model);
-    i.tensor_bytes = llama_model_size(model);
-    i.n_layer = llama_model_n_layer(model);
-    i.n_ctx_train = llama_model_n_ctx_train(model);
-    i.n_embd = llama_model_n_embd(model);
-    i.n_head = llama_model_n_head(model);
-    i.n_head_kv = llama_model_n_head_kv(model);
+    i.vocab_only = params.vocab_only;
+    if (!params.vocab_only) {  // the hyper-parameter getters abort on a vocabulary-only model
+        i.n_params = llama_model_n_params(model);
+        i.tensor_bytes = llama_model_size(model);
+        i.n_layer = llama_model_n_layer(model);
+        i.n_ctx_train = llama_model_n_ctx_train(model);
+        i.n_embd = llama_model_n_embd(model);
+        i.n_head = llama_model_n_head(model);
+        i.n_head_kv = llama_model_n_head_kv(model);
+    }
     const llama_vocab * vocab = llama_model_get_vocab(model);
     i.n_vocab = llama_vocab_n_tokens(vocab);
     i.ftype = ftype_name(llama_model_ftype(model));
@@ -214,8 +220,10 @@ Model::Model(const std::string & path, const ModelParams & params, ProgressFn pr
     i.eos = llama_vocab_eos(vocab);
     i.eot = llama_vocab_eot(vocab);
     i.add_bos = llama_vocab_get_add_bos(vocab);
-    i.has_encoder = llama_model_has_encoder(model);
-    i.is_recurrent = llama_model_is_recurrent(model) || llama_model_is_hybrid(model);
+    if (!params.vocab_only) {
+        i.has_encoder = llama_model_has_encoder(model);
+        i.is_recurrent = llama_model_is_recurrent(model) || llama_model_is_hybrid(model);
+    }
 }
 
 Model::~Model() = default;

@@ -54,6 +54,7 @@ struct ModelInfo {
     bool add_bos = false;
     bool has_encoder = false;
     bool is_recurrent = false;
+    bool vocab_only = false;  // loaded without weights: tokenizer and metadata only
 };
 
 struct ChatMessage {

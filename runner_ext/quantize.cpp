@@ -4,6 +4,8 @@
 #include <cctype>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
+#include <unistd.h>
 #include <stdexcept>
 #include <utility>
 
@@ -55,6 +57,17 @@ void quantize(const std::string & in_path, const std::string & out_path, const Q
     if (in_path == out_path) {
         raise(ErrorKind::InvalidArgument, "output path must differ from the input path");
     }
+    {
+        const std::filesystem::path out(out_path);
+        const auto dir = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
+        std::error_code ec;
+        if (!std::filesystem::is_directory(dir, ec)) {
+            raise(ErrorKind::InvalidArgument, "output directory does not exist: " + dir.string());
+        }
+        if (access(dir.c_str(), W_OK) != 0) {
+            raise(ErrorKind::InvalidArgument, "output directory is not writable: " + dir.string());
+        }
+    }
     if (params.n_threads < 0) {
         raise(ErrorKind::InvalidArgument, "n_threads must be >= 0");
     }
@@ -105,7 +118,13 @@ void quantize(const std::string & in_path, const std::string & out_path, const Q
             raise(ErrorKind::InvalidArgument, "cannot requantise an already quantised model without "
                                               "allow_requantize=True: " + cause);
         }
-        raise(ErrorKind::CorruptModelFile, "quantisation of " + in_path + " failed: " + cause);
+        if (cause.find("failed to open") != std::string::npos && cause.find(out_path) != std::string::npos) {
+            raise(ErrorKind::InvalidArgument, "cannot write " + out_path + ": " + cause);
+        }
+        if (cause.find("tensor") != std::string::npos && cause.find("bounds") != std::string::npos) {
+            raise(ErrorKind::CorruptModelFile, "quantisation of " + in_path + " failed: " + cause);
+        }
+        raise(ErrorKind::Engine, "quantisation of " + in_path + " failed: " + cause);
     }
 }
 

@@ -107,6 +107,10 @@ llama_token Sampler::sample(Context & ctx, int32_t idx) {
 }
 
 llama_token Sampler::sample_locked(llama_context * ctx, int32_t idx) {
+    // common_sampler asserts on missing logits: check first so bad input raises instead.
+    if (llama_get_logits_ith(ctx, idx) == nullptr) {
+        raise(ErrorKind::InvalidArgument, "batch entry " + std::to_string(idx) + " of the last decode has no logits");
+    }
     llama_token tok;
     try {
         tok = common_sampler_sample(smpl_, ctx, idx);
@@ -117,7 +121,12 @@ llama_token Sampler::sample_locked(llama_context * ctx, int32_t idx) {
     return tok;
 }
 
-void Sampler::accept(llama_token token) { common_sampler_accept(smpl_, token, false); }
+void Sampler::accept(llama_token token) {
+    if (token < 0 || token >= llama_vocab_n_tokens(model_->vocab())) {
+        raise(ErrorKind::InvalidArgument, "token id " + std::to_string(token) + " out of range");
+    }
+    common_sampler_accept(smpl_, token, false);
+}
 
 void Sampler::reset() { common_sampler_reset(smpl_); }
 

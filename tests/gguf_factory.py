@@ -20,7 +20,20 @@ import gguf
 import numpy as np
 
 #: Word pieces after the byte tokens; "\u2581" is SentencePiece's space marker.
-_PIECES = ["\u2581", "\u2581the", "\u2581a", "\u2581of", "e", "t", "a", "o", "n", "s", "\u2581yes", "\u2581no"]
+_PIECES = [
+    "\u2581",
+    "\u2581the",
+    "\u2581a",
+    "\u2581of",
+    "e",
+    "t",
+    "a",
+    "o",
+    "n",
+    "s",
+    "\u2581yes",
+    "\u2581no",
+]
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -46,6 +59,13 @@ class TinySpec:
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def n_params(self) -> int:
+        """Parameters in the written tensors (embeddings, untied output, norms, layers)."""
+        e, ff, kv = self.n_embd, self.n_ff, self.head_dim * self.n_head_kv
+        per_layer = 2 * e + 2 * e * e + 2 * kv * e + 3 * e * ff
+        return 2 * N_VOCAB * e + e + self.n_layer * per_layer
 
 
 def tiny_vocab() -> tuple[list[str], list[float], list[int]]:
