@@ -41,7 +41,10 @@ def configure(level: str = "warning", fmt: str = "console") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(foreign_pre_chain=_SHARED, processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer,
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            # JSON: log.exception(...) carries its traceback as text; the console renderer prints it itself.
+            *([structlog.processors.format_exc_info] if fmt == "json" else []),
+            renderer,
         ])
     )
     root = logging.getLogger()

@@ -7,9 +7,15 @@ lines, then one ``CompletionFinal``. Errors are ``ErrorBody``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+
+# Bounded integers: the engine takes 32-bit values, so larger ones are a 400 here.
+Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+TokenId = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+Seed = Annotated[int, msgspec.Meta(ge=-1, le=2**32 - 1)]
 
 HealthStatus = Literal["starting", "loading", "warming", "ready", "draining", "error"]
 LoadOp = Literal["fit", "alloc", "commit", "close"]
@@ -42,14 +48,14 @@ class LoadParams(_Wire, kw_only=True):
 
     op: LoadOp
     model: str | None = None    # GGUF path (fit, alloc)
-    n_ctx: int = 4096           # total context; each slot gets n_ctx / n_parallel unless kv_unified
-    n_parallel: int = 4
-    n_batch: int = 2048
-    n_ubatch: int = 512
-    n_threads: int = 0
-    n_threads_batch: int = 0
-    n_gpu_layers: int = -1
-    main_gpu: int = 0
+    n_ctx: Count = 4096           # total context; each slot gets n_ctx / n_parallel unless kv_unified
+    n_parallel: Count = 4
+    n_batch: Count = 2048
+    n_ubatch: Count = 512
+    n_threads: Count = 0
+    n_threads_batch: Count = 0
+    n_gpu_layers: Int32 = -1
+    main_gpu: Count = 0
     split_mode: Literal["none", "layer", "row"] = "layer"
     tensor_split: list[float] = []
     use_mmap: bool = True
@@ -76,32 +82,32 @@ class LoadResult(_Wire, kw_only=True):
     op: LoadOp
     status: HealthStatus
     devices: list[DeviceMemory] = []
-    n_ctx: int = 0
+    n_ctx: Count = 0
     n_layer: int = 0
     duration_ms: float = 0.0
 
 
 class CompletionRequest(_Wire, kw_only=True):
     prompt: str | None = None
-    tokens: list[int] | None = None
+    tokens: list[TokenId] | None = None
     id: str | None = None
     stream: bool = True
-    max_tokens: int = 128
+    max_tokens: Int32 = 128
     temperature: float = 0.8
-    top_k: int = 40
+    top_k: Int32 = 40
     top_p: float = 0.95
     min_p: float = 0.05
     repeat_penalty: float = 1.0
-    repeat_last_n: int = 64
+    repeat_last_n: Int32 = 64
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
-    seed: int = -1
+    seed: Seed = -1
     stop: list[str] = []
     ignore_eos: bool = False
     grammar: str | None = None
     json_schema: dict | bool | None = None
-    logit_bias: dict[str, float] | list[tuple[int, float]] = {}
-    repeat_limit: int | None = None     # None: the runner's default
+    logit_bias: dict[str, float] | list[tuple[TokenId, float]] = {}
+    repeat_limit: Count | None = None   # None: the runner's default
     add_special: bool = True            # BOS etc. when tokenizing `prompt`
     parse_special: bool = True          # <|im_start|> in `prompt` becomes the special token
 
@@ -159,7 +165,7 @@ class TokenizeResult(_Wire, kw_only=True):
 
 
 class DetokenizeRequest(_Wire, kw_only=True):
-    tokens: list[int]
+    tokens: list[TokenId]
 
 
 class DetokenizeResult(_Wire, kw_only=True):

@@ -223,8 +223,14 @@ size_t Batcher::queued() const {
 }
 
 size_t Batcher::active() const {
+    // live_ counts every request from submit to its final event; the rest wait in the queue.
     std::lock_guard<std::mutex> lock(mu_);
-    return active_;
+    return live_.size() - std::min(live_.size(), pending_.size());
+}
+
+size_t Batcher::live() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return live_.size();
 }
 
 bool Batcher::running() const {

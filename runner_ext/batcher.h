@@ -104,7 +104,8 @@ public:
     std::vector<SlotInfo> slots() const;
     BatcherCounters counters() const;
     size_t queued() const;                 // waiting for a slot
-    size_t active() const;                 // in a slot or swapped out
+    size_t active() const;                 // taken from the queue, not finished (in a slot or swapped out)
+    size_t live() const;                   // submitted and not finished: queued + active, exact
     int32_t n_slots() const { return n_slots_; }
     uint32_t n_ctx_slot() const { return n_ctx_slot_; }
     bool running() const;

@@ -76,6 +76,7 @@ void register_batcher(py::module_ & m) {
         .def("counters", &Batcher::counters)
         .def_property_readonly("queued", &Batcher::queued)
         .def_property_readonly("active", &Batcher::active)
+        .def_property_readonly("live", &Batcher::live)
         .def_property_readonly("n_slots", &Batcher::n_slots)
         .def_property_readonly("n_ctx_slot", &Batcher::n_ctx_slot)
         .def_property_readonly("running", &Batcher::running)

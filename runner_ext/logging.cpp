@@ -1,5 +1,7 @@
 #include "logging.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <mutex>
 
@@ -92,6 +94,43 @@ void clear_sink() {
 }
 
 int min_level() { return g_min_level.load(); }
+
+namespace {
+std::mutex g_stderr_mutex;  // one redirect at a time
+}
+
+StderrCapture::StderrCapture() {
+    g_stderr_mutex.lock();
+    std::fflush(stderr);
+    tmp_ = std::tmpfile();
+    saved_ = dup(2);
+    if (tmp_ == nullptr || saved_ < 0 || dup2(fileno(tmp_), 2) < 0) {
+        if (saved_ >= 0) close(saved_);
+        saved_ = -1;
+    }
+}
+
+std::string StderrCapture::finish() {
+    if (done_) return {};
+    done_ = true;
+    std::string text;
+    std::fflush(stderr);
+    if (saved_ >= 0) {
+        dup2(saved_, 2);
+        close(saved_);
+        saved_ = -1;
+        std::rewind(tmp_);
+        char buf[4096];
+        size_t n;
+        while ((n = std::fread(buf, 1, sizeof(buf), tmp_)) > 0 && text.size() < (1u << 20)) text.append(buf, n);
+    }
+    if (tmp_ != nullptr) std::fclose(tmp_);
+    tmp_ = nullptr;
+    g_stderr_mutex.unlock();
+    return text;
+}
+
+StderrCapture::~StderrCapture() { finish(); }
 
 Capture::Capture(Hook hook) : hook_(std::move(hook)), previous_(t_capture) { t_capture = this; }
 

@@ -3,6 +3,7 @@
 // the cause llama.cpp reported.
 #pragma once
 
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <vector>
@@ -38,6 +39,24 @@ private:
     std::vector<std::string> lines_;
     Hook hook_;
     Capture * previous_;
+};
+
+// RAII: while alive, what C code writes to file descriptor 2 goes to a temporary
+// file instead (llama.cpp's grammar parser prints errors, and the grammar, with
+// fprintf(stderr)). Process-wide, so held only around such calls; text() returns
+// what was captured.
+class StderrCapture {
+public:
+    StderrCapture();
+    ~StderrCapture();
+    StderrCapture(const StderrCapture &) = delete;
+    StderrCapture & operator=(const StderrCapture &) = delete;
+    std::string finish();  // restore fd 2 and return the captured text
+
+private:
+    int saved_ = -1;
+    std::FILE * tmp_ = nullptr;
+    bool done_ = false;
 };
 
 }  // namespace mullama::logging

@@ -78,17 +78,28 @@ common_params_sampling to_common(const SamplingParams & p, int32_t n_vocab) {
 Sampler::Sampler(const Model & model, const SamplingParams & params) : model_(model.handle()), params_(params) {
     common_params_sampling cp = to_common(params, llama_vocab_n_tokens(model_->vocab()));
     logging::Capture cap;
+    // llama.cpp's grammar parser prints its error, and the whole grammar, straight to
+    // stderr: keep user text out of the logs and put the reason into the exception.
+    std::unique_ptr<logging::StderrCapture> err;
+    if (!cp.grammar.grammar.empty()) err = std::make_unique<logging::StderrCapture>();
     try {
         smpl_ = common_sampler_init(model_->get(), cp);
     } catch (const Error &) {
         throw;
     } catch (const std::exception & e) {
-        const std::string what = e.what();
-        if (what.find("grammar") != std::string::npos) {
-            raise(params.json_schema.empty() ? ErrorKind::InvalidGrammar : ErrorKind::InvalidSchema,
-                  "invalid grammar: " + (cap.lines().empty() ? what : cap.joined()));
+        std::string reason = e.what();
+        if (err) {
+            const std::string printed = err->finish();
+            const auto at = printed.find("error parsing grammar: ");
+            if (at != std::string::npos) {
+                reason = printed.substr(at + 23, printed.find('\n', at) - at - 23);
+            }
         }
-        raise(ErrorKind::InvalidArgument, what);
+        if (std::string(e.what()).find("grammar") != std::string::npos) {
+            raise(params.json_schema.empty() ? ErrorKind::InvalidGrammar : ErrorKind::InvalidSchema,
+                  "invalid grammar: " + reason);
+        }
+        raise(ErrorKind::InvalidArgument, reason);
     }
     if (smpl_ == nullptr) {
         raise(ErrorKind::InvalidGrammar, "could not create sampler: " + cap.joined());

@@ -51,6 +51,11 @@ async def watch_parent(parent: int) -> None:
 async def serve(args: argparse.Namespace, token: str) -> None:
     engine = RunnerEngine(max_queue=args.max_queue, repeat_limit=args.repeat_limit)
     app = create_app(engine, token)
+    # Signals first: a SIGTERM that arrives right after the port line still drains.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
@@ -59,11 +64,6 @@ async def serve(args: argparse.Namespace, token: str) -> None:
     sys.stdout.write(json.dumps({"port": port, "pid": os.getpid()}) + "\n")
     sys.stdout.flush()
     log.info("listening", host=args.host, port=port)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
     watcher = asyncio.create_task(watch_parent(args.parent))
     await stop.wait()
     log.info("draining", timeout_s=args.drain_timeout)

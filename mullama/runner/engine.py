@@ -64,6 +64,8 @@ def _sampling(req: wire.CompletionRequest, n_vocab: int) -> engine.SamplingParam
             bias = [(int(k), float(v)) for k, v in req.logit_bias.items()]
         except ValueError:
             raise InvalidArgument("logit_bias keys must be token ids") from None
+        if any(not 0 <= t < n_vocab for t, _ in bias):
+            raise InvalidArgument(f"logit_bias token ids must be in [0, {n_vocab})")
     else:
         bias = [(int(t), float(v)) for t, v in req.logit_bias]
     schema = ""
@@ -299,7 +301,7 @@ class RunnerEngine:
         """Validate and queue a completion; errors (4xx/5xx) raise here, before any output."""
         loaded = self._ready()
         batcher = loaded.batcher
-        if batcher.queued + batcher.active >= batcher.n_slots + self.max_queue:
+        if batcher.live >= batcher.n_slots + self.max_queue:
             self.rejected += 1
             raise QueueFull(f"all {batcher.n_slots} slots are busy and {batcher.queued} requests are waiting")
         if (req.prompt is None) == (req.tokens is None):
@@ -322,8 +324,7 @@ class RunnerEngine:
             if rid in loaded.streams:
                 raise InvalidArgument(f"request id {rid!r} is already running")
         else:
-            self._next_id += 1
-            rid = f"r{self._next_id}"
+            rid = self._new_id(loaded)
         limit = self.repeat_limit if req.repeat_limit is None else req.repeat_limit
         stream = Stream(self, loaded, rid)
         loaded.streams[rid] = stream.queue
@@ -337,6 +338,13 @@ class RunnerEngine:
             stream.detach()
             raise
         return stream
+
+    def _new_id(self, loaded: Loaded) -> str:
+        while True:  # never reuse an id a client chose
+            self._next_id += 1
+            rid = f"r{self._next_id}"
+            if rid not in loaded.streams:
+                return rid
 
     def _stream_closed(self, loaded: Loaded, rid: str) -> None:
         loaded.streams.pop(rid, None)
@@ -392,7 +400,7 @@ class RunnerEngine:
         devices: list[wire.DeviceMemory] = []
         counters = wire.Counters(requests=0, tokens_in=0, tokens_out=0, decode_steps=0, avg_batch_size=0.0,
                                  swaps_out=0, kv_full=0, rejected=self.rejected)
-        queued = active = n_parallel = 0
+        queued = active = n_parallel = 0  # exact: from the loop's own request table
         if loaded is not None:
             devices = _device_list(loaded.ctx.memory())
             n_parallel = loaded.params.n_parallel

@@ -38,7 +38,7 @@ async def error_middleware(request: web.Request, handler):
         return await handler(request)
     except MullamaError as exc:
         return error_response(exc.status, exc.type, str(exc))
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         return error_response(400, "invalid_request_error", f"invalid request body: {exc}")
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -95,7 +95,8 @@ async def completion(request: web.Request) -> web.StreamResponse:
             async for ev in stream:
                 text.append(ev.text)
                 tokens.extend(ev.tokens)
-                final = ev
+                if ev.done:
+                    final = ev
             return _json(wire.CompletionFinal(
                 id=stream.id, content="".join(text), tokens=tokens, finish_reason=final.finish_reason,
                 stop_string=final.stop_string or None, error=final.error or None, stats=stats_of(final)))
