@@ -142,7 +142,11 @@ class CMakeBuild(build_ext):
             sys.exit(f"CMake did not produce {built}")
         dest = Path(self.get_ext_fullpath(ext.name))
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(built, dest)
+        # Copy, then rename: a process that has the old module mapped keeps its inode
+        # (overwriting in place would pull the pages from under it).
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.copy2(built, tmp)
+        os.replace(tmp, dest)
 
 
 setup(ext_modules=[CMakeExtension("mullama._engine")], cmdclass={"build_ext": CMakeBuild})

@@ -154,29 +154,19 @@ void Batcher::submit(RequestSpec spec) {
     cv_.notify_all();
 }
 
-bool Batcher::cancel(const std::string & id) {
+bool Batcher::control(int op, const std::string & id) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!live_.count(id)) return false;
-    controls_.emplace_back(kCancel, id);
+    controls_.emplace_back(op, id);
     cv_.notify_all();
     return true;
 }
 
-bool Batcher::pause(const std::string & id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!live_.count(id)) return false;
-    controls_.emplace_back(kPause, id);
-    cv_.notify_all();
-    return true;
-}
+bool Batcher::cancel(const std::string & id) { return control(kCancel, id); }
 
-bool Batcher::resume(const std::string & id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!live_.count(id)) return false;
-    controls_.emplace_back(kResume, id);
-    cv_.notify_all();
-    return true;
-}
+bool Batcher::pause(const std::string & id) { return control(kPause, id); }
+
+bool Batcher::resume(const std::string & id) { return control(kResume, id); }
 
 std::vector<Event> Batcher::drain() {
     std::vector<Event> raw;

@@ -120,6 +120,7 @@ private:
     struct Slot;
 
     void loop();
+    bool control(int op, const std::string & id);  // queue an op for the loop; false: not live
     void apply_controls();
     void admit();
     bool step();
