@@ -250,7 +250,7 @@ async def main_async(a: argparse.Namespace) -> dict:
     servers = [LlamaServer(tools["llama-server"], model, a), Runner(model, a)]
     results: dict = {"runs": []}
     timeout = aiohttp.ClientTimeout(total=600)
-    conn = aiohttp.TCPConnector(limit=0)
+    conn = aiohttp.TCPConnector(limit=0, force_close=True)  # llama-server closes streamed connections: no reuse, for both
     try:
         async with aiohttp.ClientSession(timeout=timeout, connector=conn) as session:
             for s in servers:

@@ -85,8 +85,12 @@ struct Batcher::Slot {
     uint64_t last_used = 0;
 };
 
-Batcher::Batcher(const Model & model, Context & ctx)
-    : model_handle_(model.handle()), claim_(std::make_unique<Context::Claim>(ctx, "a Batcher")), model_(model), ctx_(ctx) {
+Batcher::Batcher(const Model & model, Context & ctx, double signal_interval_ms)
+    : model_handle_(model.handle()), claim_(std::make_unique<Context::Claim>(ctx, "a Batcher")), model_(model), ctx_(ctx),
+      signal_interval_ms_(signal_interval_ms) {
+    if (!(signal_interval_ms >= 0.0 && signal_interval_ms <= 1000.0)) {
+        raise(ErrorKind::InvalidArgument, "signal_interval_ms must be in [0, 1000]");
+    }
     n_slots_ = static_cast<int32_t>(ctx.params().n_seq_max);
     n_ctx_slot_ = ctx.n_ctx_seq();
     n_batch_ = ctx.params().n_batch;
@@ -184,6 +188,7 @@ std::vector<Event> Batcher::drain() {
             continue;
         }
         Event & o = out[it->second];
+        o.first = o.first || e.first;
         o.text += e.text;
         o.tokens.insert(o.tokens.end(), e.tokens.begin(), e.tokens.end());
         if (e.done) {
@@ -236,18 +241,22 @@ std::string Batcher::error() const {
 // ---------------------------------------------------------------- loop thread
 
 void Batcher::publish(Event ev) {
-    bool wake;
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        wake = events_.empty();
-        if (ev.done) live_.erase(ev.id);
-        events_.push_back(std::move(ev));
-    }
-    if (wake) {
-        const uint64_t one = 1;
-        ssize_t n = write(event_fd_, &one, sizeof(one));
-        (void)n;  // EAGAIN only when the counter is saturated: the reader is awake anyway
-    }
+    unsignalled_ = true;
+    urgent_ = urgent_ || ev.done || ev.first;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ev.done) live_.erase(ev.id);
+    events_.push_back(std::move(ev));
+}
+
+void Batcher::signal(bool force) {
+    if (!unsignalled_) return;
+    const auto now = Clock::now();
+    if (!force && !urgent_ && ms_between(last_signal_, now) < signal_interval_ms_) return;
+    unsignalled_ = urgent_ = false;
+    last_signal_ = now;
+    const uint64_t one = 1;
+    ssize_t n = write(event_fd_, &one, sizeof(one));
+    (void)n;  // EAGAIN only when the counter is saturated: the reader is awake anyway
 }
 
 void Batcher::snapshot() {
@@ -523,6 +532,7 @@ void Batcher::sample_slot(Slot & s) {
     }
     Event ev;
     ev.id = r.spec.id;
+    ev.first = r.generated.size() == 1;
     ev.text = r.stream->push(model_.token_to_piece(tok, false));
     ev.tokens.push_back(tok);
     publish(std::move(ev));
@@ -637,6 +647,19 @@ void Batcher::loop() {
     for (;;) {
         {
             std::unique_lock<std::mutex> lock(mu_);
+            auto has_work = [&] {
+                if (stop_ || !controls_.empty()) return true;
+                bool work = false;
+                for (const auto & r : pending_) work = work || !r->paused;
+                for (const auto & s : slot_) work = work || (s->req && !s->req->paused);
+                for (const auto & r : swapped_) work = work || !r->paused;
+                return work;
+            };
+            if (!has_work()) {
+                lock.unlock();
+                signal(true);  // going idle: nothing may wait for the next interval
+                lock.lock();
+            }
             cv_.wait(lock, [&] {
                 if (stop_ || !controls_.empty()) return true;
                 bool work = false;
@@ -662,6 +685,7 @@ void Batcher::loop() {
             stop_ = true;
         }
         snapshot();
+        signal(false);
     }
     // Unfinished requests end with an error event: no client waits forever.
     std::vector<std::unique_ptr<Request>> rest;
@@ -678,6 +702,7 @@ void Batcher::loop() {
     swapped_.clear();
     for (auto & r : rest) finish_request(*r, "error", "runner stopped");
     snapshot();
+    signal(true);
 }
 
 }  // namespace mullama

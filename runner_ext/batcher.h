@@ -54,6 +54,7 @@ struct Event {
     std::string text;                 // whole UTF-8 only
     std::vector<llama_token> tokens;
     bool done = false;
+    bool first = false;               // carries the request's first token
     std::string finish_reason;        // stop | length | cancelled | repeat_limit | context_full | error
     std::string stop_string;
     std::string error;
@@ -86,7 +87,11 @@ struct BatcherCounters {
 
 class Batcher {
 public:
-    Batcher(const Model & model, Context & ctx);
+    // signal_interval_ms: the eventfd is written at most this often while streams run
+    // (first tokens and final events go at once). Each wake-up of Python costs the
+    // decode threads a time slice on a small machine; fewer, fuller wake-ups keep
+    // throughput while chunks stay frequent enough for streaming.
+    Batcher(const Model & model, Context & ctx, double signal_interval_ms = 20.0);
     ~Batcher();
     Batcher(const Batcher &) = delete;
     Batcher & operator=(const Batcher &) = delete;
@@ -130,6 +135,7 @@ private:
     void swap_out(Slot & s);
     void free_idle_caches();
     void publish(Event ev);
+    void signal(bool force);  // write the eventfd if events wait and it is time
     void snapshot();
 
     std::shared_ptr<ModelHandle> model_handle_;
@@ -140,6 +146,10 @@ private:
     uint32_t n_ctx_slot_;
     uint32_t n_batch_;
     int event_fd_ = -1;
+    double signal_interval_ms_;
+    bool unsignalled_ = false;   // events published since the last eventfd write
+    bool urgent_ = false;        // ... among them a first token or a final event
+    Clock::time_point last_signal_{};
 
     // owned by the loop thread
     std::vector<std::unique_ptr<Slot>> slot_;

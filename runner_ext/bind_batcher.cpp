@@ -26,6 +26,7 @@ void register_batcher(py::module_ & m) {
         .def_property_readonly("text", [](const Event & e) { return to_str(e.text); })
         .def_readonly("tokens", &Event::tokens)
         .def_readonly("done", &Event::done)
+        .def_readonly("first", &Event::first)
         .def_readonly("finish_reason", &Event::finish_reason)
         .def_readonly("stop_string", &Event::stop_string)
         .def_readonly("error", &Event::error)
@@ -56,8 +57,9 @@ void register_batcher(py::module_ & m) {
     py::class_<Batcher>(m, "Batcher",
                         "Continuous batching over a Context's n_seq_max slots, on its own C++ thread. "
                         "Wait for event_fd to become readable, then drain().")
-        .def(py::init<const Model &, Context &>(), py::arg("model"), py::arg("context"),
-             py::keep_alive<1, 2>(), py::keep_alive<1, 3>(), py::call_guard<py::gil_scoped_release>())
+        .def(py::init<const Model &, Context &, double>(), py::arg("model"), py::arg("context"),
+             py::arg("signal_interval_ms") = 20.0, py::keep_alive<1, 2>(), py::keep_alive<1, 3>(),
+             py::call_guard<py::gil_scoped_release>())
         .def(
             "submit",
             [](Batcher & self, std::string id, std::vector<llama_token> prompt, GenerateParams params,

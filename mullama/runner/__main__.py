@@ -49,7 +49,8 @@ async def watch_parent(parent: int) -> None:
 
 
 async def serve(args: argparse.Namespace, token: str) -> None:
-    engine = RunnerEngine(max_queue=args.max_queue, repeat_limit=args.repeat_limit)
+    engine = RunnerEngine(max_queue=args.max_queue, repeat_limit=args.repeat_limit,
+                          stream_interval_ms=args.stream_interval_ms)
     app = create_app(engine, token)
     # Signals first: a SIGTERM that arrives right after the port line still drains.
     stop = asyncio.Event()
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-queue", type=int, default=64, help="requests that may wait for a slot")
     parser.add_argument("--repeat-limit", type=int, default=64,
                         help="end a request whose output repeats one block more than N times (0: off)")
+    parser.add_argument("--stream-interval-ms", type=float, default=20.0,
+                        help="wake Python for streamed tokens at most this often (first and last tokens go at once)")
     parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds SIGTERM waits for requests")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-format", default="json", choices=["json", "console"])

@@ -131,13 +131,14 @@ class Stream:
 class RunnerEngine:
     """One model's lifecycle and its request streams. Used from one event loop."""
 
-    def __init__(self, *, max_queue: int = 64, repeat_limit: int = 64) -> None:
+    def __init__(self, *, max_queue: int = 64, repeat_limit: int = 64, stream_interval_ms: float = 20.0) -> None:
         self.status: wire.HealthStatus = "starting"
         self.phase = ""
         self.progress = 0.0
         self.error: str | None = None
         self.max_queue = max_queue
         self.repeat_limit = repeat_limit
+        self.stream_interval_ms = stream_interval_ms
         self.rejected = 0
         self._loaded: Loaded | None = None
         self._lock = asyncio.Lock()  # one load op at a time
@@ -217,7 +218,8 @@ class RunnerEngine:
             self.status, self.phase = "warming", "warmup"
             if loaded.params.warmup:
                 await asyncio.to_thread(self._warmup, loaded)
-            loaded.batcher = await asyncio.to_thread(_engine.Batcher, loaded.model, loaded.ctx)
+            loaded.batcher = await asyncio.to_thread(_engine.Batcher, loaded.model, loaded.ctx,
+                                                     self.stream_interval_ms)
         except Exception as exc:
             self.status, self.phase, self.error = "error", "commit_failed", str(exc)
             log.warning("commit_failed", error=str(exc))
