@@ -127,6 +127,10 @@ public:
 private:
     std::shared_ptr<ModelHandle> model_;
     llama_context * ctx_ = nullptr;
+    // Persistent CPU thread pools (decode, batch): without them ggml creates and
+    // joins threads on every graph compute, which collapses under CPU contention.
+    ggml_threadpool_t pool_ = nullptr;
+    ggml_threadpool_t pool_batch_ = nullptr;
     ContextParams params_;
     mutable std::mutex mutex_;
     std::atomic<bool> busy_{false};
