@@ -3,7 +3,7 @@
 
 They are built from the same llama.cpp source as ``mullama._engine`` and with
 the same code-generation flags (Release = -O3 -DNDEBUG, GGML_NATIVE=ON =
--march=native, static libraries compiled -fPIC, OpenMP), so that a comparison
+-march=native, static libraries compiled -fPIC; upstream's default OpenMP), so that a comparison
 measures mullama, not the compiler. The build directory persists
 (``build/baseline``); only the requested targets are built and a second call
 is a Ninja no-op.

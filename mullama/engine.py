@@ -90,10 +90,10 @@ def generate_text(
 ) -> GenerateResult:
     """Tokenize ``prompt`` and generate on sequence 0; ``on_text(piece)`` streams text (False cancels)."""
     tokens = model.tokenize(prompt, add_special, parse_special)
-    callback = None
-    if on_text is not None:
-        def callback(_index: int, _token: int, text: str) -> bool | None:
-            return on_text(text) if text else None
+    def forward(_index: int, _token: int, text: str) -> bool | None:
+        return on_text(text) if text else None
+
+    callback = forward if on_text is not None else None
     return ctx.generate(model, [tokens], [params or GenerateParams()], on_token=callback)[0]
 
 
