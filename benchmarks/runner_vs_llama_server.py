@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import secrets
 import statistics
 import subprocess
@@ -41,6 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
 from baselines import build_tools  # noqa: E402
+from engine_vs_llama_bench import cpu_model  # noqa: E402
 
 PROMPTS = [
     "Write a short story about a lighthouse keeper who finds a message in a bottle.",
@@ -52,16 +52,6 @@ PROMPTS = [
     "Summarise the history of the bicycle from its invention to the present day.",
     "Why do cats purr? Describe the current scientific explanations.",
 ]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def pctl(xs: list[float], q: float) -> float:
