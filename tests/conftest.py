@@ -3,28 +3,17 @@
 Layout: ``tests/unit`` needs no real model (tiny GGUFs from ``gguf_factory``,
 pure Python); ``tests/integration`` uses the bundled SmolLM2-135M-Instruct
 Q4_1. Every context uses 2 threads (the CI machine has 2 cores).
-
-OpenMP: llama.cpp is built with OpenMP, whose default wait policy spins. When
-the 2 cores are shared with anything else (another llama.cpp process, a
-build), spinning threads starve each other and a 32-token SmolLM2 generation
-went from 0.6 s to 40+ s. The suite therefore defaults OMP_WAIT_POLICY to
-PASSIVE; it must be set before the extension (and libgomp) is loaded, so it is
-done here, before any mullama import. Set OMP_WAIT_POLICY yourself to override.
 """
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import pytest
 
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-
-import gguf_factory  # noqa: E402
-from helpers import cpu_params, ctx_params  # noqa: E402
-from mullama import engine  # noqa: E402
+import gguf_factory
+from helpers import cpu_params, ctx_params
+from mullama import engine
 
 
 # ---------------------------------------------------------------- real model
