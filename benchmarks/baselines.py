@@ -19,7 +19,8 @@ From Python::
 
 Environment:
   MULLAMA_LLAMA_CPP_DIR     build this llama.cpp checkout instead of third_party/llama.cpp
-  MULLAMA_BASELINE_BUILD_DIR  build directory (default: build/baseline)
+  MULLAMA_BASELINE_BUILD_DIR  build directory (default: build/baseline, build/baseline-noomp without OpenMP)
+  MULLAMA_BASELINE_OPENMP   0: build without OpenMP (as --no-openmp)
   MULLAMA_BUILD_JOBS        parallel compile jobs (default: all cores)
 """
 
@@ -66,9 +67,21 @@ def llama_cpp_commit() -> str:
     return "custom" if os.environ.get("MULLAMA_LLAMA_CPP_DIR") else PINNED_COMMIT
 
 
-def cmake_args(src: Path, commit: str) -> list[str]:
+def default_openmp() -> bool:
+    return os.environ.get("MULLAMA_BASELINE_OPENMP", "1").strip().lower() not in {"0", "off", "no", "false"}
+
+
+def default_build_dir(openmp: bool) -> Path:
+    override = os.environ.get("MULLAMA_BASELINE_BUILD_DIR")
+    if override:
+        return Path(override)
+    return DEFAULT_BUILD_DIR if openmp else DEFAULT_BUILD_DIR.with_name("baseline-noomp")
+
+
+def cmake_args(src: Path, commit: str, openmp: bool = True) -> list[str]:
     """Configure arguments; the code-generation flags mirror setup.py + runner_ext/CMakeLists.txt."""
     args = [
+        f"-DGGML_OPENMP={'ON' if openmp else 'OFF'}",
         "-DCMAKE_BUILD_TYPE=Release",
         "-DGGML_NATIVE=ON",
         "-DBUILD_SHARED_LIBS=OFF",
@@ -120,12 +133,13 @@ def _run_logged(cmd: list[str], log: Path, verbose: bool) -> None:
         raise BaselineError(f"command failed ({rc}): {' '.join(cmd)}\n--- last lines of {log} ---\n{tail}")
 
 
-def configure(build_dir: Path | None = None, *, verbose: bool = False) -> Path:
+def configure(build_dir: Path | None = None, *, openmp: bool | None = None, verbose: bool = False) -> Path:
     """Configure the build directory once; reconfigure only if the source or the arguments changed."""
-    build_dir = Path(build_dir or os.environ.get("MULLAMA_BASELINE_BUILD_DIR") or DEFAULT_BUILD_DIR).resolve()
+    openmp = default_openmp() if openmp is None else openmp
+    build_dir = Path(build_dir or default_build_dir(openmp)).resolve()
     src = llama_cpp_dir()
     commit = llama_cpp_commit()
-    args = cmake_args(src, commit)
+    args = cmake_args(src, commit, openmp)
     wanted = {"source": str(src), "args": args}
     stamp = build_dir / STAMP
     current = None
@@ -149,12 +163,15 @@ def configure(build_dir: Path | None = None, *, verbose: bool = False) -> Path:
 
 
 def build_tools(targets: list[str] | tuple[str, ...] = ("llama-bench",), build_dir: Path | None = None, *,
-                jobs: int | None = None, verbose: bool = False) -> dict[str, Path]:
-    """Build ``targets`` (only those) and return {target: binary path}. Prints the build time."""
+                jobs: int | None = None, openmp: bool | None = None, verbose: bool = False) -> dict[str, Path]:
+    """Build ``targets`` (only those) and return {target: binary path}. Prints the build time.
+
+    ``openmp``: ggml's thread backend (None: $MULLAMA_BASELINE_OPENMP, default on = upstream's default).
+    """
     targets = list(targets)
     if not targets:
         raise BaselineError("no targets")
-    build_dir = configure(build_dir, verbose=verbose)
+    build_dir = configure(build_dir, openmp=openmp, verbose=verbose)
     jobs = jobs or int(os.environ.get("MULLAMA_BUILD_JOBS") or os.cpu_count() or 2)
     log = build_dir / "baseline-build.log"
     t0 = time.perf_counter()
@@ -181,13 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("targets", nargs="*", default=["llama-bench"],
                     help=f"CMake targets to build (default llama-bench; e.g. {', '.join(KNOWN_TARGETS)})")
-    ap.add_argument("--build-dir", type=Path, default=None, help="default: build/baseline")
+    ap.add_argument("--build-dir", type=Path, default=None,
+                    help="default: build/baseline, or build/baseline-noomp with --no-openmp")
     ap.add_argument("-j", "--jobs", type=int, default=None)
+    ap.add_argument("--no-openmp", dest="openmp", action="store_false", default=None,
+                    help="ggml's own thread pool instead of OpenMP, as the extension (build/baseline-noomp)")
     ap.add_argument("-v", "--verbose", action="store_true", help="stream the CMake/Ninja output")
     ap.add_argument("--print-path", action="store_true", help="print only the binary paths on stdout")
     args = ap.parse_args(argv)
     try:
-        paths = build_tools(args.targets, args.build_dir, jobs=args.jobs, verbose=args.verbose)
+        paths = build_tools(args.targets, args.build_dir, jobs=args.jobs, openmp=args.openmp, verbose=args.verbose)
     except (BaselineError, subprocess.CalledProcessError) as exc:
         print(f"baselines: {exc}", file=sys.stderr)
         return 1

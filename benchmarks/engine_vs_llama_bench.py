@@ -4,7 +4,9 @@
     python benchmarks/engine_vs_llama_bench.py --threads 2 [--reps 5] [--model PATH] [--out FILE.md] [--json FILE]
 
 llama-bench is built from the pinned llama.cpp by ``benchmarks/baselines.py``
-(build/baseline, the extension's code-generation flags). Both sides use the
+(build/baseline, the extension's code-generation flags; upstream's OpenMP
+threads by default, ``--baseline-openmp off`` for ggml's thread pool as in the
+engine, build/baseline-noomp). Both sides use the
 same model, threads, n_batch 2048, n_ubatch 512, f16 KV cache and one explicit
 flash-attention setting (``--flash-attn``, default ``on``: what ``auto``
 resolves to on the CPU backend).
@@ -333,7 +335,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
     out.append(f"- Machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']:.0f} GiB; threads used: {m['threads']}; "
                f"{m['platform']}")
     out.append(f"- llama.cpp {m['llama_cpp_commit']} (engine `{m['engine_commit']}`, llama-bench build "
-               f"`{m['llama_bench_commit']}`), Release, GGML_NATIVE=ON, static; llama-bench with OpenMP, the engine with ggml's thread pool; engine CPU features: "
+               f"`{m['llama_bench_commit']}`), Release, GGML_NATIVE=ON, static; threads: llama-bench "
+               f"{m['llama_bench_threading']}, engine {m['engine_threading']}; engine CPU features: "
                f"{m['system_info']}")
     out.append(f"- Model: {m['model']} ({m['model_desc']})")
     out.append(f"- Settings on both sides: n_batch {m['n_batch']}, n_ubatch {m['n_ubatch']}, flash_attn "
@@ -363,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-ubatch", type=int, default=512)
     ap.add_argument("--n-ctx", type=int, default=1024, help="engine context size (>= 1024 recommended)")
     ap.add_argument("--llama-bench", type=Path, default=None, help="use this binary instead of building one")
+    ap.add_argument("--baseline-openmp", choices=["on", "off"], default=None,
+                    help="thread backend of the llama-bench build: on = upstream's default, OpenMP "
+                         "(build/baseline); off = ggml's thread pool like the engine (build/baseline-noomp). "
+                         "Default: $MULLAMA_BASELINE_OPENMP, else on")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     ap.add_argument("--json", type=Path, default=None, help="write the raw numbers here")
@@ -381,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.reps < 1 or args.inner < 1:
         ap.error("--reps and --inner must be >= 1")
 
-    exe = args.llama_bench or baselines.build_tool("llama-bench")
+    baseline_openmp = (baselines.default_openmp() if args.baseline_openmp is None
+                       else args.baseline_openmp == "on")
+    exe = args.llama_bench or baselines.build_tool("llama-bench", openmp=baseline_openmp)
     if args.model is None:
         from mullama.assets import default_model_path
         args.model = default_model_path()
@@ -464,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads, "rounds": args.reps, "inner_reps": args.inner,
         "llama_cpp_commit": baselines.llama_cpp_commit(), "engine_commit": E.LLAMA_CPP_COMMIT,
         "llama_bench_commit": first_rec.get("build_commit", "?"),
+        "llama_bench_threading": ("as built" if args.llama_bench else
+                                  "OpenMP" if baseline_openmp else "ggml thread pool"),
+        "engine_threading": "OpenMP" if "OPENMP = 1" in E.system_info() else "ggml thread pool",
         "system_info": E.system_info().replace("CPU : ", "").replace(" = 1", "").strip(" |").replace(" | ", ", "),
         "model": model.name, "model_desc": f"{first_rec.get('model_type', '?')}, "
                                             f"{first_rec.get('model_n_params', 0) / 1e6:.0f} M params",
