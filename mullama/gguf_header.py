@@ -1,0 +1,433 @@
+"""The header of a GGUF file: architecture, shape, quantisation and per-layer sizes, without the weights.
+
+Why a reader of our own rather than ``gguf.GGUFReader``: the catalog parses every model file in the
+models directories, including hostile or half-written ones, and must be fast on multi-GB files.
+``GGUFReader`` builds one numpy view per array element (1.7 s for the 98 MB SmolLM2, most of it
+the 49k-token vocabulary) and loops without end on an array whose count runs past the end of the
+file (a 50-byte file with a count of 10**7 took 68 s). This reader walks the same layout with
+``struct`` over a small read buffer, skips array and string payloads by seeking, checks every
+length against the bytes left, and mirrors the checks of llama.cpp's ``gguf_init_from_file``
+(ggml/src/gguf.cpp) so a file listed as fine is one llama.cpp will at least open. The ``gguf``
+package still supplies the tables: value types, tensor types and their block sizes, file types.
+
+Memory is bounded by the read buffer plus the short prefixes of strings it keeps; time is bounded
+by the header's size (each element read advances by at least one byte).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import re
+import stat
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import gguf
+
+from mullama.errors import CorruptModelFile, InvalidModelFile, ModelFileNotFound
+
+MAGIC = b"GGUF"
+VERSIONS = (2, 3)
+MAX_NAME = 64  # GGML_MAX_NAME: llama.cpp refuses tensor names of this length or longer
+MAX_DIMS = 4  # GGML_MAX_DIMS
+MAX_KEY = 1 << 16  # no real key comes close; bounds what one KV can make us hold
+MAX_KV = 1 << 16  # real files hold under 100 KV pairs ...
+MAX_TENSORS = 1 << 18  # ... and a few thousand tensors; these caps bound memory on hostile counts
+STRING_KEEP = 200  # characters of a string value kept in ``metadata``
+NUMERIC_ARRAY_KEEP = 4096  # per-layer arrays (head counts) up to this length are kept for the shape
+_CHUNK = 1 << 20
+_MIN_KV = 8 + 4 + 1  # key length, value type, one byte of value
+_MIN_TENSOR_INFO = 8 + 4 + 4 + 8  # name length, n_dims, type, offset
+_PREAMBLE = 4 + 4 + 8 + 8  # magic, version, n_tensors, n_kv
+_INT64_MAX = (1 << 63) - 1
+
+_VT = gguf.GGUFValueType
+_SCALARS: dict[int, struct.Struct] = {
+    _VT.UINT8: struct.Struct("<B"), _VT.INT8: struct.Struct("<b"),
+    _VT.UINT16: struct.Struct("<H"), _VT.INT16: struct.Struct("<h"),
+    _VT.UINT32: struct.Struct("<I"), _VT.INT32: struct.Struct("<i"),
+    _VT.UINT64: struct.Struct("<Q"), _VT.INT64: struct.Struct("<q"),
+    _VT.FLOAT32: struct.Struct("<f"), _VT.FLOAT64: struct.Struct("<d"),
+    _VT.BOOL: struct.Struct("<?"),
+}
+_U32, _U64, _I64 = struct.Struct("<I"), struct.Struct("<Q"), struct.Struct("<q")
+_BLOCK = re.compile(r"^blk\.(\d+)\.")
+_INPUT_TENSORS = ("token_embd.", "token_embd_norm.", "position_embd.", "token_types.")
+
+Scalar = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class GgufHeader:
+    """What the catalog, ``mullama show`` and placement need to know about a model file."""
+
+    architecture: str
+    name: str | None
+    basename: str | None
+    size_label: str | None
+    quantization: str  # "Q4_1", "Q8_0", "F16", ...
+    parameters: int  # sum of the tensors' element counts
+    context_length: int | None
+    n_layer: int
+    n_embd: int | None
+    n_head: int | None
+    n_head_kv: int | None
+    n_vocab: int | None
+    layer_bytes: tuple[int, ...]  # bytes of blk.{i}.* for i in range(n_layer)
+    output_bytes: int  # non-block tensors that are not input-side (output.weight, output_norm.*, ...)
+    input_bytes: int  # token_embd.* and other input-side tensors
+    has_chat_template: bool
+    metadata: dict[str, Scalar] = field(hash=False)  # scalar KVs; arrays as "[N items]"
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    name: str
+    type: int
+    n_elements: int
+    n_bytes: int
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """One file's KVs and tensor infos, before they become a header (a split model has several)."""
+
+    metadata: dict[str, Scalar]
+    numeric_arrays: dict[str, tuple[int | float, ...]]
+    array_lengths: dict[str, int]
+    tensors: tuple[_Tensor, ...]
+
+
+def read_header(path: Path, *, parts: Sequence[Path] = ()) -> GgufHeader:
+    """Parse the header of ``path`` (and of every file in ``parts`` for a split model).
+
+    ``parts`` lists all files of a split model in order, ``path`` first; metadata comes from
+    ``path``, tensor sizes are summed over all parts. Raises ModelFileNotFound (missing or
+    unreadable), InvalidModelFile (not a GGUF, or a GGUF llama.cpp cannot serve) or
+    CorruptModelFile (truncated or inconsistent), each naming the file -- and nothing else.
+    """
+    path = Path(path)
+    files = [Path(p) for p in parts] or [path]
+    if files[0] != path:
+        files.insert(0, path)
+    try:
+        return _build(path, [_read_raw(p) for p in files])
+    except (InvalidModelFile, ModelFileNotFound):
+        raise
+    except Exception as exc:  # a bug here must still not take the catalog down
+        raise CorruptModelFile(f"{path}: cannot parse the GGUF header: {type(exc).__name__}: {exc}") from exc
+
+
+def parameters_label(n: int) -> str:
+    """``134_515_008`` -> ``"135M"``, ``7_241_732_096`` -> ``"7.2B"``, ``70_553_706_496`` -> ``"70.6B"``.
+
+    One decimal below 100 of a unit, none from 100 up; a trailing ".0" is dropped ("8B").
+    """
+    value = float(n)
+    for unit in ("", "K", "M", "B", "T"):
+        if abs(value) < 1000 or unit == "T":
+            text = f"{value:.1f}" if abs(value) < 100 and unit else f"{value:.0f}"
+            if float(text) >= 1000 and unit != "T":
+                value /= 1000
+                continue
+            return (text[:-2] if text.endswith(".0") else text) + unit
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------- parsing
+
+
+class _Cursor:
+    """Reads forward through an open file with bounds checks; never holds more than one chunk."""
+
+    def __init__(self, fh: BinaryIO, size: int, path: Path) -> None:
+        self._fh = fh
+        self.size = size
+        self.path = path
+        self.pos = 0
+        self._buf = b""
+        self._buf_at = 0
+
+    def corrupt(self, what: str) -> CorruptModelFile:
+        return CorruptModelFile(f"{self.path}: corrupt GGUF: {what}")
+
+    def left(self) -> int:
+        return self.size - self.pos
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or n > self.left():
+            raise self.corrupt(f"truncated while reading {what} at byte {self.pos} ({self.size} in the file)")
+        start = self.pos - self._buf_at
+        if start < 0 or start + n > len(self._buf):
+            self._fh.seek(self.pos)
+            self._buf = self._fh.read(max(n, _CHUNK))
+            self._buf_at, start = self.pos, 0
+            if len(self._buf) < n:
+                raise self.corrupt(f"file shrank while reading {what} at byte {self.pos}")
+        self.pos += n
+        return self._buf[start:start + n]
+
+    def skip(self, n: int, what: str) -> None:
+        if n < 0 or n > self.left():
+            raise self.corrupt(f"{what} at byte {self.pos} runs {n} bytes past a file of {self.size} bytes")
+        self.pos += n
+
+    def unpack(self, st: struct.Struct, what: str) -> int | float | bool:
+        return st.unpack(self.take(st.size, what))[0]  # type: ignore[no-any-return]
+
+    def u32(self, what: str) -> int:
+        return int(self.unpack(_U32, what))
+
+    def u64(self, what: str) -> int:
+        return int(self.unpack(_U64, what))
+
+    def string(self, what: str, limit: int | None = None, keep: int = STRING_KEEP * 4) -> str:
+        """A length-prefixed string; only its first ``keep`` bytes are read, the rest is skipped."""
+        n = self.u64(f"length of {what}")
+        if limit is not None and n > limit:
+            raise self.corrupt(f"{what} is {n} bytes long (limit {limit})")
+        if n > self.left():
+            raise self.corrupt(f"{what} at byte {self.pos} claims {n} bytes, {self.left()} left in the file")
+        head = self.take(min(n, keep), what)
+        self.skip(n - len(head), what)
+        return head.decode("utf-8", errors="replace")
+
+
+def _open(path: Path) -> tuple[BinaryIO, int]:
+    """Open a regular file without blocking (a FIFO named *.gguf must not hang the scan)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise ModelFileNotFound(f"{path}: model file not found") from exc
+    except IsADirectoryError as exc:
+        raise ModelFileNotFound(f"{path}: is a directory, not a model file") from exc
+    except PermissionError as exc:
+        raise ModelFileNotFound(f"{path}: cannot read the model file (permission denied)") from exc
+    except (OSError, ValueError) as exc:  # ValueError: NUL in the path
+        raise ModelFileNotFound(f"{path}: cannot open the model file: {exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ModelFileNotFound(f"{path}: is a directory, not a model file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelFileNotFound(f"{path}: not a regular file")
+        return os.fdopen(fd, "rb", buffering=0), st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_raw(path: Path) -> _Raw:
+    try:
+        fh, size = _open(path)
+        with fh:
+            return _parse(_Cursor(fh, size, path))
+    except (InvalidModelFile, ModelFileNotFound):
+        raise
+    except OSError as exc:
+        raise InvalidModelFile(f"{path}: I/O error while reading the GGUF header: {exc}") from exc
+
+
+def _parse(cur: _Cursor) -> _Raw:
+    path = cur.path
+    if cur.size < 4 or cur.take(4, "magic") != MAGIC:
+        raise InvalidModelFile(f"{path}: not a GGUF file (bad magic)")
+    if cur.size < _PREAMBLE:
+        raise cur.corrupt(f"file of {cur.size} bytes is shorter than the GGUF preamble")
+    version = cur.u32("version")
+    if version & 0xFFFF == 0 and version:
+        raise InvalidModelFile(f"{path}: GGUF of the other byte order (version field {version:#x})")
+    if version not in VERSIONS:
+        raise InvalidModelFile(f"{path}: GGUF version {version} is not supported (only 2 and 3)")
+    n_tensors, n_kv = cur.u64("tensor count"), cur.u64("KV count")
+    if n_tensors * _MIN_TENSOR_INFO + n_kv * _MIN_KV > cur.left():
+        raise cur.corrupt(f"{n_tensors} tensors and {n_kv} KV pairs cannot fit in a file of {cur.size} bytes")
+    if n_tensors > MAX_TENSORS or n_kv > MAX_KV:
+        raise cur.corrupt(f"implausible counts: {n_tensors} tensors (at most {MAX_TENSORS}), "
+                          f"{n_kv} KV pairs (at most {MAX_KV})")
+
+    metadata: dict[str, Scalar] = {}
+    numeric: dict[str, tuple[int | float, ...]] = {}
+    lengths: dict[str, int] = {}
+    alignment_type = -1
+    for i in range(n_kv):
+        key = cur.string(f"key of KV pair {i}", limit=MAX_KEY, keep=MAX_KEY)
+        if not key:
+            raise cur.corrupt(f"key of KV pair {i} is empty")
+        if key in metadata:
+            raise cur.corrupt(f"duplicate key {key!r}")
+        vtype = cur.u32(f"type of {key!r}")
+        if key == "general.alignment":
+            alignment_type = vtype
+        if vtype == _VT.ARRAY:
+            itype, count = cur.u32(f"item type of {key!r}"), cur.u64(f"length of {key!r}")
+            lengths[key] = count
+            metadata[key] = f"[{count} items]"
+            values = _read_array(cur, key, itype, count)
+            if values is not None:
+                numeric[key] = values
+        else:
+            metadata[key] = _read_scalar(cur, key, vtype)
+
+    alignment = gguf.GGUF_DEFAULT_ALIGNMENT
+    if "general.alignment" in metadata:
+        if alignment_type != _VT.UINT32:
+            raise cur.corrupt("general.alignment is not a uint32")
+        alignment = int(metadata["general.alignment"])
+        if alignment <= 0 or alignment & (alignment - 1):
+            raise cur.corrupt(f"general.alignment {alignment} is not a power of two")
+
+    infos = [_read_tensor_info(cur, i) for i in range(n_tensors)]
+    names = [t[0] for t in infos]
+    if len(set(names)) != len(names):
+        dup = next(n for n, c in collections.Counter(names).items() if c > 1)
+        raise cur.corrupt(f"duplicate tensor name {dup!r}")
+    data_start = -(-cur.pos // alignment) * alignment
+    expected = 0
+    tensors = []
+    for name, ttype, n_elements, n_bytes, offset in infos:
+        if offset != expected:
+            raise cur.corrupt(f"tensor {name!r} has data offset {offset}, expected {expected}")
+        end = data_start + offset + n_bytes
+        if end > cur.size:
+            raise cur.corrupt(
+                f"truncated: tensor {name!r} ends at byte {end} but the file has only {cur.size} bytes"
+            )
+        expected += -(-n_bytes // alignment) * alignment
+        tensors.append(_Tensor(name, ttype, n_elements, n_bytes))
+    return _Raw(metadata, numeric, lengths, tuple(tensors))
+
+
+def _read_scalar(cur: _Cursor, key: str, vtype: int) -> Scalar:
+    if vtype == _VT.STRING:
+        text = cur.string(f"value of {key!r}")
+        return text[:STRING_KEEP]
+    st = _SCALARS.get(vtype)
+    if st is None:
+        raise cur.corrupt(f"key {key!r} has unknown value type {vtype}")
+    value = cur.unpack(st, f"value of {key!r}")
+    return value
+
+
+def _read_array(cur: _Cursor, key: str, itype: int, count: int) -> tuple[int | float, ...] | None:
+    """Skip an array's payload; return its values when it is a short numeric one (per-layer counts)."""
+    if itype == _VT.STRING:
+        if count * 8 > cur.left():
+            raise cur.corrupt(f"array {key!r} of {count} strings cannot fit in the {cur.left()} bytes left")
+        for j in range(count):
+            n = cur.u64(f"length of item {j} of {key!r}")
+            cur.skip(n, f"item {j} of {key!r}")
+        return None
+    st = _SCALARS.get(itype)
+    if st is None:  # nested arrays and unknown types: llama.cpp refuses them too
+        raise cur.corrupt(f"array {key!r} has invalid item type {itype}")
+    if count * st.size > cur.left():
+        raise cur.corrupt(f"array {key!r} of {count} items runs past the end of the file")
+    if count <= NUMERIC_ARRAY_KEEP and itype not in (_VT.BOOL, _VT.FLOAT32, _VT.FLOAT64):
+        raw = cur.take(count * st.size, f"array {key!r}")
+        return tuple(v for (v,) in st.iter_unpack(raw))
+    cur.skip(count * st.size, f"array {key!r}")
+    return None
+
+
+def _read_tensor_info(cur: _Cursor, i: int) -> tuple[str, int, int, int, int]:
+    name = cur.string(f"name of tensor {i}", limit=MAX_NAME - 1, keep=MAX_NAME)
+    n_dims = cur.u32(f"dimension count of {name!r}")
+    if n_dims > MAX_DIMS:
+        raise cur.corrupt(f"tensor {name!r} has {n_dims} dimensions (at most {MAX_DIMS})")
+    dims = [int(cur.unpack(_I64, f"dimensions of {name!r}")) for _ in range(n_dims)]
+    if any(d < 0 for d in dims):
+        raise cur.corrupt(f"tensor {name!r} has a negative dimension {dims}")
+    n_elements = math.prod(dims)
+    if n_elements > _INT64_MAX:
+        raise cur.corrupt(f"tensor {name!r} has too many elements {dims}")
+    ttype = cur.u32(f"type of {name!r}")
+    try:
+        block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(ttype)]
+    except (ValueError, KeyError):
+        raise InvalidModelFile(f"{cur.path}: tensor {name!r} has unknown type {ttype}") from None
+    if (dims[0] if dims else 1) % block:
+        raise cur.corrupt(f"tensor {name!r}: row of {dims[0]} is not a multiple of the block size {block}")
+    offset = cur.u64(f"data offset of {name!r}")
+    return name, ttype, n_elements, n_elements // block * type_size, offset
+
+
+# ---------------------------------------------------------------- building
+
+
+def _build(path: Path, raws: Sequence[_Raw]) -> GgufHeader:
+    first = raws[0]
+    md = first.metadata
+    arch = md.get("general.architecture")
+    if not isinstance(arch, str) or not arch:
+        raise InvalidModelFile(f"{path}: GGUF has no general.architecture")
+
+    def text(key: str) -> str | None:
+        value = md.get(key)
+        return value if isinstance(value, str) else None
+
+    def count(key: str) -> int | None:
+        value = md.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        values = first.numeric_arrays.get(key)  # per-layer counts: the largest is what sizing needs
+        return int(max(values)) if values else None
+
+    tensors = [t for raw in raws for t in raw.tensors]
+    blocks: dict[int, int] = collections.defaultdict(int)
+    input_bytes = output_bytes = 0
+    by_type: dict[int, int] = collections.Counter()
+    for t in tensors:
+        by_type[t.type] += t.n_bytes
+        m = _BLOCK.match(t.name)
+        if m:
+            blocks[int(m.group(1))] += t.n_bytes
+        elif t.name.startswith(_INPUT_TENSORS):
+            input_bytes += t.n_bytes
+        else:
+            output_bytes += t.n_bytes
+    block_count = count(f"{arch}.block_count") or 0
+    n_layer = max([block_count, *(i + 1 for i in blocks)])
+    if n_layer > 1 << 20:
+        raise CorruptModelFile(f"{path}: corrupt GGUF: {n_layer} layers")
+    n_vocab = count(f"{arch}.vocab_size") or first.array_lengths.get("tokenizer.ggml.tokens")
+    return GgufHeader(
+        architecture=arch,
+        name=text("general.name"),
+        basename=text("general.basename"),
+        size_label=text("general.size_label"),
+        quantization=_quantization(md.get("general.file_type"), by_type),
+        parameters=sum(t.n_elements for t in tensors),
+        context_length=count(f"{arch}.context_length"),
+        n_layer=n_layer,
+        n_embd=count(f"{arch}.embedding_length"),
+        n_head=count(f"{arch}.attention.head_count"),
+        n_head_kv=count(f"{arch}.attention.head_count_kv"),
+        n_vocab=n_vocab,
+        layer_bytes=tuple(blocks.get(i, 0) for i in range(n_layer)),
+        output_bytes=output_bytes,
+        input_bytes=input_bytes,
+        has_chat_template=isinstance(md.get("tokenizer.chat_template"), str),
+        metadata=dict(md),
+    )
+
+
+def _quantization(file_type: object, by_type: dict[int, int]) -> str:
+    """general.file_type's name (MOSTLY_Q4_1 -> Q4_1); else the tensor type holding the most bytes."""
+    if isinstance(file_type, int) and not isinstance(file_type, bool):
+        try:
+            name = gguf.LlamaFileType(file_type).name
+        except ValueError:
+            name = "GUESSED"
+        if name != "GUESSED":
+            return name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    if not by_type:
+        return "unknown"
+    top = max(by_type.items(), key=lambda kv: (kv[1], -kv[0]))[0]
+    return gguf.GGMLQuantizationType(top).name
