@@ -92,7 +92,9 @@ class RunnerProcess:
     async def start(cls, name: str, spec: RunnerSpec,
                     on_exit: Callable[[RunnerProcess, int], None] | None = None) -> RunnerProcess:
         token = secrets.token_urlsafe(32)
-        env = {**os.environ, **spec.env, "MULLAMA_RUNNER_TOKEN": token, "GGML_NO_BACKTRACE": "1"}
+        # PCI bus order: NVML (placement) and CUDA (llama.cpp) then number the GPUs the same way.
+        env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", **os.environ, **spec.env, "MULLAMA_RUNNER_TOKEN": token,
+               "GGML_NO_BACKTRACE": "1"}
         proc = await asyncio.create_subprocess_exec(
             *spec.argv(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=env, start_new_session=False)
