@@ -11,7 +11,7 @@ model: setup
 	$(PY) -m mullama.assets
 
 run: model
-	$(PY) -m mullama.cli generate --prompt "The capital of France is" --max-tokens 64 --threads $(THREADS)
+	$(PY) -m mullama.cli serve --threads $(THREADS) --threads-batch $(THREADS)
 
 test: model
 	$(PY) -m pytest -q
@@ -21,6 +21,8 @@ test-all: model
 
 bench: model
 	$(PY) benchmarks/engine_vs_llama_bench.py --threads $(THREADS)
+	$(PY) benchmarks/runner_vs_llama_server.py --threads $(THREADS)
+	$(PY) benchmarks/supervisor_vs_runner.py --threads $(THREADS)
 
 clean:
 	rm -rf build mullama/_engine*.so

@@ -36,8 +36,21 @@ def _json(obj: object, status: int = 200) -> web.Response:
     return web.Response(body=msgspec.json.encode(obj), status=status, content_type="application/json")
 
 
+#: OpenAI's error types; our finer types travel in ``code`` (e.g. context_length_exceeded, model_not_found)
+_OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                 404: "invalid_request_error", 408: "timeout", 409: "invalid_request_error", 413: "invalid_request_error",
+                 422: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def _kind(status: int, type_: str) -> tuple[str, str | None]:
+    """(OpenAI error type, code) for one of our errors."""
+    kind = _OPENAI_TYPES.get(status, "server_error")
+    return kind, (None if type_ == kind else type_)
+
+
 def _error(status: int, type_: str, message: str, param: str | None = None) -> web.Response:
-    return web.Response(body=openai.error_body(message, type_, param=param), status=status,
+    kind, code = _kind(status, type_)
+    return web.Response(body=openai.error_body(message, kind, param=param, code=code), status=status,
                         content_type="application/json")
 
 
@@ -151,12 +164,12 @@ async def _stream(request: web.Request, job: openai.Job, stream, rid: str, creat
                 await resp.write(chunk(id=rid, created=created, model=model, content=ev.content, include_usage=usage))
     except errors.MullamaError as exc:
         log.warning("stream_failed", id=rid, model=model, type=exc.type, error=str(exc))
-        await resp.write(openai.sse_error(str(exc), exc.type))
+        await resp.write(openai.sse_error(str(exc), *_kind(exc.status, exc.type)))
         await resp.write_eof()
         return resp
     final = stream.final
     if final.finish_reason == "error":
-        await resp.write(openai.sse_error(f"generation failed: {final.error}", "server_error"))
+        await resp.write(openai.sse_error(f"generation failed: {final.error}", "server_error", "generation_failed"))
         await resp.write_eof()
         return resp
     await resp.write(chunk(id=rid, created=created, model=model, finish=final.finish_reason, include_usage=usage))
@@ -292,10 +305,9 @@ async def load(request: web.Request) -> web.Response:
     keep_alive = _keep_alive(body.keep_alive)
     entry = sup.resolve(body.model)
     rt = sup.lifecycle.runtime(entry)
-    if keep_alive is not None:
-        rt.keep_alive = keep_alive
     t0 = time.perf_counter()
     await sup.lifecycle.ensure_loaded(rt, reason="api")
+    sup.lifecycle.set_keep_alive(rt, rt.config.keep_alive if keep_alive is None else keep_alive)
     return _json({"model": rt.name, "state": str(rt.state), "load_ms": round((time.perf_counter() - t0) * 1e3, 1),
                   **ps_row(rt)})
 
@@ -340,7 +352,7 @@ async def ready(request: web.Request) -> web.Response:
 async def openapi_json(request: web.Request) -> web.Response:
     from mullama.openapi_spec import spec
 
-    return _json(spec())
+    return _json(spec(_limits(request.app[SUPERVISOR].settings)))
 
 
 def add_routes(app: web.Application) -> None:

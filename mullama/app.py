@@ -26,7 +26,7 @@ from aiohttp import web
 from mullama import assets, devices
 from mullama.catalog import Catalog, ModelEntry
 from mullama.config import Settings, model_settings
-from mullama.errors import AssetError, ModelNotFound
+from mullama.errors import AssetError, InvalidModelName, ModelNotFound, ModelUnavailable
 from mullama.lifecycle import Launch, Lifecycle
 from mullama.runner_client import RunnerClient
 from mullama.runner_process import RunnerProcess, RunnerSpec
@@ -45,7 +45,7 @@ class Supervisor:
         self.settings = settings
         self.spec = spec or RunnerSpec(log_level=settings.log_level, drain_timeout=settings.drain_timeout)
         self.session: aiohttp.ClientSession | None = None
-        self.lifecycle = Lifecycle(settings, launch or self._launch, probe)
+        self.lifecycle = Lifecycle(settings, launch or self._launch, probe, emit=_log_event)
         self.started = time.time()
         self.closing = False
         self._catalog: Catalog | None = None
@@ -88,17 +88,26 @@ class Supervisor:
 
     def resolve(self, name: str) -> ModelEntry:
         """A model name (or "" for the default) -> its catalog entry; rescans once on a miss."""
-        name = name or self.default_model()
         try:
-            return self.catalog().resolve(name)
-        except ModelNotFound:
-            return self.catalog(refresh=True).resolve(name)
+            name = name or self.default_model()
+            try:
+                return self.catalog().resolve(name)
+            except ModelNotFound:
+                return self.catalog(refresh=True).resolve(name)
+        except (ModelNotFound, InvalidModelName, ModelUnavailable) as exc:
+            exc.param = "model"
+            raise
 
     def runner_config(self, entry: ModelEntry):
         return model_settings(self.settings, entry.name, entry.family)
 
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
+_events = structlog.get_logger("mullama.events")
+
+
+def _log_event(kind: str, **fields) -> None:
+    _events.info(kind, **fields)
 
 
 def create_app(settings: Settings, *, supervisor: Supervisor | None = None) -> web.Application:

@@ -1,6 +1,9 @@
 """The ``mullama`` command line.
 
-Verbs so far: ``generate`` (in-process generation with the C++ engine).
+``serve`` runs the supervisor; ``generate`` runs the C++ engine in-process.
+Every other verb (``ps``, ``stop``, ``list``, ``show``, ``run``) is a thin HTTP
+client of a running server (``cli_client.py``; ``MULLAMA_HOST`` or ``--host``
+picks it).
 """
 
 from __future__ import annotations
@@ -98,10 +101,69 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="run the server (OpenAI-compatible API on 127.0.0.1:8080)",
+        description="Serve the GGUF models of the models dirs (and the bundled SmolLM2) over an "
+                    "OpenAI-compatible API. Settings: defaults <- TOML file (--config / MULLAMA_CONFIG) "
+                    "<- MULLAMA_* environment <- these flags (docs/configuration.md).")
+    p.add_argument("--config", metavar="FILE", help="TOML settings file")
+    p.add_argument("--host", dest="bind_host", metavar="ADDR", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int)
+    p.add_argument("--models-dir", dest="models_dirs", action="append", metavar="DIR",
+                   help="directory searched for *.gguf (repeatable)")
+    p.add_argument("--default-model", metavar="NAME")
+    p.add_argument("--no-bundled-model", dest="bundled_model", action="store_const", const=False,
+                   help="do not serve the bundled SmolLM2")
+    p.add_argument("--ctx-size", "-c", dest="n_ctx", type=int, help="context per runner, shared by its slots")
+    p.add_argument("--parallel", "-np", dest="n_parallel", type=int, help="slots (concurrent requests) per model")
+    p.add_argument("--threads", "-t", type=int)
+    p.add_argument("--threads-batch", type=int)
+    p.add_argument("--n-gpu-layers", "-ngl", type=int, help="-1: placement decides")
+    p.add_argument("--cache-type-k", "-ctk")
+    p.add_argument("--cache-type-v", "-ctv")
+    p.add_argument("--flash-attn", "-fa", choices=["auto", "on", "off"])
+    p.add_argument("--keep-alive", metavar="DURATION", help="idle time before a model unloads (5m, -1 forever, 0)")
+    p.add_argument("--max-loaded-models", type=int)
+    p.add_argument("--memory-budget", metavar="SIZE", help="bytes all loaded models may use (e.g. 8GiB)")
+    p.add_argument("--load-timeout", metavar="DURATION", help="a load with no progress this long is stalled")
+    p.add_argument("--drain-timeout", metavar="DURATION")
+    p.add_argument("--scheduler", help="fifo, round_robin, priority, preemptive or module:Class")
+    p.add_argument("--api-key", dest="api_keys", action="append", metavar="KEY", help="require this key (repeatable)")
+    p.add_argument("--allow-public", action="store_const", const=True,
+                   help="allow a non-loopback address without API keys")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["console", "json"])
+    p.set_defaults(func=_cmd_serve)
+
+
+_SERVE_FLAGS = ("port", "models_dirs", "default_model", "bundled_model", "n_ctx", "n_parallel", "threads",
+                "threads_batch", "n_gpu_layers", "cache_type_k", "cache_type_v", "flash_attn", "keep_alive",
+                "max_loaded_models", "memory_budget", "load_timeout", "drain_timeout", "scheduler", "api_keys",
+                "allow_public", "log_level", "log_format")
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from mullama import app, config, logs
+
+    flags = {name: getattr(args, name) for name in _SERVE_FLAGS}
+    flags["host"] = args.bind_host
+    settings = config.load_settings(flags, config_path=args.config)
+    logs.configure(settings.log_level, settings.log_format, llama=False)
+    return app.main_serve(settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mullama", description="A transparent local LLM server over llama.cpp.")
+    parser.add_argument("--host", default=None, metavar="URL",
+                        help="server for the client verbs (default: $MULLAMA_HOST or http://127.0.0.1:8080)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_serve(sub)
     _add_generate(sub)
+    from mullama import cli_client
+
+    for add in (cli_client.add_ps, cli_client.add_stop, cli_client.add_list, cli_client.add_show, cli_client.add_run):
+        add(sub)
     return parser
 
 

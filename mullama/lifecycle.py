@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ class Runtime:
     n_ctx: int = 0
     progress: float = 0.0
     in_flight: int = 0
+    waiting: int = 0                       # requests waiting for this model's load or a slot
     keep_alive: float = 300.0
     last_used: float = 0.0                 # monotonic
     expires_at: float | None = None        # wall clock; None: never (or while in use)
@@ -184,20 +186,25 @@ class Lifecycle:
         if self.closing:
             raise errors.ShuttingDown("the server is shutting down")
         rt = self.runtime(entry)
-        if keep_alive is not None:
-            rt.keep_alive = keep_alive
+        rt.keep_alive = rt.config.keep_alive if keep_alive is None else keep_alive  # per use, as in Ollama
         t0 = time.perf_counter()
         load_wait = 0.0
-        while True:
-            if not rt.serving:
-                t_load = time.perf_counter()
-                await self.ensure_loaded(rt, reason="request")
-                load_wait += time.perf_counter() - t_load
-                continue
-            await rt.slots.acquire()
-            if rt.serving:
-                break
-            rt.slots.release()  # evicted or crashed while we waited for the slot: load again
+        rt.waiting += 1  # a model someone waits for is not idle: no keep-alive unload in between
+        try:
+            while True:
+                if not rt.serving:
+                    t_load = time.perf_counter()
+                    await self.ensure_loaded(rt, reason="request")
+                    load_wait += time.perf_counter() - t_load
+                    continue
+                await rt.slots.acquire()
+                if rt.serving:
+                    break
+                rt.slots.release()  # evicted or crashed while we waited for the slot: load again
+        finally:
+            rt.waiting -= 1
+            if rt.waiting == 0 and rt.in_flight == 0 and rt.serving and sys.exc_info()[0] is not None:
+                self._schedule_expiry(rt)  # the last waiter gave up: the model is idle after all
         rt.in_flight += 1
         rt.idle.clear()
         self._cancel_expiry(rt)
@@ -220,12 +227,21 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ keep-alive
 
+    def set_keep_alive(self, rt: Runtime, seconds: float) -> None:
+        """A new keep-alive for a model; an idle loaded model's timer restarts with it (0: unload now)."""
+        rt.keep_alive = seconds
+        if rt.serving and rt.in_flight == 0:
+            self._schedule_expiry(rt)
+
     def _schedule_expiry(self, rt: Runtime) -> None:
         self._cancel_expiry(rt)
         if rt.config.pinned or rt.keep_alive < 0:
             rt.expires_at = None
             return
         rt.expires_at = time.time() + rt.keep_alive
+        if rt.keep_alive == 0:
+            self._spawn(self._expire(rt))
+            return
         loop = asyncio.get_running_loop()
         rt.expiry = loop.call_later(rt.keep_alive, lambda: self._spawn(self._expire(rt)))
 
@@ -236,7 +252,7 @@ class Lifecycle:
         rt.expires_at = None
 
     async def _expire(self, rt: Runtime) -> None:
-        if rt.serving and rt.in_flight == 0:
+        if rt.serving and rt.in_flight == 0 and rt.waiting == 0:
             await self.unload(rt, reason="keep_alive")
 
     def _spawn(self, coro: Awaitable) -> asyncio.Task:
@@ -292,7 +308,7 @@ class Lifecycle:
             self._emit("model_ready", model=rt.name, load_ms=load_ms, reason=reason)
             log.info("model_ready", model=rt.name, load_ms=round(load_ms, 1), memory=rt.memory,
                      processor=rt.placement.processor() if rt.placement else "")
-            if rt.in_flight == 0:
+            if rt.in_flight == 0 and rt.waiting == 0:
                 self._schedule_expiry(rt)
 
     async def _load_runner(self, rt: Runtime) -> None:

@@ -25,9 +25,13 @@ def parse_duration(value: str | int | float) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as '5m' or 300, got {value!r}")
     if isinstance(value, (int, float)):
-        if math.isnan(value) or math.isinf(value) and value > 0:
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError(f"duration {str(value)[:40]}... is too large") from None
+        if math.isnan(seconds) or math.isinf(seconds) and seconds > 0:
             raise ValueError(f"expected a finite duration, got {value!r}")
-        return FOREVER if value < 0 else float(value)
+        return FOREVER if seconds < 0 else seconds
     if not isinstance(value, str):
         raise ValueError(f"expected a duration such as '5m' or 300, got {value!r}")
     text = value.strip()

@@ -360,3 +360,34 @@ async def test_cancelling_a_waiter_does_not_cancel_the_load():
     await asyncio.sleep(0.3)
     assert life.runtimes[A.name].serving
     await life.shutdown()
+
+
+async def test_a_model_whose_only_waiter_gave_up_still_expires():
+    life, _, _ = make(alloc_s=0.2)
+    waiter = asyncio.ensure_future(life.acquire(A, keep_alive=0.1))
+    await asyncio.sleep(0.05)
+    waiter.cancel()
+    await asyncio.sleep(0.6)
+    assert life.runtimes[A.name].state is State.UNLOADED
+    await life.shutdown()
+
+
+async def test_keep_alive_zero_does_not_unload_before_the_waiting_request_runs():
+    life, launcher, _ = make(alloc_s=0.05)
+    leases = await asyncio.gather(*(life.acquire(A, keep_alive=0) for _ in range(3)))
+    assert len(launcher.started) == 1 and all(lease.handle.alive for lease in leases)
+    for lease in leases:
+        life.release(lease)
+    await asyncio.sleep(0.05)
+    assert life.runtimes[A.name].state is State.UNLOADED
+    await life.shutdown()
+
+
+async def test_set_keep_alive_restarts_the_timer_of_an_idle_model():
+    life, _, _ = make()
+    life.release(await life.acquire(A))
+    assert life.runtimes[A.name].expires_at is not None
+    life.set_keep_alive(life.runtimes[A.name], 0)
+    await asyncio.sleep(0.05)
+    assert life.runtimes[A.name].state is State.UNLOADED
+    await life.shutdown()

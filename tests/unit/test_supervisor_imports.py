@@ -44,3 +44,21 @@ def test_extension_uses_the_same_error_classes():
     from mullama import _engine, errors
 
     assert _engine.ENGINE_ERRORS is errors.ENGINE_ERRORS
+
+
+def test_the_whole_supervisor_imports_and_builds_its_app_without_the_extension():
+    proc = run_isolated(
+        """
+        import sys
+        sys.modules["mullama._engine"] = None
+        import mullama.app, mullama.api, mullama.cli, mullama.cli_client, mullama.lifecycle
+        import mullama.runner_client, mullama.runner_process, mullama.openapi_spec
+        from mullama import config
+        app = mullama.app.create_app(config.load_settings({}, env={}))
+        assert len(app.router.routes()) > 10
+        assert "mullama.engine" not in sys.modules and "mullama.runner.engine" not in sys.modules
+        print("OK")
+        """
+    )
+    assert proc.returncode == 0, describe(proc)
+    assert "OK" in proc.stdout

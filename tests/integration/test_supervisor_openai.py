@@ -1,0 +1,492 @@
+"""The supervisor through the official ``openai`` SDK: one real ``mullama serve`` for the module,
+serving SmolLM2 in two variants (family "smollm2": "q4_1" bundled and default, "q8_0" made by
+``q8_variant()``), real runners and real text.
+
+Why the SDK and not raw HTTP: it is what users point at us, and it is strict about shapes (the
+SSE framing, the usage chunk, error bodies mapped to exception classes), so a shape we get wrong
+shows up here as an exception rather than as a dict key nobody looked at.
+
+Every test stands alone (module-scoped server, no shared state beyond it); outputs are compared
+only under greedy decoding (temperature 0) or a fixed seed; max_tokens stays at 24 or below except
+in the disconnect test, whose generation must outlive the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import struct
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import openai
+import pytest
+
+from supervisor_harness import Server, base_settings, q8_variant
+
+DEFAULT = "smollm2:q4_1"
+Q8 = "smollm2:q8_0"
+HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
+STORY = [{"role": "user", "content": "Tell me a story about a dragon."}]
+#: an instruction SmolLM2 answers with a short, closed JSON object well inside 24 tokens
+JSON_PROMPT = [{"role": "user", "content": 'Reply with JSON: {"name": "Tom", "ok": true}'}]
+SCHEMA = {"type": "object",
+          "properties": {"name": {"type": "string", "maxLength": 8}, "ok": {"type": "boolean"}},
+          "required": ["name", "ok"], "additionalProperties": False}
+#: ~3000 tokens: more than the runner's whole 2048-token context (a slot may use all of it: the KV cache is
+#: unified across the 4 slots)
+TOO_LONG = "apple " * 3000
+SETTLE_S = 10.0
+#: well under the ~15 s the disconnect test's generation would take if nothing cancelled it
+DISCONNECT_SETTLE_S = 5.0
+
+
+# ---------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    q8_variant()
+    srv = Server(tmp_path_factory.mktemp("supervisor-openai"), base_settings())
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture
+async def aclient(server: Server):
+    """Per test: the async client's connections belong to the test's own event loop."""
+    async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0,
+                                  timeout=120) as c:
+        yield c
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _check_usage(usage: Any, max_tokens: int, finish: str | None) -> None:
+    assert usage is not None
+    assert usage.prompt_tokens > 0
+    assert 0 < usage.completion_tokens <= max_tokens
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    if finish == "length":
+        assert usage.completion_tokens == max_tokens
+
+
+def _raw_post(server: Server, path: str, data: bytes,
+              content_type: str = "application/json") -> tuple[int, Any]:
+    """POST bytes as they are (the harness's ``call`` always sends valid JSON)."""
+    req = urllib.request.Request(server.url + path, data=data, method="POST",
+                                 headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _assert_openai_error(body: Any) -> dict:
+    """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}, message and type non-empty."""
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    err = body["error"]
+    assert set(err) == {"message", "type", "param", "code"}, err
+    assert isinstance(err["message"], str) and err["message"]
+    assert isinstance(err["type"], str) and err["type"]
+    return err
+
+
+def _in_flight(server: Server) -> dict[str, int]:
+    status, body = server.call("GET", "/api/ps")
+    assert status == 200, body
+    return {row["name"]: row["in_flight"] for row in body["models"]}
+
+
+def _wait_idle(server: Server, timeout: float = SETTLE_S) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = _in_flight(server)
+        if not any(counts.values()) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)
+
+
+def _decode_b64(text: str) -> list[float]:
+    raw = base64.b64decode(text)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+# ---------------------------------------------------------------------- chat completions
+
+
+def test_chat_sync(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(model="smollm2", messages=HELLO, max_tokens=16, temperature=0)
+    assert resp.object == "chat.completion"
+    assert resp.id.startswith("chatcmpl-")
+    assert resp.model == DEFAULT
+    assert len(resp.choices) == 1
+    choice = resp.choices[0]
+    assert choice.index == 0
+    assert choice.message.role == "assistant"
+    assert choice.message.content and choice.message.content.strip()
+    assert choice.finish_reason in ("stop", "length")
+    _check_usage(resp.usage, 16, choice.finish_reason)
+
+
+def test_chat_sync_streaming_with_usage_matches_non_streaming(client: openai.OpenAI) -> None:
+    args = dict(model="smollm2", messages=STORY, max_tokens=12, temperature=0,
+                extra_body={"ignore_eos": True})
+    whole = client.chat.completions.create(**args)
+    chunks = list(client.chat.completions.create(**args, stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert all(c.object == "chat.completion.chunk" and c.model == DEFAULT for c in chunks)
+    assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
+    *body, finish_chunk, usage_chunk = chunks
+    assert usage_chunk.choices == [] and usage_chunk.usage is not None
+    assert finish_chunk.choices[0].finish_reason == "length"
+    assert all(c.usage is None for c in chunks[:-1])
+    assert all(c.choices[0].finish_reason is None for c in body)
+    pieces = [c.choices[0].delta.content for c in body if c.choices[0].delta.content]
+    _check_usage(usage_chunk.usage, 12, "length")
+    # each content chunk carries at least one token; a token may be held back to complete a UTF-8 character
+    assert 1 <= len(pieces) <= usage_chunk.usage.completion_tokens
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert usage_chunk.usage.completion_tokens == whole.usage.completion_tokens
+    assert usage_chunk.usage.prompt_tokens == whole.usage.prompt_tokens
+
+
+def test_chat_streaming_without_usage_has_no_usage_chunk(client: openai.OpenAI) -> None:
+    chunks = list(client.chat.completions.create(model="smollm2", messages=HELLO, max_tokens=8, temperature=0,
+                                                 stream=True))
+    assert all(c.choices for c in chunks)
+    assert all(c.usage is None for c in chunks)
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    assert "".join(c.choices[0].delta.content or "" for c in chunks).strip()
+
+
+async def test_chat_async_non_streaming_and_streaming(aclient: openai.AsyncOpenAI) -> None:
+    resp = await aclient.chat.completions.create(model="smollm2", messages=HELLO, max_tokens=16,
+                                                 temperature=0)
+    assert resp.model == DEFAULT
+    assert resp.choices[0].message.content.strip()
+    _check_usage(resp.usage, 16, resp.choices[0].finish_reason)
+
+    stream = await aclient.chat.completions.create(model="smollm2", messages=HELLO, max_tokens=16,
+                                                   temperature=0, stream=True,
+                                                   stream_options={"include_usage": True})
+    text, finish, usage = [], None, None
+    async for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            text.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+    assert "".join(text) == resp.choices[0].message.content
+    assert finish == resp.choices[0].finish_reason
+    _check_usage(usage, 16, finish)
+    assert usage.completion_tokens == resp.usage.completion_tokens
+
+
+async def test_async_concurrent_requests_each_get_their_own_answer(aclient: openai.AsyncOpenAI) -> None:
+    prompts = ["Name a colour.", "Name a fruit.", "Name an animal."]
+    solo = [await aclient.chat.completions.create(model="smollm2", max_tokens=10, temperature=0,
+                                                  messages=[{"role": "user", "content": p}]) for p in prompts]
+    together = await asyncio.gather(*(aclient.chat.completions.create(
+        model="smollm2", max_tokens=10, temperature=0, messages=[{"role": "user", "content": p}])
+        for p in prompts))
+    assert len({r.id for r in together}) == len(prompts)
+    for alone, batched in zip(solo, together):
+        assert batched.choices[0].message.content.strip()
+        _check_usage(batched.usage, 10, batched.choices[0].finish_reason)
+        assert batched.usage.prompt_tokens == alone.usage.prompt_tokens
+
+
+# ---------------------------------------------------------------------- legacy completions
+
+
+def test_completion_non_streaming(client: openai.OpenAI) -> None:
+    resp = client.completions.create(model="smollm2", prompt="The capital of France is", max_tokens=8,
+                                     temperature=0)
+    assert resp.object == "text_completion"
+    assert resp.id.startswith("cmpl-")
+    assert resp.model == DEFAULT
+    assert resp.choices[0].text.strip()
+    assert resp.choices[0].finish_reason in ("stop", "length")
+    _check_usage(resp.usage, 8, resp.choices[0].finish_reason)
+
+
+def test_completion_streaming_with_usage(client: openai.OpenAI) -> None:
+    args = dict(model="smollm2", prompt="Once upon a time", max_tokens=10, temperature=0,
+                extra_body={"ignore_eos": True})
+    whole = client.completions.create(**args)
+    chunks = list(client.completions.create(**args, stream=True, stream_options={"include_usage": True}))
+    *body, usage_chunk = chunks
+    assert usage_chunk.choices == []
+    _check_usage(usage_chunk.usage, 10, "length")
+    assert body[-1].choices[0].finish_reason == "length"
+    assert all(c.choices[0].finish_reason is None for c in body[:-1])
+    assert "".join(c.choices[0].text for c in body) == whole.choices[0].text
+    assert usage_chunk.usage.completion_tokens == whole.usage.completion_tokens == 10
+
+
+# ---------------------------------------------------------------------- sampling parameters
+
+
+@pytest.mark.parametrize("temperature,seed", [(0.0, 7), (1.0, 42)])
+def test_same_seed_same_output(client: openai.OpenAI, temperature: float, seed: int) -> None:
+    outs = [client.chat.completions.create(model="smollm2", messages=STORY, max_tokens=20,
+                                           temperature=temperature, seed=seed).choices[0].message.content
+            for _ in range(2)]
+    assert outs[0] and outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_stop_string_is_honoured_and_not_returned(client: openai.OpenAI, stream: bool) -> None:
+    args = dict(model="smollm2", prompt="1, 2, 3, 4, 5,", max_tokens=20, temperature=0)
+    free = client.completions.create(**args).choices[0].text
+    words = free.split()
+    assert len(words) >= 4, free
+    stop = words[len(words) // 2]          # a string the unconstrained output reaches mid-way
+    if stream:
+        chunks = list(client.completions.create(**args, stop=[stop], stream=True))
+        text = "".join(c.choices[0].text for c in chunks)
+        finish = chunks[-1].choices[0].finish_reason
+    else:
+        resp = client.completions.create(**args, stop=[stop])
+        text, finish = resp.choices[0].text, resp.choices[0].finish_reason
+    assert finish == "stop"
+    assert stop not in text
+    assert text == free[: free.index(stop)]
+
+
+def test_stop_string_in_chat(client: openai.OpenAI) -> None:
+    args = dict(model="smollm2", messages=STORY, max_tokens=20, temperature=0)
+    free = client.chat.completions.create(**args).choices[0].message.content
+    words = free.split()
+    assert len(words) >= 4, free
+    stop = words[2]
+    resp = client.chat.completions.create(**args, stop=stop)
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.choices[0].message.content == free[: free.index(stop)]
+
+
+def test_response_format_json_object(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(model="smollm2", messages=JSON_PROMPT, max_tokens=24, temperature=0,
+                                          response_format={"type": "json_object"})
+    assert resp.choices[0].finish_reason == "stop", resp.choices[0].message.content
+    assert isinstance(json.loads(resp.choices[0].message.content), dict)
+
+
+def test_response_format_json_schema(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(
+        model="smollm2", messages=JSON_PROMPT, max_tokens=24, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "greeting", "schema": SCHEMA,
+                                                                "strict": True}})
+    content = resp.choices[0].message.content
+    assert resp.choices[0].finish_reason == "stop", content
+    jsonschema.validate(json.loads(content), SCHEMA)
+
+
+def test_max_completion_tokens(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(model="smollm2", messages=STORY, max_completion_tokens=5,
+                                          temperature=0, extra_body={"ignore_eos": True})
+    assert resp.choices[0].finish_reason == "length"
+    assert resp.usage.completion_tokens == 5
+
+
+def test_max_tokens_and_max_completion_tokens_must_agree(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="smollm2", messages=HELLO, max_tokens=5, max_completion_tokens=6)
+    assert info.value.param == "max_completion_tokens"
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completion"])
+def test_logit_bias_forces_a_token(client: openai.OpenAI, smollm, endpoint: str) -> None:
+    ids = smollm.tokenize(" banana", False, False)
+    assert len(ids) == 1
+    expected = smollm.detokenize(ids * 4)
+    bias = {str(ids[0]): 100}
+    if endpoint == "chat":
+        resp = client.chat.completions.create(model="smollm2", messages=HELLO, max_tokens=4, temperature=0,
+                                              logit_bias=bias)
+        text = resp.choices[0].message.content
+    else:
+        resp = client.completions.create(model="smollm2", prompt="My favourite", max_tokens=4, temperature=0,
+                                         logit_bias=bias)
+        text = resp.choices[0].text
+    assert text == expected
+    assert resp.usage.completion_tokens == 4
+
+
+def test_logit_bias_bans_the_greedy_token(client: openai.OpenAI, smollm) -> None:
+    args = dict(model="smollm2", prompt="The capital of France is", max_tokens=4, temperature=0)
+    free = client.completions.create(**args).choices[0].text
+    first = smollm.tokenize(free, False, False)[0]
+    piece = smollm.detokenize([first])
+    assert piece.strip(), free
+    banned = client.completions.create(**args, logit_bias={str(first): -100}).choices[0].text
+    assert not banned.startswith(piece), (free, banned)
+
+
+# ---------------------------------------------------------------------- embeddings
+
+
+def test_embeddings_float_and_base64(client: openai.OpenAI) -> None:
+    inputs = ["The cat sat on the mat.", "Stock markets fell sharply today."]
+    floats = client.embeddings.create(model="smollm2", input=inputs, encoding_format="float")
+    assert floats.model == DEFAULT
+    assert [d.index for d in floats.data] == [0, 1]
+    vectors = [d.embedding for d in floats.data]
+    assert len(vectors[0]) == len(vectors[1]) > 0
+    for v in vectors:
+        assert all(math.isfinite(x) for x in v)
+        assert any(x != 0.0 for x in v)
+    assert vectors[0] != vectors[1]
+    assert floats.usage.prompt_tokens > 0 and floats.usage.total_tokens == floats.usage.prompt_tokens
+
+    # the SDK's default asks for base64 and decodes it: the same vectors, to float32 precision
+    decoded = client.embeddings.create(model="smollm2", input=inputs)
+    for a, b in zip(vectors, (d.embedding for d in decoded.data)):
+        assert len(a) == len(b)
+        assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5
+
+    # asked for explicitly, base64 comes back as the string itself
+    raw = client.embeddings.create(model="smollm2", input=inputs[0], encoding_format="base64")
+    text = raw.data[0].embedding
+    assert isinstance(text, str)
+    unpacked = _decode_b64(text)
+    assert len(unpacked) == len(vectors[0])
+    assert max(abs(x - y) for x, y in zip(unpacked, vectors[0])) < 1e-5
+
+
+def test_embeddings_of_the_other_variant(client: openai.OpenAI) -> None:
+    resp = client.embeddings.create(model=Q8, input="hello world", encoding_format="float")
+    assert resp.model == Q8
+    assert any(x != 0.0 for x in resp.data[0].embedding)
+
+
+# ---------------------------------------------------------------------- models
+
+
+def test_models_list_has_both_variants(client: openai.OpenAI) -> None:
+    ids = [m.id for m in client.models.list()]
+    assert DEFAULT in ids and Q8 in ids
+    assert len(ids) == len(set(ids))
+
+
+def test_models_retrieve(client: openai.OpenAI) -> None:
+    model = client.models.retrieve(Q8)
+    assert model.id == Q8
+    assert model.object == "model"
+    assert model.owned_by
+
+
+def test_models_retrieve_unknown(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model:q4_0")
+
+
+@pytest.mark.parametrize("asked,served", [("smollm2", DEFAULT), ("smollm2:latest", DEFAULT),
+                                          (DEFAULT, DEFAULT), (Q8, Q8), ("SmolLM2:Q8_0", Q8)])
+def test_model_choice(client: openai.OpenAI, asked: str, served: str) -> None:
+    resp = client.chat.completions.create(model=asked, messages=HELLO, max_tokens=4, temperature=0)
+    assert resp.model == served
+    assert resp.choices[0].message.content
+
+
+# ---------------------------------------------------------------------- errors through the SDK
+
+
+def test_unknown_model_is_not_found(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="no-such-model", messages=HELLO, max_tokens=4)
+    assert info.value.status_code == 404
+    assert "no-such-model" in info.value.message
+
+
+def test_n_above_one_is_refused(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="smollm2", messages=HELLO, max_tokens=4, n=2)
+    assert info.value.param == "n"
+    assert "n=1" in info.value.message
+
+
+@pytest.mark.parametrize("param,value", [("temperature", 5), ("top_p", 1.5), ("presence_penalty", -3),
+                                         ("max_tokens", 0), ("seed", -2)])
+def test_out_of_range_parameter_is_named(client: openai.OpenAI, param: str, value: float) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="smollm2", messages=HELLO, **{param: value})
+    assert info.value.param == param
+    assert param in info.value.message
+    assert info.value.type == "invalid_request_error"
+
+
+def test_empty_messages_is_bad_request(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="smollm2", messages=[], max_tokens=4)
+    assert info.value.status_code == 400
+    assert info.value.param == "messages"
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"])
+@pytest.mark.parametrize("data", [b'{"model": "smollm2", "messages": [', b"not json at all", b"[1, 2]", b""],
+                         ids=["truncated", "garbage", "array", "empty"])
+def test_malformed_body_is_400_in_openai_shape(server: Server, path: str, data: bytes) -> None:
+    status, body = _raw_post(server, path, data)
+    assert status == 400
+    err = _assert_openai_error(body)
+    assert err["type"] == "invalid_request_error"
+
+
+def test_prompt_longer_than_the_context_is_400_and_serving_goes_on(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": TOO_LONG}],
+                                       max_tokens=4)
+    assert "context_length_exceeded" in (info.value.type, info.value.code)
+    assert "token" in info.value.message
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model="smollm2", prompt=TOO_LONG, max_tokens=4)
+    with pytest.raises(openai.BadRequestError):
+        list(client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": TOO_LONG}],
+                                            max_tokens=4, stream=True))
+    resp = client.chat.completions.create(model="smollm2", messages=HELLO, max_tokens=4, temperature=0)
+    assert resp.choices[0].message.content
+
+
+def test_context_overflow_error_has_openais_type_and_code(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": TOO_LONG}],
+                                       max_tokens=4)
+    assert (info.value.type, info.value.code) == ("invalid_request_error", "context_length_exceeded")
+
+
+def test_stream_closed_by_the_client_frees_the_slot(server: Server, client: openai.OpenAI) -> None:
+    """The one place max_tokens is large: left alone this generation runs for ~15 s on 2 cores (2000 tokens,
+    end-of-sequence ignored), so a slot that is free again within DISCONNECT_SETTLE_S was freed by the
+    disconnect, not by the generation ending on its own."""
+    stream = client.chat.completions.create(model="smollm2", messages=STORY, max_tokens=2000, temperature=0,
+                                            stream=True, extra_body={"ignore_eos": True})
+    received = 0
+    for _ in stream:
+        received += 1
+        if received == 2:
+            break
+    stream.close()
+    assert received == 2
+    counts = _wait_idle(server, DISCONNECT_SETTLE_S)
+    assert not any(counts.values()), f"a slot is still held after the client went away: {counts}"
+    resp = client.chat.completions.create(model="smollm2", messages=HELLO, max_tokens=8, temperature=0)
+    assert resp.choices[0].message.content
+    assert not any(_wait_idle(server).values())
