@@ -10,6 +10,7 @@ lifecycle and a runner.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
 import time
 import uuid
@@ -22,6 +23,8 @@ from mullama import errors, openai
 from mullama.app import SUPERVISOR, Supervisor
 from mullama.config import Settings
 from mullama.lifecycle import Runtime, State
+from mullama.observe import build_profile
+from mullama.policies import Request
 from mullama.units import format_duration, parse_duration
 
 log = structlog.get_logger("mullama.api")
@@ -61,7 +64,10 @@ async def error_middleware(request: web.Request, handler):
     except errors.MullamaError as exc:
         if exc.status >= 500:
             log.warning("request_failed", path=request.path, status=exc.status, type=exc.type, error=str(exc))
-        return _error(exc.status, exc.type, str(exc), getattr(exc, "param", None))
+        resp = _error(exc.status, exc.type, str(exc), getattr(exc, "param", None))
+        if getattr(exc, "retry_after", None):
+            resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -121,64 +127,134 @@ async def completions(request: web.Request) -> web.StreamResponse:
     return await _generate(request, sup, openai.parse_completion(await request.read(), _limits(sup.settings)))
 
 
+def _user(request: web.Request, job: openai.Job) -> str:
+    """The fairness key: the API key's fingerprint, else the `user` field, else the client address."""
+    auth = request.headers.get("Authorization", "")
+    key = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("X-Api-Key", "")
+    if key and request.app[SUPERVISOR].settings.api_keys:
+        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:8]
+    if job.user:
+        return "user:" + job.user
+    return "addr:" + (request.remote or "?")
+
+
 async def _generate(request: web.Request, sup: Supervisor, job: openai.Job) -> web.StreamResponse:
     if sup.closing:
         raise errors.ShuttingDown("the server is shutting down; no new requests")
     entry = sup.resolve(job.model)
+    sup.lifecycle.runtime(entry)  # the scheduler reads its n_parallel
     chat = job.kind == "chat"
     rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
     created = int(time.time())
-    lease = await sup.lifecycle.acquire(entry, keep_alive=job.keep_alive)
+    t0 = time.perf_counter()
+    req = Request(id=rid, model=entry.name, user=_user(request, job), priority=job.priority,
+                  deadline=time.monotonic() + job.deadline_ms / 1000 if job.deadline_ms else None,
+                  prompt_chars=len(job.request.prompt or "") + sum(len(m.content or "") for m in job.request.messages or ()),
+                  max_tokens=job.request.max_tokens)
     try:
-        stream = await lease.client.completion(msgspec.structs.replace(job.request, id=rid, stream=True))
-        try:
-            if job.stream:
-                return await _stream(request, job, stream, rid, created, entry.name)
-            text: list[str] = []
-            async for _, ev in stream:
-                text.append(ev.content)
-            final = stream.final
-            if final.finish_reason == "error":
-                raise errors.RunnerError(f"generation failed: {final.error}", 500, "server_error")
-            fmt = openai.chat_response if chat else openai.completion_response
-            body = fmt(id=rid, created=created, model=entry.name, final=final, text="".join(text))
-            return web.Response(body=body, content_type="application/json")
-        finally:
-            stream.close()  # before the end (client gone, error): the runner cancels the request
-    finally:
-        sup.lifecycle.release(lease)
-
-
-async def _stream(request: web.Request, job: openai.Job, stream, rid: str, created: int,
-                  model: str) -> web.StreamResponse:
-    chat = job.kind == "chat"
-    resp = web.StreamResponse(headers=_SSE_HEADERS)
-    await resp.prepare(request)
-    chunk = openai.chat_chunk if chat else openai.completion_chunk
-    usage = job.include_usage
-    if chat:
-        await resp.write(openai.chat_chunk(id=rid, created=created, model=model, role=True, include_usage=usage))
-    try:
-        async for _, ev in stream:
-            if ev.content:
-                await resp.write(chunk(id=rid, created=created, model=model, content=ev.content, include_usage=usage))
+        ticket = await sup.scheduler.submit(req)
     except errors.MullamaError as exc:
-        log.warning("stream_failed", id=rid, model=model, type=exc.type, error=str(exc))
-        await resp.write(openai.sse_error(str(exc), *_kind(exc.status, exc.type)))
+        sup.observer.metrics.request_failed(entry.name, exc.type)
+        raise
+    run = _Run(sup, job, rid, created, entry.name, t0, ticket,
+               request.headers.get("X-Profile", "").lower() in ("1", "true", "yes"))
+    try:
+        lease = await sup.lifecycle.acquire(entry, keep_alive=job.keep_alive)
+        try:
+            stream = await lease.client.completion(msgspec.structs.replace(job.request, id=rid, stream=True))
+            ticket.control = lambda op: lease.client.control(op, rid)
+            run.lease = lease
+            try:
+                if job.stream:
+                    return await run.stream(request, stream)
+                return await run.collect(stream)
+            finally:
+                stream.close()  # before the end (client gone, error): the runner cancels the request
+        finally:
+            sup.lifecycle.release(lease)
+    except errors.MullamaError as exc:
+        sup.observer.metrics.request_failed(entry.name, exc.type)
+        raise
+    finally:
+        sup.scheduler.finish(ticket)
+
+
+class _Run:
+    """One generation's response writing, profile and metrics."""
+
+    def __init__(self, sup: Supervisor, job: openai.Job, rid: str, created: int, model: str, t0: float,
+                 ticket, profile: bool) -> None:
+        self.sup, self.job, self.rid, self.created, self.model, self.t0 = sup, job, rid, created, model, t0
+        self.ticket, self.want_profile = ticket, profile
+        self.lease = None
+        self.chat = job.kind == "chat"
+
+    def done(self, final) -> dict:
+        """The profile (always built: it feeds the metrics); events and metrics for a finished request."""
+        lease = self.lease
+        profile = build_profile(stats=final.stats, model=self.model, scheduler=self.sup.scheduler.policy.name,
+                                runner_pid=lease.handle.pid if lease else None, queue_ms=self.ticket.queue_ms,
+                                load_ms=lease.load_wait_ms if lease else 0.0,
+                                total_ms=(time.perf_counter() - self.t0) * 1000,
+                                preemptions=self.ticket.request.preemptions)
+        self.sup.observer.metrics.request_done(self.model, profile, final.finish_reason)
+        self.sup.observer.emit("finished", id=self.rid, model=self.model, finish_reason=final.finish_reason,
+                               prompt_tokens=profile["prompt_tokens"], completion_tokens=profile["completion_tokens"],
+                               total_ms=profile["total_ms"])
+        return profile
+
+    async def collect(self, stream) -> web.Response:
+        text: list[str] = []
+        async for _, ev in stream:
+            if ev.content and not text:
+                self.sup.observer.emit("first_token", id=self.rid, model=self.model)
+            text.append(ev.content)
+        final = stream.final
+        if final.finish_reason == "error":
+            raise errors.RunnerError(f"generation failed: {final.error}", 500, "server_error")
+        profile = self.done(final)
+        fmt = openai.chat_response if self.chat else openai.completion_response
+        body = fmt(id=self.rid, created=self.created, model=self.model, final=final, text="".join(text),
+                   extra={"profile": profile} if self.want_profile else None)
+        return web.Response(body=body, content_type="application/json")
+
+    async def stream(self, request: web.Request, stream) -> web.StreamResponse:
+        rid, created, model, usage = self.rid, self.created, self.model, self.job.include_usage
+        resp = web.StreamResponse(headers=_SSE_HEADERS)
+        await resp.prepare(request)
+        chunk = openai.chat_chunk if self.chat else openai.completion_chunk
+        if self.chat:
+            await resp.write(openai.chat_chunk(id=rid, created=created, model=model, role=True, include_usage=usage))
+        first = True
+        try:
+            async for _, ev in stream:
+                if ev.content:
+                    if first:
+                        first = False
+                        self.sup.observer.emit("first_token", id=rid, model=model)
+                    await resp.write(chunk(id=rid, created=created, model=model, content=ev.content,
+                                           include_usage=usage))
+        except errors.MullamaError as exc:
+            log.warning("stream_failed", id=rid, model=model, type=exc.type, error=str(exc))
+            self.sup.observer.metrics.request_failed(model, exc.type)
+            await resp.write(openai.sse_error(str(exc), *_kind(exc.status, exc.type)))
+            await resp.write_eof()
+            return resp
+        final = stream.final
+        if final.finish_reason == "error":
+            self.sup.observer.metrics.request_failed(model, "generation_failed")
+            await resp.write(openai.sse_error(f"generation failed: {final.error}", "server_error", "generation_failed"))
+            await resp.write_eof()
+            return resp
+        profile = self.done(final)
+        await resp.write(chunk(id=rid, created=created, model=model, finish=final.finish_reason, include_usage=usage))
+        if usage or self.want_profile:
+            await resp.write(openai.usage_chunk(id=rid, created=created, model=model, kind=self.job.kind,
+                                                stats=final.stats,
+                                                extra={"profile": profile} if self.want_profile else None))
+        await resp.write(openai.DONE)
         await resp.write_eof()
         return resp
-    final = stream.final
-    if final.finish_reason == "error":
-        await resp.write(openai.sse_error(f"generation failed: {final.error}", "server_error", "generation_failed"))
-        await resp.write_eof()
-        return resp
-    await resp.write(chunk(id=rid, created=created, model=model, finish=final.finish_reason, include_usage=usage))
-    if job.include_usage:
-        await resp.write(openai.usage_chunk(id=rid, created=created, model=model, kind=job.kind,
-                                            stats=final.stats))
-    await resp.write(openai.DONE)
-    await resp.write_eof()
-    return resp
 
 
 async def embeddings(request: web.Request) -> web.Response:

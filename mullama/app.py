@@ -28,8 +28,11 @@ from mullama.catalog import Catalog, ModelEntry
 from mullama.config import Settings, model_settings
 from mullama.errors import AssetError, InvalidModelName, ModelNotFound, ModelUnavailable
 from mullama.lifecycle import Launch, Lifecycle
+from mullama.observe import Observer
+from mullama.policies import make_policy
 from mullama.runner_client import RunnerClient
 from mullama.runner_process import RunnerProcess, RunnerSpec
+from mullama.scheduler import Scheduler
 
 log = structlog.get_logger("mullama.app")
 
@@ -45,11 +48,24 @@ class Supervisor:
         self.settings = settings
         self.spec = spec or RunnerSpec(log_level=settings.log_level, drain_timeout=settings.drain_timeout)
         self.session: aiohttp.ClientSession | None = None
-        self.lifecycle = Lifecycle(settings, launch or self._launch, probe, emit=_log_event)
+        self.observer = Observer(event_log=Path(settings.event_log) if settings.event_log else None)
+        self.lifecycle = Lifecycle(settings, launch or self._launch, probe, emit=self.emit)
+        self.scheduler = Scheduler(make_policy(settings.scheduler), self, max_queue=settings.max_queue,
+                                   max_queue_per_model=settings.max_queue_per_model)
+        self.devices = probe
         self.started = time.time()
         self.closing = False
         self._catalog: Catalog | None = None
         self._scanned = 0.0
+
+    # ------------------------------------------------------------------ scheduler effects
+
+    def capacity(self, model: str) -> int:
+        rt = self.lifecycle.runtimes.get(model)
+        return rt.config.n_parallel if rt is not None else self.settings.n_parallel
+
+    def emit(self, kind: str, **fields) -> None:
+        self.observer.emit(kind, **fields)
 
     async def _launch(self, name: str) -> RunnerProcess:
         proc = await RunnerProcess.start(name, self.spec)
@@ -103,21 +119,17 @@ class Supervisor:
 
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
-_events = structlog.get_logger("mullama.events")
-
-
-def _log_event(kind: str, **fields) -> None:
-    _events.info(kind, **fields)
 
 
 def create_app(settings: Settings, *, supervisor: Supervisor | None = None) -> web.Application:
-    from mullama import api  # handlers import app's keys
+    from mullama import api, internal_api  # handlers import app's keys
 
     sup = supervisor or Supervisor(settings)
     app = web.Application(middlewares=api.middlewares(settings), client_max_size=settings.max_body_bytes)
     app[SUPERVISOR] = sup
     app.cleanup_ctx.append(_lifespan)
     api.add_routes(app)
+    internal_api.add_routes(app)
     return app
 
 
@@ -125,6 +137,8 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     sup = app[SUPERVISOR]
     sup.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
                                         auto_decompress=False)
+    await sup.observer.start()
+    sup.scheduler.start()
     catalog = sup.catalog(refresh=True)
     log.info("catalog", models=len(catalog.entries()), errors=sum(1 for e in catalog.entries() if e.error),
              dir_errors=catalog.dir_errors)
@@ -136,7 +150,9 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     finally:
         sup.closing = True
         await sup.lifecycle.shutdown()
+        await sup.scheduler.stop()
         await sup.session.close()
+        await sup.observer.stop()
 
 
 async def _preload(sup: Supervisor, name: str) -> None:

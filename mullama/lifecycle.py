@@ -8,8 +8,8 @@ States (``State``), every transition timestamped in the model's history::
 One load runs at a time (``_load_lock``): planning, eviction and the memory
 accounting stay simple and no two loads race for the same free memory.
 Requests for a model that is loading wait on its load task; none is dropped.
-A request holds a ``Lease`` (one of the runner's ``n_parallel`` slots) while
-it runs; when the last lease ends the keep-alive timer starts.
+A request holds a ``Lease`` while it runs (the scheduler decides how many run
+at once); when the last lease ends the keep-alive timer starts.
 
 The runner is reached only through a ``Handle`` (the app's ``launch`` returns a
 ``RunnerProcess`` with its ``RunnerClient`` attached); unit tests pass a
@@ -82,7 +82,6 @@ class Runtime:
 
     entry: ModelEntry
     config: RunnerConfig
-    slots: asyncio.Semaphore
     state: State = State.DISCOVERED
     handle: Handle | None = None
     placement: Placement | None = None
@@ -119,7 +118,7 @@ class Runtime:
 
 @dataclass
 class Lease:
-    """One request's hold on a ready runner slot; give it back with ``Lifecycle.release``."""
+    """One request's hold on a ready runner; give it back with ``Lifecycle.release``."""
 
     runtime: Runtime
     handle: Handle
@@ -175,14 +174,14 @@ class Lifecycle:
         rt = self.runtimes.get(entry.name)
         if rt is None or rt.entry.path != entry.path:
             cfg = model_settings(self.settings, entry.name, entry.family)
-            rt = Runtime(entry=entry, config=cfg, slots=asyncio.Semaphore(cfg.n_parallel), keep_alive=cfg.keep_alive)
+            rt = Runtime(entry=entry, config=cfg, keep_alive=cfg.keep_alive)
             rt.idle.set()
             rt.transition(State.DISCOVERED)
             self.runtimes[entry.name] = rt
         return rt
 
     async def acquire(self, entry: ModelEntry, *, keep_alive: float | None = None) -> Lease:
-        """Wait until the model is ready and one of its slots is free; load (and evict) as needed."""
+        """Wait until the model is ready, loading (and evicting) as needed. Slots are the scheduler's business."""
         if self.closing:
             raise errors.ShuttingDown("the server is shutting down")
         rt = self.runtime(entry)
@@ -191,16 +190,10 @@ class Lifecycle:
         load_wait = 0.0
         rt.waiting += 1  # a model someone waits for is not idle: no keep-alive unload in between
         try:
-            while True:
-                if not rt.serving:
-                    t_load = time.perf_counter()
-                    await self.ensure_loaded(rt, reason="request")
-                    load_wait += time.perf_counter() - t_load
-                    continue
-                await rt.slots.acquire()
-                if rt.serving:
-                    break
-                rt.slots.release()  # evicted or crashed while we waited for the slot: load again
+            while not rt.serving:
+                t_load = time.perf_counter()
+                await self.ensure_loaded(rt, reason="request")
+                load_wait += time.perf_counter() - t_load
         finally:
             rt.waiting -= 1
             if rt.waiting == 0 and rt.in_flight == 0 and rt.serving and sys.exc_info()[0] is not None:
@@ -218,7 +211,6 @@ class Lifecycle:
         lease.released = True
         rt = lease.runtime
         rt.in_flight -= 1
-        rt.slots.release()
         rt.last_used = time.monotonic()
         if rt.in_flight == 0:
             rt.idle.set()

@@ -175,21 +175,6 @@ async def test_concurrent_requests_for_a_loading_model_share_one_load():
     await life.shutdown()
 
 
-async def test_slots_bound_concurrency_to_n_parallel():
-    life, _, _ = make({"n_parallel": 2})
-    first = [await life.acquire(A), await life.acquire(A)]
-    third = asyncio.ensure_future(life.acquire(A))
-    await asyncio.sleep(0.05)
-    assert not third.done()
-    life.release(first[0])
-    lease = await asyncio.wait_for(third, 1)
-    life.release(first[1])
-    life.release(lease)
-    life.release(lease)  # idempotent
-    assert life.runtimes[A.name].in_flight == 0
-    await life.shutdown()
-
-
 async def test_memory_budget_for_one_model_swaps_idle_models():
     life, launcher, events = make({"memory_budget": 150 * MiB})
     life.release(await life.acquire(A))

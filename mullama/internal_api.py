@@ -1,0 +1,166 @@
+"""The views inside serving: ``/internal/*`` and ``/metrics``.
+
+``GET /internal/scheduler`` (policy, queue with positions, in-flight per model
+and slot, counters), ``POST /internal/scheduler`` (switch the policy at run
+time; queued requests carry over), ``GET /internal/models`` (lifecycle states,
+history, loads/evictions/crashes with durations, memory per device),
+``GET /internal/kv/{model}`` (the runner's slots and prefix-cache counters),
+``GET /internal/events`` (a live SSE stream of events) and ``GET /metrics``
+(Prometheus). Errors go through ``api.error_middleware`` like everywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from mullama import errors
+from mullama.app import SUPERVISOR, Supervisor
+from mullama.lifecycle import Runtime
+from mullama.policies import make_policy
+
+log = structlog.get_logger("mullama.internal")
+
+_KV_TIMEOUT = 2.0
+
+
+def _json(obj: object, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(obj), status=status, content_type="application/json")
+
+
+async def _kv(rt: Runtime):
+    if not rt.serving:
+        return None
+    try:
+        return await asyncio.wait_for(rt.handle.client.kv(), _KV_TIMEOUT)
+    except (errors.MullamaError, TimeoutError):
+        return None
+
+
+async def scheduler_view(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    view = sup.scheduler.snapshot()
+    # in-flight requests get their runner slot from the runners' own KV views
+    models = [sup.lifecycle.runtimes[m] for m in view["running"] if m in sup.lifecycle.runtimes]
+    kvs = await asyncio.gather(*(_kv(rt) for rt in models))
+    for rt, kv in zip(models, kvs):
+        slots = {s.request_id: s.index for s in kv.slots if s.request_id} if kv else {}
+        for row in view["running"][rt.name]:
+            row["slot"] = slots.get(row["id"])
+    view["n_parallel"] = {name: rt.config.n_parallel for name, rt in sup.lifecycle.runtimes.items()}
+    return _json(view)
+
+
+class _PolicyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    policy: str
+
+
+async def set_scheduler(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    try:
+        body = msgspec.json.decode(await request.read() or b"{}", type=_PolicyBody)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise errors.InvalidArgument(f"invalid request body: {exc} (expected {{\"policy\": NAME}})") from None
+    try:
+        policy = make_policy(body.policy)
+    except errors.ConfigError as exc:
+        raise errors.InvalidArgument(str(exc)) from None
+    previous = sup.scheduler.policy.name
+    sup.scheduler.set_policy(policy)
+    await asyncio.sleep(0)  # let the scheduler task take it before we answer
+    return _json({"policy": policy.name, "previous": previous})
+
+
+def model_view(sup: Supervisor, rt: Runtime) -> dict:
+    p = rt.placement
+    return {
+        "name": rt.name, "family": rt.entry.family, "variant": rt.entry.variant, "state": str(rt.state),
+        "progress": round(rt.progress, 3), "error": rt.error, "pinned": rt.config.pinned,
+        "pid": rt.handle.pid if rt.handle else None, "port": rt.handle.port if rt.handle else None,
+        "in_flight": rt.in_flight, "waiting": rt.waiting, "keep_alive": rt.keep_alive, "expires_at": rt.expires_at,
+        "memory": rt.memory,
+        "devices": [{"device": d.device, "type": d.type, "model": d.model, "context": d.context,
+                     "compute": d.compute} for d in rt.devices],
+        "placement": p.describe() if p else None, "n_ctx": rt.n_ctx, "crashes": rt.crashes,
+        "config": dict(rt.config.__dict__), "history": list(rt.history), "loads": list(rt.loads),
+    }
+
+
+async def models_view(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    return _json({"models": [model_view(sup, rt) for rt in sup.lifecycle.runtimes.values()],
+                  "counters": dict(sup.lifecycle.counters), "memory_budget": sup.settings.memory_budget,
+                  "max_loaded_models": sup.settings.max_loaded_models,
+                  "devices": sup.devices().describe()})
+
+
+async def kv_view(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    entry = sup.resolve(request.match_info["model"])
+    rt = sup.lifecycle.runtimes.get(entry.name)
+    if rt is None or not rt.serving:
+        raise errors.NotReady(f"{entry.name} is not loaded (state: {rt.state if rt else 'discovered'}); "
+                              "its KV cache lives in its runner")
+    kv = await rt.handle.client.kv()
+    body = msgspec.to_builtins(kv)
+    body["model"] = entry.name
+    body["usage_ratio"] = round(kv.cells_used / kv.cells_total, 4) if kv.cells_total else 0.0
+    return _json(body)
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    sup = request.app[SUPERVISOR]
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    sub = sup.observer.subscribe()
+    try:
+        await resp.write(b": mullama events\n\n")
+        for record in sup.observer.recent(int(request.query.get("backlog", "0") or 0)):
+            await resp.write(_sse(record))
+        async for record in sub:
+            await resp.write(_sse(record))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        sub.close()
+    with contextlib.suppress(ConnectionResetError):
+        await resp.write_eof()
+    return resp
+
+
+def _sse(record: dict) -> bytes:
+    return b"event: " + str(record.get("event", "event")).encode() + b"\ndata: " + \
+        json.dumps(record, default=str).encode() + b"\n\n"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    m = sup.observer.metrics
+    m.set_queue(sup.scheduler.running(), sup.scheduler.waiting())
+    loaded = [rt for rt in sup.lifecycle.runtimes.values() if rt.serving]
+    kvs = await asyncio.gather(*(_kv(rt) for rt in loaded))
+    for rt, kv in zip(loaded, kvs):
+        if kv is not None and kv.cells_total:
+            m.set_kv(rt.name, kv.cells_used / kv.cells_total)
+        m.set_memory(rt.name, {d.device: d.model + d.context + d.compute for d in rt.devices})
+    for rt in sup.lifecycle.runtimes.values():
+        if not rt.serving and rt.handle is None:
+            m.forget_model(rt.name)
+    body, content_type = m.render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/internal/scheduler", scheduler_view)
+    r.add_post("/internal/scheduler", set_scheduler)
+    r.add_get("/internal/models", models_view)
+    r.add_get("/internal/kv/{model:.+}", kv_view)
+    r.add_get("/internal/events", events)
+    r.add_get("/metrics", metrics)
