@@ -134,6 +134,7 @@ class CompletionStats(_Wire, kw_only=True):
     slot: int
     pauses: int
     swaps: int
+    evicted_tokens: int = 0     # cached tokens of its slot it threw away (did not share)
 
 
 class CompletionChunk(_Wire, kw_only=True):

@@ -261,14 +261,12 @@ void Batcher::signal(bool force) {
 
 void Batcher::snapshot() {
     std::vector<SlotInfo> snap;
-    size_t active = swapped_.size();
     for (const auto & s : slot_) {
         SlotInfo i;
         i.index = s->index;
         i.n_tokens = static_cast<int32_t>(s->cache.size());
         if (s->req) {
             const Request & r = *s->req;
-            ++active;
             i.request_id = r.spec.id;
             i.state = r.paused ? "paused"
                       : r.n_past < static_cast<int32_t>(r.spec.prompt.size()) ? "prefill" : "generating";
@@ -283,7 +281,6 @@ void Batcher::snapshot() {
     }
     std::lock_guard<std::mutex> lock(mu_);
     slot_snapshot_ = std::move(snap);
-    active_ = active;
 }
 
 void Batcher::finish_request(Request & r, const char * reason, const std::string & error) {
@@ -479,6 +476,7 @@ void Batcher::admit() {
             r.stats.queue_ms = ms_between(r.t_submit, r.t_admit);
             size_t reuse = std::min(best_lcp, r.spec.prompt.size() - 1);  // at least one token is evaluated
             const bool evicted = reuse == 0 && !s.cache.empty();  // a cached prefix thrown away whole
+            r.stats.evicted_tokens = static_cast<int32_t>(s.cache.size() - std::min(reuse, s.cache.size()));
             ctx_.kv_seq_rm(s.index, static_cast<llama_pos>(reuse), -1);
             s.cache.resize(reuse);
             r.n_past = static_cast<int32_t>(reuse);

@@ -36,6 +36,7 @@ struct RequestSpec {
 struct RequestStats {
     int32_t prompt_tokens = 0;
     int32_t cached_tokens = 0;        // reused from the prefix cache
+    int32_t evicted_tokens = 0;       // cached tokens of its slot that it threw away (did not share)
     int32_t completion_tokens = 0;
     double queue_ms = 0;              // submit -> slot assigned
     double prefill_ms = 0;            // first prompt chunk decoded -> prompt done
@@ -166,7 +167,6 @@ private:
     std::vector<Event> events_;
     std::vector<SlotInfo> slot_snapshot_;
     BatcherCounters counters_;
-    size_t active_ = 0;
     bool stop_ = false;
     bool running_ = false;
     std::string error_;

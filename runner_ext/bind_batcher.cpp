@@ -9,6 +9,7 @@ void register_batcher(py::module_ & m) {
     py::class_<RequestStats>(m, "RequestStats", "Per-request measurements taken in the batching loop.")
         .def_readonly("prompt_tokens", &RequestStats::prompt_tokens)
         .def_readonly("cached_tokens", &RequestStats::cached_tokens)
+        .def_readonly("evicted_tokens", &RequestStats::evicted_tokens)
         .def_readonly("completion_tokens", &RequestStats::completion_tokens)
         .def_readonly("queue_ms", &RequestStats::queue_ms)
         .def_readonly("prefill_ms", &RequestStats::prefill_ms)

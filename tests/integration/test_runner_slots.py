@@ -163,3 +163,16 @@ async def test_queue_bound_holds_while_the_first_request_is_in_prefill(queue1_ru
             f"3 requests accepted with 1 slot and --max-queue 1 (C got {status}); "
             f"stats then: active {stats['active']}, queued {stats['queued']}")
         assert_error(status, out, 429, "queue_full")
+
+
+async def test_stats_count_the_cached_tokens_a_request_threw_away(client):
+    first = await client.complete(greedy("Tell me about the moon.", 8, ignore_eos=True))
+    again = await client.complete(greedy("Tell me about the moon.", 8, ignore_eos=True))
+    other = await client.complete(greedy("Completely different words here.", 4, ignore_eos=True))
+
+    def held(prev: dict) -> int:  # the one slot keeps the previous prompt and its output (the last token unevaluated)
+        return prev["stats"]["prompt_tokens"] + prev["stats"]["completion_tokens"] - 1
+
+    assert again["stats"]["cached_tokens"] == first["stats"]["prompt_tokens"] - 1
+    assert again["stats"]["evicted_tokens"] == held(first) - again["stats"]["cached_tokens"]
+    assert other["stats"]["evicted_tokens"] == held(again) - other["stats"]["cached_tokens"]
