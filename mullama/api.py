@@ -143,6 +143,7 @@ async def _generate(request: web.Request, sup: Supervisor, job: openai.Job) -> w
         raise errors.ShuttingDown("the server is shutting down; no new requests")
     entry = sup.resolve(job.model)
     sup.lifecycle.runtime(entry)  # the scheduler reads its n_parallel
+    sup.prefetcher.observe(entry.name)
     chat = job.kind == "chat"
     rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
     created = int(time.time())
@@ -177,6 +178,7 @@ async def _generate(request: web.Request, sup: Supervisor, job: openai.Job) -> w
         raise
     finally:
         sup.scheduler.finish(ticket)
+        sup.prefetcher.idle()
 
 
 class _Run:
@@ -196,7 +198,8 @@ class _Run:
                                 runner_pid=lease.handle.pid if lease else None, queue_ms=self.ticket.queue_ms,
                                 load_ms=lease.load_wait_ms if lease else 0.0,
                                 total_ms=(time.perf_counter() - self.t0) * 1000,
-                                preemptions=self.ticket.request.preemptions)
+                                preemptions=self.ticket.request.preemptions,
+                                kv_evicted=final.stats.evicted_tokens)
         self.sup.observer.metrics.request_done(self.model, profile, final.finish_reason)
         self.sup.observer.emit("finished", id=self.rid, model=self.model, finish_reason=final.finish_reason,
                                prompt_tokens=profile["prompt_tokens"], completion_tokens=profile["completion_tokens"],

@@ -30,9 +30,11 @@ from mullama.errors import AssetError, InvalidModelName, ModelNotFound, ModelUna
 from mullama.lifecycle import Launch, Lifecycle
 from mullama.observe import Observer
 from mullama.policies import make_policy
+from mullama.prefetch import make_predictor
 from mullama.runner_client import RunnerClient
 from mullama.runner_process import RunnerProcess, RunnerSpec
 from mullama.scheduler import Scheduler
+from mullama.swapping import Prefetcher, Variants
 
 log = structlog.get_logger("mullama.app")
 
@@ -52,6 +54,10 @@ class Supervisor:
         self.lifecycle = Lifecycle(settings, launch or self._launch, probe, emit=self.emit)
         self.scheduler = Scheduler(make_policy(settings.scheduler), self, max_queue=settings.max_queue,
                                    max_queue_per_model=settings.max_queue_per_model)
+        self.variants = Variants(self.lifecycle, self.catalog, dict(settings.aliases), self.emit)
+        self.prefetcher = Prefetcher(make_predictor(settings.prefetch), self.lifecycle, self.resolve, self.busy,
+                                     self.emit, idle_s=settings.prefetch_idle,
+                                     min_confidence=settings.prefetch_min_confidence)
         self.devices = probe
         self.started = time.time()
         self.closing = False
@@ -66,6 +72,11 @@ class Supervisor:
 
     def emit(self, kind: str, **fields) -> None:
         self.observer.emit(kind, **fields)
+
+    def busy(self) -> bool:
+        """Anything queued, running or in flight anywhere."""
+        return bool(self.scheduler.running() or self.scheduler.waiting()) or any(
+            rt.in_flight for rt in self.lifecycle.runtimes.values())
 
     async def _launch(self, name: str) -> RunnerProcess:
         proc = await RunnerProcess.start(name, self.spec)
@@ -107,9 +118,10 @@ class Supervisor:
         try:
             name = name or self.default_model()
             try:
-                return self.catalog().resolve(name)
+                entry = self.catalog().resolve(name)
             except ModelNotFound:
-                return self.catalog(refresh=True).resolve(name)
+                entry = self.catalog(refresh=True).resolve(name)
+            return self.variants.route(name, entry)
         except (ModelNotFound, InvalidModelName, ModelUnavailable) as exc:
             exc.param = "model"
             raise

@@ -5,15 +5,16 @@ looks at a file or the environment again, so a setting means the same thing ever
 fails at start with a message naming where it came from: ``MULLAMA_PORT: ...``, ``--port: ...`` or
 ``/etc/mullama.toml: models.smollm2.n_ctx: ...``. Reading is pure apart from the file and ``~``
 expansion; the environment is a parameter so tests never touch ``os.environ``.
+
+This module holds the schema, the checks the types alone do not make and the entry points; reading
+each source into a normalised layer is ``config_sources.py``.
 """
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
-import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -23,8 +24,18 @@ from typing import Any, Literal
 
 import msgspec
 
+from mullama.config_sources import (
+    INT_RANGES,
+    LOWERCASE,
+    MAPPINGS,
+    Schema,
+    env_layer,
+    file_layer,
+    flag_layer,
+    normalize_layer,
+    range_text,
+)
 from mullama.errors import ConfigError
-from mullama.units import parse_duration, parse_size
 
 FlashAttn = Literal["auto", "on", "off"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -78,6 +89,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     memory_budget: int | None = None
     load_timeout: float = 300.0
     drain_timeout: float = 30.0
+    prefetch: str = "markov"
+    prefetch_min_confidence: float = 0.6
+    prefetch_idle: float = 0.5
     scheduler: str = "fifo"
     max_queue: int = 512
     max_queue_per_model: int = 128
@@ -96,7 +110,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     def __post_init__(self) -> None:
         # frozen=True stops rebinding a field; read-only views stop editing a dict in place
-        for name in _MAPPINGS:
+        for name in MAPPINGS:
             value = getattr(self, name)
             if not isinstance(value, types.MappingProxyType):
                 msgspec.structs.force_setattr(self, name, types.MappingProxyType(dict(value)))
@@ -136,206 +150,12 @@ class RunnerConfig:
 
 # ---------------------------------------------------------------- field metadata
 
-_MAPPINGS = ("aliases", "default_variants", "models")
-_DURATIONS = frozenset({"keep_alive", "load_timeout", "drain_timeout"})
-_SIZES = frozenset({"memory_budget", "max_body_bytes"})
-_LOWERCASE = frozenset({"cache_type_k", "cache_type_v"})
-_INT_RANGES: Mapping[str, tuple[int, int | None]] = types.MappingProxyType({
-    "port": (0, 65535), "n_ctx": (16, None), "n_parallel": (1, 256), "n_batch": (1, None),
-    "n_ubatch": (1, None), "threads": (0, None), "threads_batch": (0, None), "n_gpu_layers": (-1, None),
-    "max_loaded_models": (0, None), "max_queue": (0, None), "max_queue_per_model": (0, None),
-    "max_tokens_limit": (1, None), "max_messages": (1, None), "max_stop": (0, None),
-})
-_BOOL_WORDS: Mapping[str, bool] = types.MappingProxyType(
-    {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False})
-_HINTS: Mapping[type, Mapping[str, Any]] = types.MappingProxyType({
-    cls: types.MappingProxyType(typing.get_type_hints(cls)) for cls in (Settings, ModelSettings)})
-
 #: The names ``load_settings`` accepts as flags (and as top-level TOML keys).
 SETTING_NAMES: frozenset[str] = frozenset(Settings.__struct_fields__)
-_MODEL_FIELDS: frozenset[str] = frozenset(ModelSettings.__struct_fields__)
 _RUNNER_FIELDS = tuple(RunnerConfig.__dataclass_fields__)
-
-#: Flags of ``mullama serve`` not spelled ``--name-with-dashes``; only used to name a bad flag in errors.
-_FLAG_NAMES: Mapping[str, str] = types.MappingProxyType({
-    "n_ctx": "--ctx-size", "n_parallel": "--parallel", "models_dirs": "--models-dir", "api_keys": "--api-key",
-    "bundled_model": "--no-bundled-model"})
+_SCHEMA = Schema(Settings, ModelSettings)
 
 Where = Callable[[str], str]
-
-
-def _kind(cls: type, name: str) -> tuple[str, tuple[Any, ...]]:
-    """("int" | "float" | "bool" | "str" | "tuple" | "choice" | "mapping", Literal choices) of a field."""
-    tp = _HINTS[cls][name]
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        tp = next(arg for arg in typing.get_args(tp) if arg is not type(None))
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "choice", typing.get_args(tp)
-    if origin is tuple:
-        return "tuple", ()
-    if origin is Mapping:
-        return "mapping", ()
-    return tp.__name__, ()
-
-
-def _range_text(name: str) -> str:
-    low, high = _INT_RANGES.get(name, (None, None))
-    if low is not None and high is not None:
-        return f"an integer in {low}..{high}"
-    return f"an integer >= {low}" if low is not None else "an integer"
-
-
-def _suggest(key: str, choices: frozenset[str]) -> str:
-    match = difflib.get_close_matches(key, sorted(choices), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-# ---------------------------------------------------------------- sources → normalised layers
-
-
-def _parse_text(name: str, text: str, where: str) -> Any:
-    """A setting given as text (env, or a string flag) → the field's type; durations/sizes stay text."""
-    kind, _ = _kind(Settings, name)
-    if kind == "bool":
-        word = text.strip().lower()
-        if word not in _BOOL_WORDS:
-            raise ConfigError(f"{where}: expected a boolean (1/0, true/false, yes/no, on/off), got {text!r}")
-        return _BOOL_WORDS[word]
-    if kind == "int" and name not in _SIZES:
-        try:
-            return int(text.strip())
-        except ValueError:
-            raise ConfigError(f"{where}: expected {_range_text(name)}, got {text!r}") from None
-    if kind == "tuple":  # directories are listed like PATH, everything else with commas
-        parts = text.split(os.pathsep if name == "models_dirs" else ",")
-        return tuple(part.strip() for part in parts if part.strip())
-    return text
-
-
-def _split_host(text: str, where: str) -> tuple[str, int | None]:
-    """Ollama's OLLAMA_HOST forms: "host", "host:port", "http://host:port", "[::1]:8080", "::1", ":8080"."""
-    rest, port = text.strip(), None
-    if "://" in rest:
-        scheme, rest = rest.split("://", 1)
-        if scheme.lower() not in ("http", "https"):
-            raise ConfigError(f"{where}: expected an http:// address, got {text!r}")
-    rest = rest.split("/", 1)[0]
-    if rest.startswith("["):
-        host, bracket, tail = rest[1:].partition("]")
-        if not bracket or (tail and not tail.startswith(":")):
-            raise ConfigError(f"{where}: expected '[ipv6]' or '[ipv6]:port', got {text!r}")
-        port_text = tail[1:] if tail else None
-    elif rest.count(":") == 1:
-        host, port_text = rest.split(":")
-    else:
-        host, port_text = rest, None
-    if port_text is not None:
-        if not port_text.isdigit() or int(port_text) > 65535:
-            raise ConfigError(f"{where}: expected a port in 0..65535 after ':', got {text!r}")
-        port = int(port_text)
-    if not host and port is None:
-        raise ConfigError(f"{where}: expected a host name or address, got {text!r}")
-    return host or "127.0.0.1", port  # ":8080": Ollama's way of changing only the port
-
-
-def _normalize(cls: type, name: str, value: Any, where: str) -> Any:
-    """Durations, sizes and choices as people write them → the stored form; types are msgspec's job."""
-    kind, choices = _kind(cls, name)
-    try:
-        if name in _DURATIONS:
-            return parse_duration(value)
-        if name in _SIZES:
-            return parse_size(value)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    if isinstance(value, str) and (kind == "choice" or name in _LOWERCASE):
-        value = value.strip().lower()
-        if choices and value not in choices:
-            raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
-    if kind == "tuple" and isinstance(value, str):  # models_dirs = "/srv/models" means one directory
-        value = (value,)
-    return value
-
-
-def _normalize_layer(values: dict[str, Any], where: dict[str, str]) -> None:
-    """In place: split host into host/port (an explicit port in the same layer wins), parse units."""
-    if isinstance(values.get("host"), str):
-        values["host"], port = _split_host(values["host"], where["host"])
-        if port is not None and "port" not in values:
-            values["port"], where["port"] = port, where["host"]
-    for name, value in list(values.items()):
-        if name == "models" and isinstance(value, Mapping):
-            values[name] = {k: _normalize_model(entry, f"{where[name]}.{k}") for k, entry in value.items()}
-        elif name in ("aliases", "default_variants") and isinstance(value, Mapping):
-            for key, item in value.items():
-                if not isinstance(item, str):
-                    raise ConfigError(f"{where[name]}.{key}: expected a string, got {item!r}")
-        elif name in SETTING_NAMES:
-            values[name] = _normalize(Settings, name, value, where[name])
-
-
-def _normalize_model(entry: Any, label: str) -> Any:
-    if not isinstance(entry, Mapping):
-        return entry
-    return {k: _normalize(ModelSettings, k, v, f"{label}.{k}") if k in _MODEL_FIELDS else v
-            for k, v in entry.items()}
-
-
-def _file_layer(path: str | Path, via_env: bool) -> tuple[dict[str, Any], dict[str, str]]:
-    file = Path(path).expanduser()
-    name = f"config file {file}" + (" (from MULLAMA_CONFIG)" if via_env else "")
-    try:
-        data = tomllib.loads(file.read_text("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{name}: not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{name}: invalid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{name}: cannot read: {exc}") from None
-    for key, value in data.items():
-        if key not in SETTING_NAMES:
-            hint = (" (a per-model setting: put it under [models.NAME])" if key in _MODEL_FIELDS
-                    else _suggest(key, SETTING_NAMES))
-            raise ConfigError(f"{name}: unknown setting {key!r}{hint}")
-    models = data.get("models")
-    for model, entry in models.items() if isinstance(models, Mapping) else ():
-        for key, value in entry.items() if isinstance(entry, Mapping) else ():
-            if key not in _MODEL_FIELDS:
-                hint = (f' (quote model names that contain dots: [models."{model}.{key}"])'
-                        if isinstance(value, Mapping) else _suggest(key, _MODEL_FIELDS))
-                raise ConfigError(f"{name}: unknown setting 'models.{model}.{key}'{hint}")
-    return dict(data), {key: f"{file}: {key}" for key in data}
-
-
-def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    values: dict[str, Any] = {}
-    where: dict[str, str] = {}
-    for name in SETTING_NAMES.difference(_MAPPINGS):
-        var = f"MULLAMA_{name.upper()}"
-        text = env.get(var, "")
-        if text.strip():  # an empty variable counts as unset, as in a shell `MULLAMA_X= mullama serve`
-            values[name], where[name] = _parse_text(name, text, var), var
-    single = env.get("MULLAMA_API_KEY", "").strip()
-    if single:
-        values["api_keys"] = tuple(dict.fromkeys((*values.get("api_keys", ()), single)))
-        where.setdefault("api_keys", "MULLAMA_API_KEY")
-    return values, where
-
-
-def _flag_layer(flags: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    values: dict[str, Any] = {}
-    where: dict[str, str] = {}
-    for name, value in flags.items():
-        flag = _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
-        if name not in SETTING_NAMES:
-            raise ConfigError(f"{flag}: unknown setting {name!r}{_suggest(name, SETTING_NAMES)}")
-        if value is None:
-            continue
-        if isinstance(value, str) and _kind(Settings, name)[0] not in ("str", "choice"):
-            value = _parse_text(name, value, flag)
-        values[name], where[name] = value, flag
-    return values, where
 
 
 # ---------------------------------------------------------------- validation
@@ -373,10 +193,10 @@ def _check_entry(entry: msgspec.Struct, label: Where) -> None:
     """Integer ranges and cache types, shared by Settings and ModelSettings."""
     for name in entry.__struct_fields__:
         value = getattr(entry, name)
-        low, high = _INT_RANGES.get(name, (None, None))
+        low, high = INT_RANGES.get(name, (None, None))
         if value is not None and low is not None and (value < low or (high is not None and value > high)):
-            raise ConfigError(f"{label(name)}: expected {_range_text(name)}, got {value!r}")
-        if value is not None and name in _LOWERCASE and value not in CACHE_TYPES:
+            raise ConfigError(f"{label(name)}: expected {range_text(name)}, got {value!r}")
+        if value is not None and name in LOWERCASE and value not in CACHE_TYPES:
             raise ConfigError(f"{label(name)}: expected one of {', '.join(CACHE_TYPES)}, got {value!r}")
 
 
@@ -409,6 +229,7 @@ def _check(s: Settings, where: Where) -> None:
     if not s.scheduler.strip():
         raise ConfigError(f"{where('scheduler')}: expected a policy name or 'module:Class', "
                           f"got {s.scheduler!r}")
+    _check_prefetch(s, where)
     for i, key in enumerate(s.api_keys):
         if not key or any(ch.isspace() for ch in key):  # never echo a key: it may be a real secret
             raise ConfigError(f"{where('api_keys')}: key #{i + 1} is empty or contains whitespace")
@@ -423,6 +244,18 @@ def _check(s: Settings, where: Where) -> None:
             f"{where('host')}: host {s.host!r} is not a loopback address and no api_keys are set, so anyone "
             "who can reach it could use the server; set api_keys (MULLAMA_API_KEYS) or pass --allow-public "
             "(MULLAMA_ALLOW_PUBLIC=1) to serve without keys")
+
+
+def _check_prefetch(s: Settings, where: Where) -> None:
+    """The predictor itself is resolved when the app starts (``prefetch.make_predictor``)."""
+    if not s.prefetch.strip():
+        raise ConfigError(f"{where('prefetch')}: expected 'none', a predictor name or "
+                          f"'package.module:Class', got {s.prefetch!r}")
+    if not 0 < s.prefetch_min_confidence <= 1:  # NaN fails this too
+        raise ConfigError(f"{where('prefetch_min_confidence')}: expected a number in (0, 1], "
+                          f"got {s.prefetch_min_confidence!r}")
+    if s.prefetch_idle < 0:  # parse_duration reads any negative as "forever", which means nothing here
+        raise ConfigError(f"{where('prefetch_idle')}: expected a duration >= 0, got a negative one")
 
 
 def _check_names(s: Settings, where: Where) -> None:
@@ -480,12 +313,12 @@ def load_settings(flags: Mapping[str, Any] | None = None, *, env: Mapping[str, s
     """
     env = os.environ if env is None else env
     path = config_path if config_path is not None else (env.get("MULLAMA_CONFIG") or None)
-    layers = [_file_layer(path, via_env=config_path is None)] if path else []
-    layers += [_env_layer(env), _flag_layer(flags or {})]
+    layers = [file_layer(_SCHEMA, path, via_env=config_path is None)] if path else []
+    layers += [env_layer(_SCHEMA, env), flag_layer(_SCHEMA, flags or {})]
     raw: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for values, where in layers:
-        _normalize_layer(values, where)
+        normalize_layer(_SCHEMA, values, where)
         raw.update(values)
         origins.update(where)
 

@@ -96,7 +96,23 @@ async def models_view(request: web.Request) -> web.Response:
     return _json({"models": [model_view(sup, rt) for rt in sup.lifecycle.runtimes.values()],
                   "counters": dict(sup.lifecycle.counters), "memory_budget": sup.settings.memory_budget,
                   "max_loaded_models": sup.settings.max_loaded_models,
-                  "devices": sup.devices().describe()})
+                  "devices": sup.devices().describe(),
+                  "variants": dict(sup.variants.serving), "swaps": list(sup.variants.history),
+                  "prefetch": sup.prefetcher.snapshot()})
+
+
+class _VariantBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    variant: str
+
+
+async def switch_variant(request: web.Request) -> web.Response:
+    """POST /internal/models/{family}/variant {"variant": "q8_0"}: hot-swap the family's serving variant."""
+    sup = request.app[SUPERVISOR]
+    try:
+        body = msgspec.json.decode(await request.read() or b"{}", type=_VariantBody)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise errors.InvalidArgument(f"invalid request body: {exc} (expected {{\"variant\": NAME}})") from None
+    return _json(await sup.variants.switch(request.match_info["family"].lower(), body.variant.lower()))
 
 
 async def kv_view(request: web.Request) -> web.Response:
@@ -161,6 +177,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/internal/scheduler", scheduler_view)
     r.add_post("/internal/scheduler", set_scheduler)
     r.add_get("/internal/models", models_view)
+    r.add_post("/internal/models/{family}/variant", switch_variant)
     r.add_get("/internal/kv/{model:.+}", kv_view)
     r.add_get("/internal/events", events)
     r.add_get("/metrics", metrics)

@@ -24,9 +24,6 @@ import contextlib
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol
 
 import structlog
 
@@ -36,98 +33,17 @@ from mullama.catalog import ModelEntry
 from mullama.config import RunnerConfig, Settings, model_settings
 from mullama.devices import Devices
 from mullama.placement import Placement, cost_from_fit, plan
-
-log = structlog.get_logger("mullama.lifecycle")
-
-HISTORY = 64
-MAX_ALLOC_ATTEMPTS = 5
-HEALTH_POLL_S = 0.25
-
-
-class State(StrEnum):
-    DISCOVERED = "discovered"
-    LOADING = "loading"
-    WARMING = "warming"
-    READY = "ready"
-    DRAINING = "draining"
-    UNLOADING = "unloading"
-    UNLOADED = "unloaded"
-    FAILED = "failed"
-
-
-class Handle(Protocol):
-    """What the lifecycle needs of a started runner."""
-
-    pid: int
-    port: int
-    exited: asyncio.Future[int]
-    tail: collections.deque[str]
-    stalled: bool                         # the lifecycle killed it because its load stopped moving
-
-    @property
-    def stopping(self) -> bool: ...
-    @property
-    def client(self) -> Any: ...          # RunnerClient-like: load(), health(), completion(), ...
-    async def stop(self, drain_timeout: float) -> int: ...
-    async def kill(self) -> int: ...
-
+from mullama.runtime import Handle, Lease, Runtime, State
 
 Launch = Callable[[str], Awaitable[Handle]]
 Emit = Callable[..., None]
 
+__all__ = ["Handle", "Launch", "Lease", "Lifecycle", "Runtime", "State", "crash_backoff", "load_params"]
 
-@dataclass
-class Runtime:
-    """One model's serving state (what /api/ps and /internal/models show)."""
+log = structlog.get_logger("mullama.lifecycle")
 
-    entry: ModelEntry
-    config: RunnerConfig
-    state: State = State.DISCOVERED
-    handle: Handle | None = None
-    placement: Placement | None = None
-    devices: list[wire.DeviceMemory] = field(default_factory=list)
-    memory: int = 0
-    n_ctx: int = 0
-    progress: float = 0.0
-    in_flight: int = 0
-    waiting: int = 0                       # requests waiting for this model's load or a slot
-    keep_alive: float = 300.0
-    last_used: float = 0.0                 # monotonic
-    expires_at: float | None = None        # wall clock; None: never (or while in use)
-    error: str | None = None
-    crashes: int = 0
-    restart_at: float = 0.0                # monotonic; a crashed runner restarts no earlier
-    load_task: asyncio.Task | None = None
-    expiry: asyncio.TimerHandle | None = None
-    history: collections.deque = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
-    loads: collections.deque = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def name(self) -> str:
-        return self.entry.name
-
-    @property
-    def serving(self) -> bool:
-        return self.state is State.READY and self.handle is not None
-
-    def transition(self, state: State, **detail: Any) -> None:
-        self.state = state
-        self.history.append({"state": str(state), "at": time.time(), "mono": time.monotonic(), **detail})
-
-
-@dataclass
-class Lease:
-    """One request's hold on a ready runner; give it back with ``Lifecycle.release``."""
-
-    runtime: Runtime
-    handle: Handle
-    load_wait_ms: float
-    released: bool = False
-
-    @property
-    def client(self) -> Any:
-        return self.handle.client
+MAX_ALLOC_ATTEMPTS = 5
+HEALTH_POLL_S = 0.25
 
 
 def load_params(entry: ModelEntry, cfg: RunnerConfig, op: wire.LoadOp, placement: Placement | None,
@@ -255,15 +171,19 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ loading
 
-    async def ensure_loaded(self, rt: Runtime, reason: str = "request") -> None:
-        """Start (or join) the model's load; raise its error if it fails. Cancelling the waiter leaves the load."""
+    async def ensure_loaded(self, rt: Runtime, reason: str = "request", protect: frozenset[str] = frozenset()) -> None:
+        """Start (or join) the model's load; raise its error if it fails. Cancelling the waiter leaves the load.
+
+        ``protect``: models this load must not evict (a hot-swap keeps the old variant serving; a
+        prefetch that is not confident enough only uses free memory) -- NoFit instead.
+        """
         if rt.serving:
             return
         if rt.load_task is None or rt.load_task.done():
-            rt.load_task = self._spawn(self._load(rt, reason))
+            rt.load_task = self._spawn(self._load(rt, reason, protect))
         await asyncio.shield(rt.load_task)
 
-    async def _load(self, rt: Runtime, reason: str) -> None:
+    async def _load(self, rt: Runtime, reason: str, protect: frozenset[str] = frozenset()) -> None:
         async with self._load_lock:
             if rt.serving:
                 return
@@ -279,7 +199,7 @@ class Lifecycle:
             self.counters["loads"] += 1
             self._emit("model_loading", model=rt.name, reason=reason)
             try:
-                await self._load_runner(rt)
+                await self._load_runner(rt, protect)
             except BaseException as exc:
                 rt.error = str(exc) or type(exc).__name__
                 await self._discard(rt)
@@ -303,7 +223,7 @@ class Lifecycle:
             if rt.in_flight == 0 and rt.waiting == 0:
                 self._schedule_expiry(rt)
 
-    async def _load_runner(self, rt: Runtime) -> None:
+    async def _load_runner(self, rt: Runtime, protect: frozenset[str]) -> None:
         entry, cfg = rt.entry, rt.config
         if entry.header is None:
             raise errors.ModelUnavailable(f"{entry.name}: {entry.error or 'no GGUF header'}")
@@ -319,7 +239,7 @@ class Lifecycle:
             if output * 100 < header.input_bytes:  # tied embeddings: the output head is the embedding matrix again
                 output += header.input_bytes
             cost = cost_from_fit(header.n_layer, header.layer_bytes, output, header.input_bytes, fit.devices)
-            placement = await self._make_room(rt, cost)
+            placement = await self._make_room(rt, cost, protect)
             seen: set[tuple] = set()
             for attempt in range(1, MAX_ALLOC_ATTEMPTS + 1):
                 seen.add((placement.n_gpu_layers, placement.tensor_split))
@@ -408,22 +328,23 @@ class Lifecycle:
     def used_memory(self, exclude: Runtime | None = None) -> int:
         return sum(rt.memory for rt in self.loaded() if rt is not exclude)
 
-    def pick_victim(self, exclude: Runtime) -> Runtime | None:
-        """Least recently used loaded model that is not pinned; idle ones before busy ones."""
+    def pick_victim(self, exclude: Runtime, protect: frozenset[str] = frozenset()) -> Runtime | None:
+        """Least recently used loaded model that is not pinned (nor protected); idle ones before busy ones."""
         candidates = [rt for rt in self.runtimes.values()
-                      if rt is not exclude and rt.state is State.READY and not rt.config.pinned]
+                      if rt is not exclude and rt.state is State.READY and not rt.config.pinned
+                      and rt.name not in protect]
         if not candidates:
             return None
         return min(candidates, key=lambda rt: (rt.in_flight > 0, rt.last_used))
 
-    async def _make_room(self, rt: Runtime, cost) -> Placement:
+    async def _make_room(self, rt: Runtime, cost, protect: frozenset[str] = frozenset()) -> Placement:
         s, cfg = self.settings, rt.config
         while True:
-            victim = self.pick_victim(rt)
+            victim = self.pick_victim(rt, protect)
             if s.max_loaded_models and len([r for r in self.loaded() if r is not rt]) >= s.max_loaded_models:
                 if victim is None:
                     raise errors.NoFit(f"{rt.name}: {s.max_loaded_models} models are loaded (max_loaded_models) "
-                                       "and none can be evicted (all pinned)")
+                                       "and none can be evicted (pinned or protected)")
                 await self._evict(victim, rt, "max_loaded_models")
                 continue
             try:

@@ -1,11 +1,12 @@
 """The supervisor's OpenAPI 3.1 document, served at ``/openapi.json``.
 
-Request schemas of the OpenAI routes are generated from the msgspec Structs that ``openai.py``
-decodes into, so a field added there shows up here; the range and "not supported" checks that
-``openai.py`` makes by hand are laid over them (``_constraints``), because a schema-driven fuzzer
-treats the schema as the contract: what the schema allows must be accepted, what it forbids must be
-refused. Response schemas are written by hand and kept loose (extra properties allowed), so every
-response the server sends conforms. Pure: builds a dict, touches nothing.
+Request schemas of the OpenAI routes are generated from the msgspec Structs that
+``openai_request.py`` decodes into, so a field added there shows up here; the range and "not
+supported" checks that ``openai_request.py`` makes by hand are laid over them (``_constraints``),
+because a schema-driven fuzzer treats the schema as the contract: what the schema allows must be
+accepted, what it forbids must be refused. Response schemas are written by hand and kept loose
+(extra properties allowed), so every response the server sends conforms. Pure: builds a dict,
+touches nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from mullama import __version__, openai
+from mullama import __version__, openai_request
 
 Schema = dict[str, Any]
 
@@ -34,7 +35,7 @@ class _Replace(dict):
     """An overlay that replaces the generated property schema (the Struct says ``Any`` or too little)."""
 
 
-# Values Python reads as false: openai.py refuses only truthy values of the fields it does not support.
+# Values Python reads as false: openai_request.py refuses only truthy values of unsupported fields.
 _FALSY: Schema = {"anyOf": [{"type": "null"}, {"const": False}, {"const": 0}, {"const": ""},
                             {"type": "array", "maxItems": 0}, {"type": "object", "maxProperties": 0}]}
 _UNSUPPORTED = _Replace(_FALSY, description="Not supported by this server; only empty or false values.")
@@ -43,7 +44,7 @@ _KEEP_ALIVE: Schema = {"pattern": DURATION, "maxLength": 64,
                                       "duration such as '5m' or '1h30m'; negative means forever."}
 _TOKEN_ID: Schema = {"type": "integer", "minimum": 0, "maximum": _INT32_MAX}
 
-# openai.py's private request Structs -> public component names.
+# openai_request.py's private request Structs -> public component names.
 _NAMES = {"_ChatBody": "ChatCompletionRequest", "_CompletionBody": "CompletionRequest",
           "_EmbeddingBody": "EmbeddingRequest", "_Message": "ChatMessage", "_Part": "ContentPart",
           "_ResponseFormat": "ResponseFormat", "_JsonSchema": "JsonSchemaFormat",
@@ -54,9 +55,9 @@ def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _shared_constraints(limits: openai.Limits) -> dict[str, Schema]:
-    """``openai._job``'s checks, shared by chat and completion bodies. Keywords of one JSON type do not
-    constrain the others, so ``minimum`` merged into ``number | null`` still allows null."""
+def _shared_constraints(limits: openai_request.Limits) -> dict[str, Schema]:
+    """``openai_request._job``'s checks, shared by chat and completion bodies. Keywords of one JSON
+    type do not constrain the others, so ``minimum`` merged into ``number | null`` still allows null."""
     max_tokens = {"minimum": 1, "maximum": limits.max_tokens}
     stop_len = {"minLength": 1, "maxLength": limits.max_stop_len}
     return {
@@ -77,7 +78,7 @@ def _shared_constraints(limits: openai.Limits) -> dict[str, Schema]:
     }
 
 
-def _constraints(limits: openai.Limits) -> dict[str, dict[str, Schema]]:
+def _constraints(limits: openai_request.Limits) -> dict[str, dict[str, Schema]]:
     """Per component, per property: keywords merged into msgspec's schema, or a ``_Replace``."""
     shared = _shared_constraints(limits)
     tool_choice = {"enum": [None, "none", "auto"]}
@@ -164,11 +165,12 @@ def _rename_refs(node: Any) -> Any:
     return node
 
 
-def request_schemas(limits: openai.Limits | None = None) -> dict[str, Schema]:
-    """The OpenAI request bodies as components: ``openai.py``'s Structs plus its hand-made checks."""
-    limits = limits or openai.Limits()
+def request_schemas(limits: openai_request.Limits | None = None) -> dict[str, Schema]:
+    """The OpenAI request bodies as components: ``openai_request.py``'s Structs plus its hand-made checks."""
+    limits = limits or openai_request.Limits()
     _, generated = msgspec.json.schema_components(
-        [openai._ChatBody, openai._CompletionBody, openai._EmbeddingBody],  # the real shapes, private to openai.py
+        # the real shapes, private to the OpenAI request parsing
+        [openai_request._ChatBody, openai_request._CompletionBody, openai_request._EmbeddingBody],
         ref_template="#/components/schemas/{name}")
     components = {_public(name): _rename_refs(schema) for name, schema in generated.items()}
     for name, overlay in _constraints(limits).items():
@@ -367,8 +369,8 @@ def paths() -> dict[str, Schema]:
     }
 
 
-def spec(limits: openai.Limits | None = None) -> dict[str, Any]:
-    """The whole document; ``limits`` are the server's request caps (``openai.Limits()`` if not given)."""
+def spec(limits: openai_request.Limits | None = None) -> dict[str, Any]:
+    """The whole document; ``limits`` are the server's request caps (default ``openai_request.Limits()``)."""
     responses = {f"E{c}": {"description": text, "content": _json_content(_ref("Error"))}
                  for c, text in _ERRORS.items()}
     responses["Error"] = {"description": "Error", "content": _json_content(_ref("Error"))}

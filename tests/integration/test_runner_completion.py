@@ -381,7 +381,7 @@ async def test_negative_repeat_limit_is_400(client):
 
 async def test_logs_are_json_lines_without_prompt_text(client, runner):
     secret = "quokka-zephyr-8812 marmalade"
-    out = await client.complete(greedy(f"My secret phrase is {secret}. Repeat it:", 8, id="log-check"))
+    await client.complete(greedy(f"My secret phrase is {secret}. Repeat it:", 8, id="log-check"))
     await client.stream(greedy(f"Again: {secret}", 4))
     await client.post("/completion", greedy(f"{secret} " * 3, 4, top_p=5))  # a rejected one too
 

@@ -470,3 +470,28 @@ def test_docs_example_file_loads(tmp_path: Path) -> None:
     assert blocks
     for block in blocks:
         load(tmp_path, block)
+
+
+# ---------------------------------------------------------------- prefetch settings
+
+
+@pytest.mark.parametrize("field, value", [
+    ("prefetch_min_confidence", "0"), ("prefetch_min_confidence", "1.01"), ("prefetch_min_confidence", "nan"),
+    ("prefetch_min_confidence", "abc"), ("prefetch_idle", "-1"), ("prefetch_idle", "soon"),
+])
+def test_bad_prefetch_settings_are_refused_naming_the_variable(field, value):
+    with pytest.raises(ConfigError, match=f"MULLAMA_{field.upper()}"):
+        load_settings({}, env={f"MULLAMA_{field.upper()}": value})
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("prefetch_min_confidence", "1", 1.0), ("prefetch_min_confidence", "0.75", 0.75), ("prefetch_idle", "0", 0.0),
+    ("prefetch_idle", "250ms", 0.25), ("prefetch", "none", "none"),
+])
+def test_good_prefetch_settings(field, value, expected):
+    assert getattr(load_settings({}, env={f"MULLAMA_{field.upper()}": value}), field) == expected
+
+
+def test_a_blank_prefetch_flag_is_refused():
+    with pytest.raises(ConfigError, match="prefetch"):
+        load_settings({"prefetch": " "}, env={})

@@ -1,0 +1,198 @@
+"""Predictive prefetch: guess which model the next request will want, so it can be loaded ahead of time.
+
+When models swap in and out of a memory budget, the first request after a switch pays the whole swap
+(unload the old runner, start and load the new one). Traffic is often regular: a chat UI alternates
+between a drafting model and a reviewing model, an agent calls the same two models in turn. A
+predictor watches the sequence of requested models and, when the current model has gone idle, names
+the model most likely to be asked for next; the lifecycle (``mullama/lifecycle.py``) loads it
+(reason ``"prefetch"``) if the predictor is confident enough (``prefetch_min_confidence``).
+
+A predictor is pure: no asyncio, no I/O, no clocks, no logging; the supervisor calls ``observe`` for
+every generation request and ``predict`` when a model goes idle. Built-ins (``PREDICTORS``):
+``markov``. ``make_predictor`` turns the ``prefetch`` setting (``"none"``, a built-in name, or
+``package.module:Class``) into an instance.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import math
+import re
+import types
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from mullama.errors import ConfigError
+
+#: Decimal places kept for the (possibly decayed) weights and probabilities that ``snapshot`` shows.
+SNAPSHOT_DIGITS = 6
+
+
+class Predictor(Protocol):
+    """What the supervisor calls; a custom predictor is any class with these, built with no arguments."""
+
+    name: str
+
+    def observe(self, model: str) -> None:
+        """A request for ``model`` arrived (called for every generation request, in arrival order)."""
+
+    def predict(self, current: str) -> tuple[str, float] | None:
+        """The most likely next model other than ``current`` and its probability; None without evidence."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-able view for ``GET /internal/models``: at least ``name``."""
+
+
+class MarkovPredictor:
+    """A first-order Markov chain over model *switches*.
+
+    Consecutive requests for the same model are collapsed: the chain learns "after a run of A comes
+    B", not "after A comes A" (which would drown every switch in self-loops and is no use to a
+    prefetcher anyway: the current model is already loaded). ``predict(current)`` is the successor
+    with the largest weight among the switches observed out of ``current``, with probability
+    ``weight(current -> next) / weight(current -> *)``; ties go to the alphabetically first name so
+    the answer never depends on dict order.
+
+    ``min_observations``: how many switches out of ``current`` must have been seen before it predicts
+    at all; one switch is an anecdote, and a wrong prefetch evicts a model someone may still want.
+
+    ``decay`` (0 < decay <= 1, default 1.0: no decay): each new switch out of A first multiplies A's
+    existing outgoing weights by ``decay``, then adds 1 to the switch just seen. The weight of a
+    switch seen k switches-out-of-A ago is ``decay**k``, so when the traffic changes (A used to be
+    followed by B, now by C) the chain follows it after a few switches instead of being outvoted by
+    the whole history. Decay is per source model, counted in switches, not in time: a model that is
+    rarely left keeps its evidence however busy the others are. ``min_observations`` counts raw
+    switches, not decayed weight.
+
+    Memory: one weight per observed (from, to) pair of model names; the supervisor observes only
+    resolved catalog names, so this is bounded by the catalog's size squared.
+    """
+
+    name = "markov"
+
+    def __init__(self, *, min_observations: int = 2, decay: float = 1.0) -> None:
+        if (isinstance(min_observations, bool) or not isinstance(min_observations, int)
+                or min_observations < 1):
+            raise ConfigError(f"prefetch: min_observations must be an integer >= 1, got {min_observations!r}")
+        if (isinstance(decay, bool) or not isinstance(decay, (int, float)) or not math.isfinite(decay)
+                or not 0.0 < decay <= 1.0):
+            raise ConfigError(f"prefetch: decay must be a number in (0, 1] (1 = no decay), got {decay!r}")
+        self.min_observations = min_observations
+        self.decay = float(decay)
+        self.last: str | None = None             # the model of the current run
+        self.requests = 0                         # every observe() call
+        self._weights: dict[str, dict[str, float]] = {}  # from -> to -> (decayed) switch count
+        self._switches: dict[str, int] = {}       # from -> raw number of switches out of it
+
+    def observe(self, model: str) -> None:
+        self.requests += 1
+        previous, self.last = self.last, model
+        if previous is None or previous == model:
+            return  # the first request, or the same run going on
+        row = self._weights.setdefault(previous, {})
+        if self.decay != 1.0:
+            for to in row:
+                row[to] *= self.decay
+        row[model] = row.get(model, 0.0) + 1.0
+        self._switches[previous] = self._switches.get(previous, 0) + 1
+
+    def predict(self, current: str) -> tuple[str, float] | None:
+        if self._switches.get(current, 0) < self.min_observations:
+            return None
+        row = {to: w for to, w in self._weights.get(current, {}).items() if to != current and w > 0.0}
+        total = sum(row.values())
+        if not row or total <= 0.0:
+            return None
+        best = min(row, key=lambda to: (-row[to], to))  # largest weight; ties: alphabetically first
+        return best, row[best] / total
+
+    def snapshot(self) -> dict[str, Any]:
+        models = sorted(set(self._weights) | {to for row in self._weights.values() for to in row}
+                        | ({self.last} if self.last is not None else set()))
+        predictions: dict[str, dict[str, Any] | None] = {}
+        for model in models:
+            guess = self.predict(model)
+            predictions[model] = (None if guess is None else
+                                  {"model": guess[0], "confidence": round(guess[1], SNAPSHOT_DIGITS)})
+        return {
+            "name": self.name,
+            "min_observations": self.min_observations,
+            "decay": self.decay,
+            "last": self.last,
+            "requests": self.requests,
+            "switches": dict(sorted(self._switches.items())),
+            "transitions": {src: {to: round(w, SNAPSHOT_DIGITS) for to, w in sorted(row.items())}
+                            for src, row in sorted(self._weights.items())},
+            "predictions": predictions,
+        }
+
+
+PREDICTORS: Mapping[str, type[MarkovPredictor]] = types.MappingProxyType(
+    {MarkovPredictor.name: MarkovPredictor})
+DISABLED = "none"
+
+_REQUIRED = ("observe", "predict", "snapshot")
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_IMPORT_PATH = re.compile(rf"{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*")
+
+
+def make_predictor(spec: str) -> Predictor | None:
+    """A new predictor from the ``prefetch`` setting; None for ``"none"`` (prefetch off).
+
+    Names ignore case and surrounding blanks. A custom ``package.module:Class`` is imported, called
+    with no arguments and checked for a ``name`` string and the ``observe``/``predict``/``snapshot``
+    methods. Any failure is a ``ConfigError`` that names the spec and what went wrong.
+    """
+    text = spec.strip() if isinstance(spec, str) else ""
+    if not text:
+        raise ConfigError(f"prefetch: expected 'none', a predictor name ({_known()}) or "
+                          f"'package.module:Class', got {spec!r}")
+    if ":" not in text:
+        name = text.lower()
+        if name == DISABLED:
+            return None
+        if name in PREDICTORS:
+            return PREDICTORS[name]()
+        match = difflib.get_close_matches(name, [DISABLED, *sorted(PREDICTORS)], n=1, cutoff=0.6)
+        hint = (f" (did you mean {match[0]!r}?)" if match else
+                " (a custom predictor is written 'package.module:Class')" if "." in text else "")
+        raise ConfigError(f"prefetch: unknown predictor {text!r}{hint}; known: 'none', {_known()}, "
+                          "or 'package.module:Class'")
+    if not _IMPORT_PATH.fullmatch(text):
+        raise ConfigError(f"prefetch: {text!r} is not a valid import path; expected 'package.module:Class'")
+    return _load(text)
+
+
+def _load(path: str) -> Predictor:
+    module_name, attr_path = path.split(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"prefetch: cannot import {module_name!r} for predictor {path!r}: {exc}") from exc
+    except Exception as exc:  # the module itself is broken: say how
+        raise ConfigError(f"prefetch: importing {module_name!r} for predictor {path!r} failed: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    where = module_name
+    for attr in attr_path.split("."):
+        if not hasattr(obj, attr):
+            raise ConfigError(f"prefetch: {where!r} has no attribute {attr!r} (predictor {path!r})")
+        obj, where = getattr(obj, attr), f"{where}.{attr}"
+    if not callable(obj):
+        raise ConfigError(f"prefetch: {path!r} is a {type(obj).__name__}, not a predictor class")
+    try:
+        predictor = obj()
+    except Exception as exc:
+        raise ConfigError(f"prefetch: creating {path!r} with no arguments failed: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    missing = [m for m in _REQUIRED if not callable(getattr(predictor, m, None))]
+    if not isinstance(getattr(predictor, "name", None), str) or not predictor.name:
+        missing.insert(0, "name")
+    if missing:
+        raise ConfigError(f"prefetch: {path!r} is not a predictor: it lacks {', '.join(missing)} "
+                          "(a predictor has a 'name' string and observe, predict and snapshot methods)")
+    return predictor  # type: ignore[no-any-return]
+
+
+def _known() -> str:
+    return ", ".join(repr(n) for n in PREDICTORS)

@@ -1,0 +1,106 @@
+"""The records the lifecycle keeps per model: its state, its runner handle, its history.
+
+``State`` is the per-model state machine's alphabet; ``Runtime`` is one
+model's serving state (what ``/api/ps`` and ``/internal/models`` show);
+``Lease`` is one request's hold on a ready runner; ``Handle`` is what the
+lifecycle needs of a started runner (``RunnerProcess`` in production, a
+recording fake in tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from mullama import protocol as wire
+from mullama.catalog import ModelEntry
+from mullama.config import RunnerConfig
+from mullama.placement import Placement
+
+HISTORY = 64
+
+
+class State(StrEnum):
+    DISCOVERED = "discovered"
+    LOADING = "loading"
+    WARMING = "warming"
+    READY = "ready"
+    DRAINING = "draining"
+    UNLOADING = "unloading"
+    UNLOADED = "unloaded"
+    FAILED = "failed"
+
+
+class Handle(Protocol):
+    """What the lifecycle needs of a started runner."""
+
+    pid: int
+    port: int
+    exited: asyncio.Future[int]
+    tail: collections.deque[str]
+    stalled: bool                         # the lifecycle killed it because its load stopped moving
+
+    @property
+    def stopping(self) -> bool: ...
+    @property
+    def client(self) -> Any: ...          # RunnerClient-like: load(), health(), completion(), ...
+    async def stop(self, drain_timeout: float) -> int: ...
+    async def kill(self) -> int: ...
+
+
+@dataclass
+class Runtime:
+    """One model's serving state (what /api/ps and /internal/models show)."""
+
+    entry: ModelEntry
+    config: RunnerConfig
+    state: State = State.DISCOVERED
+    handle: Handle | None = None
+    placement: Placement | None = None
+    devices: list[wire.DeviceMemory] = field(default_factory=list)
+    memory: int = 0
+    n_ctx: int = 0
+    progress: float = 0.0
+    in_flight: int = 0
+    waiting: int = 0                       # requests waiting for this model's load or a slot
+    keep_alive: float = 300.0
+    last_used: float = 0.0                 # monotonic
+    expires_at: float | None = None        # wall clock; None: never (or while in use)
+    error: str | None = None
+    crashes: int = 0
+    restart_at: float = 0.0                # monotonic; a crashed runner restarts no earlier
+    load_task: asyncio.Task | None = None
+    expiry: asyncio.TimerHandle | None = None
+    history: collections.deque = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
+    loads: collections.deque = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def serving(self) -> bool:
+        return self.state is State.READY and self.handle is not None
+
+    def transition(self, state: State, **detail: Any) -> None:
+        self.state = state
+        self.history.append({"state": str(state), "at": time.time(), "mono": time.monotonic(), **detail})
+
+
+@dataclass
+class Lease:
+    """One request's hold on a ready runner; give it back with ``Lifecycle.release``."""
+
+    runtime: Runtime
+    handle: Handle
+    load_wait_ms: float
+    released: bool = False
+
+    @property
+    def client(self) -> Any:
+        return self.handle.client
