@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import ipaddress
 import os
 import signal
@@ -150,6 +151,8 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     sup.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
                                         auto_decompress=False)
     await sup.observer.start()
+    for spec in sup.settings.hooks:
+        install_hooks(spec, sup.observer.hooks)
     sup.scheduler.start()
     catalog = sup.catalog(refresh=True)
     log.info("catalog", models=len(catalog.entries()), errors=sum(1 for e in catalog.entries() if e.error),
@@ -165,6 +168,18 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
         await sup.scheduler.stop()
         await sup.session.close()
         await sup.observer.stop()
+
+
+def install_hooks(spec: str, hooks) -> None:
+    """Import ``module:function`` and call it with the Hooks registry (it registers its callbacks)."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        setup = getattr(importlib.import_module(module_name), attr)
+        setup(hooks)
+    except Exception as exc:  # a broken hook module is reported and skipped; serving goes on
+        log.error("hooks_failed", spec=spec, error=f"{type(exc).__name__}: {exc}")
+        return
+    log.info("hooks_installed", spec=spec)
 
 
 async def _preload(sup: Supervisor, name: str) -> None:

@@ -102,6 +102,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_messages: int = 2048
     max_stop: int = 16
     event_log: str | None = None
+    hooks: tuple[str, ...] = ()          # "module:function" each called at start with the Hooks registry
     log_level: LogLevel = "info"
     log_format: LogFormat = "console"
     aliases: Mapping[str, str] = {}
@@ -230,6 +231,10 @@ def _check(s: Settings, where: Where) -> None:
         raise ConfigError(f"{where('scheduler')}: expected a policy name or 'module:Class', "
                           f"got {s.scheduler!r}")
     _check_prefetch(s, where)
+    for spec in s.hooks:
+        module, _, attr = spec.partition(":")
+        if not module or not attr:
+            raise ConfigError(f"{where('hooks')}: {spec!r} is not 'module:function'")
     for i, key in enumerate(s.api_keys):
         if not key or any(ch.isspace() for ch in key):  # never echo a key: it may be a real secret
             raise ConfigError(f"{where('api_keys')}: key #{i + 1} is empty or contains whitespace")
