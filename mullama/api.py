@@ -157,6 +157,13 @@ async def _generate(request: web.Request, sup: Supervisor, job: openai.Job) -> w
     except errors.MullamaError as exc:
         sup.observer.metrics.request_failed(entry.name, exc.type)
         raise
+    try:
+        routed = sup.resolve(job.model)  # a variant switch while it was queued moves it to the new variant
+    except errors.MullamaError:
+        routed = entry
+    if routed.name != entry.name:
+        entry = routed
+        sup.lifecycle.runtime(entry)
     run = _Run(sup, job, rid, created, entry.name, t0, ticket,
                request.headers.get("X-Profile", "").lower() in ("1", "true", "yes"))
     try:

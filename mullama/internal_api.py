@@ -22,7 +22,7 @@ from aiohttp import web
 from mullama import errors
 from mullama.app import SUPERVISOR, Supervisor
 from mullama.lifecycle import Runtime
-from mullama.policies import make_policy
+from mullama.policies import POLICIES, make_policy
 
 log = structlog.get_logger("mullama.internal")
 
@@ -66,6 +66,12 @@ async def set_scheduler(request: web.Request) -> web.Response:
         body = msgspec.json.decode(await request.read() or b"{}", type=_PolicyBody)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise errors.InvalidArgument(f"invalid request body: {exc} (expected {{\"policy\": NAME}})") from None
+    configured = sup.settings.scheduler
+    if ":" in body.policy and body.policy != configured:
+        # importing by path runs code: only the custom policy the operator configured may be named here
+        raise errors.InvalidArgument(
+            f"scheduler: only built-in policies ({', '.join(POLICIES)}) or the configured one ({configured!r}) "
+            "can be chosen at run time; a new custom policy must be set in the configuration")
     try:
         policy = make_policy(body.policy)
     except errors.ConfigError as exc:
@@ -130,17 +136,21 @@ async def kv_view(request: web.Request) -> web.Response:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
+    """Live events as SSE; ``backlog=N`` first replays the last N; ``follow=0`` ends after the backlog."""
     sup = request.app[SUPERVISOR]
+    backlog = _int_query(request, "backlog", 0)
+    follow = request.query.get("follow", "1") not in ("0", "false", "no")
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                        "X-Accel-Buffering": "no"})
     await resp.prepare(request)
     sub = sup.observer.subscribe()
     try:
         await resp.write(b": mullama events\n\n")
-        for record in sup.observer.recent(int(request.query.get("backlog", "0") or 0)):
+        for record in sup.observer.recent(backlog):
             await resp.write(_sse(record))
-        async for record in sub:
-            await resp.write(_sse(record))
+        if follow:
+            async for record in sub:
+                await resp.write(_sse(record))
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
@@ -148,6 +158,21 @@ async def events(request: web.Request) -> web.StreamResponse:
     with contextlib.suppress(ConnectionResetError):
         await resp.write_eof()
     return resp
+
+
+def _int_query(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 100_000:
+        err = errors.InvalidArgument(f"query parameter {name!r} must be an integer in 0..100000, got {raw[:40]!r}")
+        err.param = name
+        raise err
+    return value
 
 
 def _sse(record: dict) -> bytes:

@@ -1,12 +1,11 @@
 """The supervisor's OpenAPI 3.1 document, served at ``/openapi.json``.
 
-Request schemas of the OpenAI routes are generated from the msgspec Structs that
-``openai_request.py`` decodes into, so a field added there shows up here; the range and "not
-supported" checks that ``openai_request.py`` makes by hand are laid over them (``_constraints``),
-because a schema-driven fuzzer treats the schema as the contract: what the schema allows must be
-accepted, what it forbids must be refused. Response schemas are written by hand and kept loose
-(extra properties allowed), so every response the server sends conforms. Pure: builds a dict,
-touches nothing.
+Request schemas of the OpenAI routes are generated from the msgspec Structs that ``openai_request.py``
+decodes into, so a field added there shows up here; the range and "not supported" checks that
+``openai_request.py`` makes by hand are laid over them (``_constraints``), because a schema-driven
+fuzzer treats the schema as the contract: what the schema allows must be accepted, what it forbids
+must be refused. Response schemas are written by hand and kept loose (extra properties allowed), so
+every response the server sends conforms. ``spec`` merges ``openapi_internal.py`` (/internal/*, /metrics).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from mullama import __version__, openai_request
+from mullama import __version__, openai_request, openapi_internal
 
 Schema = dict[str, Any]
 
@@ -383,10 +382,11 @@ def spec(limits: openai_request.Limits | None = None) -> dict[str, Any]:
                                 "configured needs no credentials."},
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "tags": [{"name": "openai", "description": "OpenAI-compatible API"},
-                 {"name": "management", "description": "Health, loaded models, the model catalog"}],
-        "paths": paths(),
+                 {"name": "management", "description": "Health, loaded models, the model catalog"},
+                 dict(openapi_internal.TAG)],
+        "paths": {**paths(), **openapi_internal.paths()},
         "components": {
-            "schemas": {**response_schemas(), **request_schemas(limits)},
+            "schemas": {**response_schemas(), **request_schemas(limits), **openapi_internal.schemas()},
             "responses": responses,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",

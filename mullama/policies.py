@@ -256,7 +256,7 @@ def _load(path: str) -> Policy:
         if not hasattr(obj, attr):
             raise ConfigError(f"scheduler: {where!r} has no attribute {attr!r} (policy {path!r})")
         obj, where = getattr(obj, attr), f"{where}.{attr}"
-    if not callable(obj):
+    if not isinstance(obj, type):  # never call an arbitrary function (os:abort) on the way to a policy
         raise ConfigError(f"scheduler: {path!r} is a {type(obj).__name__}, not a policy class")
     try:
         policy = obj()

@@ -3,9 +3,12 @@ the request schema allows is one ``openai.py`` accepts, and what the server send
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import json
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jsonschema
@@ -15,8 +18,11 @@ from aiohttp import web
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mullama import api, openai, openapi_spec, protocol, units
+from mullama import api, config, internal_api, openai, openapi_internal, openapi_spec, protocol, units
+from mullama.app import SUPERVISOR, Supervisor, create_app
+from mullama.devices import Devices, Host
 from mullama.errors import InvalidArgument
+from mullama.policies import Request
 
 SPEC = openapi_spec.spec()
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -97,8 +103,9 @@ def test_operations_are_complete() -> None:
         ids.append(op["operationId"])
         assert op["summary"] and op["tags"], where
         ok = deref(op["responses"]["200"])
-        assert "application/json" in ok["content"], where
-        jsonschema.Draft202012Validator.check_schema(ok["content"]["application/json"]["schema"])
+        assert set(ok["content"]) & {"application/json", "text/event-stream", "text/plain"}, where
+        for media in ok["content"].values():
+            jsonschema.Draft202012Validator.check_schema(media["schema"])
         for status, response in op["responses"].items():
             response = deref(response)
             assert response["description"], where
@@ -117,15 +124,33 @@ def test_operations_are_complete() -> None:
 
 
 def app_routes() -> set[tuple[str, str]]:
-    app = web.Application()
-    api.add_routes(app)
+    """Every route of the supervisor as ``create_app`` wires it (api.py's and internal_api.py's)."""
+    app = create_app(config.load_settings({}, env={}))
     return {(r.method.lower(), r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"}
 
 
 def test_every_route_is_documented_and_nothing_else() -> None:
     routes = app_routes()
-    assert len(routes) == 13
+    assert len(routes) == 20
     assert {(m, p) for p, m, _ in operations()} == routes
+
+
+def test_both_add_routes_are_covered() -> None:
+    """The same, one module at a time: a route added to either file and not documented fails here too."""
+    documented = {(m, p) for p, m, _ in operations()}
+    for module in (api, internal_api):
+        app = web.Application()
+        module.add_routes(app)
+        routes = {(r.method.lower(), r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"}
+        assert routes and routes <= documented, routes - documented
+
+
+def test_internal_components_do_not_shadow_the_others() -> None:
+    internal = set(openapi_internal.schemas())
+    assert not internal & (set(openapi_spec.response_schemas()) | set(openapi_spec.request_schemas()))
+    assert {"KvView", "SlotView", "RunnerConfig"} <= internal  # generated from the wire types
+    assert not set(openapi_internal.paths()) & set(openapi_spec.paths())
+    assert [t["name"] for t in SPEC["tags"]] == ["openai", "management", "internal"]
 
 
 @pytest.mark.parametrize("path, statuses", [
@@ -137,11 +162,27 @@ def test_every_route_is_documented_and_nothing_else() -> None:
     ("/api/models/{name}", {"400", "401", "404", "500"}),
     ("/v1/models/{name}", {"400", "401", "404", "500"}),
     ("/ready", {"401", "503"}),
+    ("/internal/models/{family}/variant", {"400", "401", "404", "409", "500", "503", "507"}),
+    ("/internal/kv/{model}", {"400", "401", "404", "500", "502", "503"}),
+    ("/internal/events", {"401", "500"}),
+    ("/metrics", {"401", "500"}),
 ])
 def test_error_statuses(path: str, statuses: set[str]) -> None:
     (op,) = SPEC["paths"][path].values()
     assert statuses <= set(op["responses"])
     assert "default" in op["responses"]
+
+
+def test_set_policy_statuses() -> None:
+    op = SPEC["paths"]["/internal/scheduler"]["post"]
+    assert {"200", "400", "401", "500", "default"} <= set(op["responses"])
+    assert op["requestBody"]["required"] is True
+
+
+@pytest.mark.parametrize("path, media", [("/internal/events", "text/event-stream"),
+                                         ("/metrics", "text/plain")])
+def test_non_json_routes(path: str, media: str) -> None:
+    assert set(SPEC["paths"][path]["get"]["responses"]["200"]["content"]) == {media}
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
@@ -417,29 +458,91 @@ def test_management_examples(name: str, obj: Any, ok: bool) -> None:
     assert component(name).is_valid(obj) is ok
 
 
+KV = {"slots": [{"index": 0, "state": "idle", "request_id": None, "n_tokens": 0, "n_cached": 0, "n_prompt": 0,
+                 "n_generated": 0}], "cells_used": 0, "cells_total": 512, "n_ctx_slot": 512, "prefix_hits": 0,
+      "prefix_misses": 0, "prefix_evictions": 0, "cached_tokens": 0, "model": "tiny:f32", "usage_ratio": 0.0}
+SWAP = {"family": "tiny", "variant": "f32", "model": "tiny:f32", "previous": "tiny:f32", "mode": "unchanged",
+        "swap_ms": 0.0}
+SCHED = {"policy": "fifo", "queue": [], "running": {}, "waiting": {}, "counters": {}, "n_parallel": {}}
+
+
+@pytest.mark.parametrize("name, obj, ok", [
+    ("KvCache", KV, True),
+    ("KvCache", {**KV, "future_field": 1}, True),
+    ("KvCache", {k: v for k, v in KV.items() if k != "model"}, False),
+    ("KvCache", {**KV, "slots": [{**KV["slots"][0], "request_id": 5}]}, False),
+    ("VariantSwitch", SWAP, True),
+    ("VariantSwitch", {**SWAP, "mode": "parallel", "at": 1.5}, True),
+    ("VariantSwitch", {**SWAP, "mode": "sideways"}, False),
+    ("VariantSwitch", {k: v for k, v in SWAP.items() if k != "previous"}, False),
+    ("SchedulerView", SCHED, True),
+    ("SchedulerView", {**SCHED, "running": {"m": [{"id": "r", "user": "u", "priority": 0, "age_ms": 1.0,
+                                                   "queue_ms": 0.5, "preemptions": 0, "slot": None}]}}, True),
+    ("SchedulerView", {**SCHED, "waiting": {"m": "1"}}, False),
+    ("SchedulerView", {k: v for k, v in SCHED.items() if k != "n_parallel"}, False),
+    ("PolicyChange", {"policy": "fifo", "previous": "priority"}, True),
+    ("PolicyChange", {"policy": "fifo"}, False),
+    ("Event", {"event": "swap", "mono": 1.5, "time": "2026-05-04T09:12:33.418220+00:00", "model": "m"}, True),
+    ("Event", {"event": "swap", "mono": 1.5}, False),
+])
+def test_internal_examples(name: str, obj: Any, ok: bool) -> None:
+    assert component(name).is_valid(obj) is ok
+
+
+BODIES = {"PolicyRequest": internal_api._PolicyBody, "VariantRequest": internal_api._VariantBody}
+
+
+@pytest.mark.parametrize("name, body, ok", [
+    ("PolicyRequest", {"policy": "fifo"}, True),
+    ("PolicyRequest", {"policy": "my.pkg:Policy"}, True),
+    ("PolicyRequest", {"policy": ""}, False),        # decodes, then make_policy refuses it
+    ("PolicyRequest", {"policy": 5}, False),
+    ("PolicyRequest", {"policy": None}, False),
+    ("PolicyRequest", {}, False),
+    ("PolicyRequest", {"policy": "fifo", "x": 1}, False),
+    ("PolicyRequest", ["fifo"], False),
+    ("VariantRequest", {"variant": "q8_0"}, True),
+    ("VariantRequest", {"variant": 8}, False),
+    ("VariantRequest", {"variant": "q8_0", "family": "x"}, False),
+    ("VariantRequest", {}, False),
+    ("VariantRequest", None, False),
+])
+def test_internal_request_bodies_agree_with_the_handlers(name: str, body: Any, ok: bool) -> None:
+    assert component(name).is_valid(body) is ok
+    try:
+        msgspec.json.decode(json.dumps(body).encode(), type=BODIES[name])
+        decoded = True
+    except msgspec.ValidationError:
+        decoded = False
+    assert decoded is (ok or body == {"policy": ""})
+
+
 # ---------------------------------------------------------------------- the real app, no runners
 
 
 @pytest.fixture
 def make_client(tmp_path) -> Iterator[Any]:
-    """The real supervisor app (no runner is ever started) over a models dir with a tiny model and junk."""
+    """The real supervisor app over a models dir with a tiny model (two variants) and junk. No runner is
+    ever started: without ``launch`` nothing loads; with it, ``launch`` makes the runner handles."""
     import gguf_factory
     from aiohttp.test_utils import TestClient, TestServer
 
-    from mullama.app import create_app
-    from mullama.config import Settings
-
-    gguf_factory.write_tiny_llama(tmp_path / "tiny.Q8_0.gguf")
+    gguf_factory.write_tiny_llama(tmp_path / "tiny.Q8_0.gguf")  # the header says f32: tiny:f32
     gguf_factory.write_not_gguf(tmp_path / "junk.gguf")
 
-    async def make(**extra: Any) -> TestClient:
-        app = create_app(Settings(models_dirs=(str(tmp_path), str(tmp_path / "absent")), bundled_model=False,
-                                  **extra))
-        client = TestClient(TestServer(app))
+    async def make(launch: Any = None, **extra: Any) -> TestClient:
+        settings = config.Settings(models_dirs=(str(tmp_path), str(tmp_path / "absent")), bundled_model=False,
+                                   **extra)
+        sup = Supervisor(settings, launch=launch, probe=cpu_only) if launch else None
+        client = TestClient(TestServer(create_app(settings, supervisor=sup)))
         await client.start_server()
         return client
 
     yield make
+
+
+def cpu_only() -> Devices:
+    return Devices(gpus=(), host=Host(ram_total=64 << 30, ram_available=64 << 30, swap_total=0, swap_free=0))
 
 
 def response_validator(path: str, method: str, status: int) -> jsonschema.Draft202012Validator:
@@ -448,6 +551,18 @@ def response_validator(path: str, method: str, status: int) -> jsonschema.Draft2
     return validator(response["content"]["application/json"]["schema"])
 
 
+async def check(client: Any, method: str, template: str, url: str, body: Any, status: int) -> Any:
+    """Call the app; the status must be documented for the route and the JSON body fit its schema."""
+    resp = await client.request(method.upper(), url, json=body)
+    payload = await resp.json()
+    assert resp.status == status, payload
+    assert str(status) in SPEC["paths"][template][method]["responses"]
+    errors = list(response_validator(template, method, status).iter_errors(payload))
+    assert not errors, (payload, errors)
+    return payload
+
+
+VARIANT = "/internal/models/{family}/variant"
 CALLS = [
     ("get", "/health", "/health", None, 200),
     ("get", "/ready", "/ready", None, 200),
@@ -468,6 +583,30 @@ CALLS = [
     ("post", "/v1/chat/completions", "/v1/chat/completions", {"model": "nope", "messages": MSG}, 404),
     ("post", "/v1/completions", "/v1/completions", {"prompt": "x", "echo": True}, 400),
     ("post", "/v1/embeddings", "/v1/embeddings", {"input": [1, 2], "model": "tiny"}, 400),
+    ("get", "/internal/scheduler", "/internal/scheduler", None, 200),
+    ("post", "/internal/scheduler", "/internal/scheduler", {"policy": "Round-Robin"}, 200),
+    ("post", "/internal/scheduler", "/internal/scheduler", {"policy": "preemptive"}, 200),
+    ("post", "/internal/scheduler", "/internal/scheduler", {"policy": "nope"}, 400),
+    ("post", "/internal/scheduler", "/internal/scheduler", {"policy": ""}, 400),
+    ("post", "/internal/scheduler", "/internal/scheduler", {"policy": "no.such_module:Policy"}, 400),
+    ("post", "/internal/scheduler", "/internal/scheduler", {"policy": 5}, 400),
+    ("post", "/internal/scheduler", "/internal/scheduler", {"policy": "fifo", "extra": 1}, 400),
+    ("post", "/internal/scheduler", "/internal/scheduler", {}, 400),
+    ("post", "/internal/scheduler", "/internal/scheduler", None, 400),
+    ("get", "/internal/models", "/internal/models", None, 200),
+    ("post", VARIANT, "/internal/models/tiny/variant", {"variant": "f32"}, 200),   # the one there is
+    ("post", VARIANT, "/internal/models/TINY/variant", {"variant": "F32"}, 200),
+    ("post", VARIANT, "/internal/models/tiny/variant", {"variant": "q2_k"}, 404),
+    ("post", VARIANT, "/internal/models/nope/variant", {"variant": "f32"}, 404),
+    ("post", VARIANT, "/internal/models/junk/variant", {"variant": "default"}, 422),
+    ("post", VARIANT, "/internal/models/tiny/variant", {"variant": 5}, 400),
+    ("post", VARIANT, "/internal/models/tiny/variant", {}, 400),
+    ("post", VARIANT, "/internal/models/tiny/variant", {"variant": "f32", "now": True}, 400),
+    ("get", "/internal/kv/{model}", "/internal/kv/tiny", None, 503),
+    ("get", "/internal/kv/{model}", "/internal/kv/tiny:f32", None, 503),
+    ("get", "/internal/kv/{model}", "/internal/kv/nope", None, 404),
+    ("get", "/internal/kv/{model}", "/internal/kv/junk", None, 422),
+    ("get", "/internal/kv/{model}", "/internal/kv/a/b", None, 400),
 ]
 
 
@@ -476,14 +615,155 @@ async def test_real_responses_fit(method: str, template: str, url: str, body: An
                                   make_client) -> None:
     client = await make_client()
     try:
-        resp = await client.request(method.upper(), url, json=body)
-        payload = await resp.json()
-        assert resp.status == status, payload
-        documented = SPEC["paths"][template][method]["responses"]
-        assert str(status) in documented
-        errors = list(response_validator(template, method, status).iter_errors(payload))
-        assert not errors, (payload, errors)
+        await check(client, method, template, url, body, status)
     finally:
+        await client.close()
+
+
+async def test_policy_switch_answers_what_changed(make_client) -> None:
+    client = await make_client(scheduler="fifo")
+    try:
+        changed = await check(client, "post", "/internal/scheduler", "/internal/scheduler",
+                              {"policy": "priority"}, 200)
+        assert changed == {"policy": "priority", "previous": "fifo"}
+        view = await check(client, "get", "/internal/scheduler", "/internal/scheduler", None, 200)
+        assert view["policy"] == "priority"
+    finally:
+        await client.close()
+
+
+async def test_metrics_is_prometheus_text(make_client) -> None:
+    client = await make_client()
+    try:
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+        assert resp.content_type in SPEC["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+        assert "# TYPE mullama_build_info gauge" in await resp.text()
+    finally:
+        await client.close()
+
+
+async def test_events_is_an_event_stream(make_client) -> None:
+    client = await make_client()
+    try:
+        client.server.app[SUPERVISOR].emit("model_loading", model="tiny:f32", reason="api")
+        resp = await client.get("/internal/events", params={"backlog": "1"})
+        assert resp.status == 200
+        assert resp.content_type in SPEC["paths"]["/internal/events"]["get"]["responses"]["200"]["content"]
+        assert await resp.content.readline() == b": mullama events\n"
+        await resp.content.readline()
+        event = (await resp.content.readline(), await resp.content.readline())
+        assert event[0] == b"event: model_loading\n"
+        record = json.loads(event[1].removeprefix(b"data: "))
+        assert not list(component("Event").iter_errors(record)), record
+        resp.close()
+    finally:
+        await client.close()
+
+
+# ---------------------------------------------------------------------- the real app, fake runners
+
+
+class FakeRunner:
+    """``lifecycle.Handle`` and its client without a process: loads at once, answers health and /kv with
+    ``busy`` (a request id) in slot 0."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.port = pid, 40000 + pid
+        self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.tail = collections.deque(["last words"], maxlen=5)
+        self.stalled = self.stopping = False
+        self.busy: str | None = None
+        self.client = self
+
+    async def load(self, params: protocol.LoadParams, timeout: float | None = None) -> protocol.LoadResult:
+        cpu = protocol.DeviceMemory(device="CPU", description="cpu", type="cpu", free=0, total=0,
+                                    model=1 << 20, context=1 << 18, compute=1 << 16)
+        return protocol.LoadResult(op=params.op, status="ready", devices=[cpu], n_ctx=512, n_layer=2)
+
+    async def health(self, timeout: float = 5.0) -> protocol.Health:
+        return protocol.Health(status="ready", progress=1.0)
+
+    async def kv(self) -> protocol.KvView:
+        slots = [protocol.SlotView(index=0, state="busy", request_id=self.busy, n_tokens=7, n_cached=3,
+                                   n_prompt=5, n_generated=2),
+                 protocol.SlotView(index=1, state="idle", request_id=None, n_tokens=0, n_cached=0, n_prompt=0,
+                                   n_generated=0)]
+        return protocol.KvView(slots=slots, cells_used=7, cells_total=512, n_ctx_slot=256, prefix_hits=3,
+                               prefix_misses=2, prefix_evictions=0, cached_tokens=3)
+
+    def exit(self, code: int) -> None:
+        if not self.exited.done():
+            self.exited.set_result(code)
+
+    async def stop(self, drain_timeout: float) -> int:
+        self.stopping = True
+        self.exit(0)
+        return 0
+
+    async def kill(self) -> int:
+        self.stopping = True
+        self.exit(-9)
+        return -9
+
+
+async def settle(done: Callable[[], bool]) -> None:
+    """Let the scheduler and lifecycle tasks run until ``done()`` (no timing is asserted)."""
+    for _ in range(2000):
+        if done():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("the state never settled")
+
+
+async def test_internal_views_of_loaded_models_fit(make_client, tmp_path) -> None:
+    """Models loaded through the real lifecycle (fake runners): KV view, scheduler with a queue and slots,
+    models with placement, history, loads, a crash and a variant swap, metrics with gauges."""
+    import gguf_factory
+
+    gguf_factory.write_tiny_llama(tmp_path / "tiny.F16.gguf", gguf_factory.TinySpec(dtype="f16"))  # tiny:f16
+    runners: list[FakeRunner] = []
+
+    async def launch(name: str) -> FakeRunner:
+        runners.append(FakeRunner(len(runners) + 1))
+        return runners[-1]
+
+    client = await make_client(launch, n_parallel=1, scheduler="priority")
+    sup = client.server.app[SUPERVISOR]
+    tasks: list[asyncio.Task] = []
+    try:
+        await check(client, "post", "/api/load", "/api/load", {"model": "tiny"}, 200)  # the default, tiny:f16
+        kv = await check(client, "get", "/internal/kv/{model}", "/internal/kv/tiny", None, 200)
+        assert kv["model"] == "tiny:f16" and kv["usage_ratio"] == round(7 / 512, 4)
+
+        # n_parallel 1: r0 runs, r1 and r2 wait
+        for i, deadline in enumerate([None, time.monotonic() + 60, None]):
+            tasks.append(asyncio.create_task(sup.scheduler.submit(
+                Request(id=f"r{i}", model="tiny:f16", user="u", priority=i, deadline=deadline))))
+            await settle(lambda i=i: sup.scheduler.running() == {"tiny:f16": 1} and
+                         sum(sup.scheduler.waiting().values()) == i)
+        runners[0].busy = "r0"
+        view = await check(client, "get", "/internal/scheduler", "/internal/scheduler", None, 200)
+        assert view["running"]["tiny:f16"][0]["slot"] == 0 and len(view["queue"]) == 2
+        queue = [(q["id"], q["deadline_in_ms"] is None) for q in view["queue"]]
+        assert queue == [("r2", True), ("r1", False)]
+
+        swap = await check(client, "post", VARIANT, "/internal/models/tiny/variant", {"variant": "f32"}, 200)
+        assert swap["mode"] == "parallel" and swap["previous"] == "tiny:f16"
+        runners[-1].exit(-9)  # tiny:f32's runner dies
+        await settle(lambda: sup.lifecycle.runtimes["tiny:f32"].crashes == 1)
+        models = await check(client, "get", "/internal/models", "/internal/models", None, 200)
+        by_name = {m["name"]: m for m in models["models"]}
+        assert by_name["tiny:f32"]["loads"][-1]["crash"] and by_name["tiny:f16"]["placement"] is None
+        assert models["swaps"] == [swap]
+        assert models["variants"] == {"tiny": "f32"}
+
+        resp = await client.get("/metrics")
+        assert resp.status == 200 and resp.content_type == "text/plain"
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await client.close()
 
 
@@ -493,7 +773,7 @@ async def test_api_keys_give_documented_401(make_client) -> None:
         for path, method, _ in operations():
             if path == "/health":
                 continue
-            url = path.replace("{name}", "tiny")
+            url = re.sub(r"{\w+}", "tiny", path)
             resp = await client.request(method.upper(), url, json={})
             assert resp.status == 401, url
             assert not list(response_validator(path, method, 401).iter_errors(await resp.json()))

@@ -386,7 +386,7 @@ MAKE_POLICY_ERRORS = [
                               r"TypeError: .*size"),
     ("pol_classes:Explodes", r"failed: RuntimeError: no config for me"),
     ("pol_classes:NoVictim", r"'pol_classes:NoVictim' is not a policy: it lacks victim \(a policy has"),
-    ("pol_classes:factory", r"'pol_classes:factory' is not a policy: it lacks victim"),
+    ("pol_classes:factory", r"'pol_classes:factory' is a function, not a policy class"),
     ("pol_classes:Nameless", r"it lacks name \("),
     ("pol_classes:NotMethods", r"it lacks name, add, remove, order, victim \("),
     ("pol_classes:VALUE", r"is a int, not a policy class"),
