@@ -245,6 +245,11 @@ class _Run:
                     await resp.write(chunk(id=rid, created=created, model=model, content=ev.content,
                                            include_usage=usage))
         except errors.MullamaError as exc:
+            rt = self.lease.runtime if self.lease else None
+            if isinstance(exc, errors.RunnerCrashed) and rt is not None and rt.state in (
+                    State.DRAINING, State.UNLOADING, State.UNLOADED):
+                exc = errors.RunnerError(f"{model} was unloaded before this request finished (the drain timeout "
+                                         "ran out)", 503, "model_unloaded")
             log.warning("stream_failed", id=rid, model=model, type=exc.type, error=str(exc))
             self.sup.observer.metrics.request_failed(model, exc.type)
             await resp.write(openai.sse_error(str(exc), *_kind(exc.status, exc.type)))

@@ -118,7 +118,11 @@ async def switch_variant(request: web.Request) -> web.Response:
         body = msgspec.json.decode(await request.read() or b"{}", type=_VariantBody)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise errors.InvalidArgument(f"invalid request body: {exc} (expected {{\"variant\": NAME}})") from None
-    return _json(await sup.variants.switch(request.match_info["family"].lower(), body.variant.lower()))
+    if not body.variant.strip():
+        err = errors.InvalidArgument("'variant' is empty: name a variant of the family, e.g. \"q8_0\"")
+        err.param = "variant"
+        raise err
+    return _json(await sup.variants.switch(request.match_info["family"].lower(), body.variant.strip().lower()))
 
 
 async def kv_view(request: web.Request) -> web.Response:

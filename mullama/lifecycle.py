@@ -185,6 +185,7 @@ class Lifecycle:
 
     async def _load(self, rt: Runtime, reason: str, protect: frozenset[str] = frozenset()) -> None:
         async with self._load_lock:
+            await self._until_unloaded(rt)  # a model that is draining finishes leaving before it loads again
             if rt.serving:
                 return
             if self.closing:
@@ -201,8 +202,15 @@ class Lifecycle:
             try:
                 await self._load_runner(rt, protect)
             except BaseException as exc:
-                rt.error = str(exc) or type(exc).__name__
                 await self._discard(rt)
+                if protect and isinstance(exc, errors.NoFit):
+                    # a swap or prefetch that found no room beside the models it must keep: not a failure
+                    rt.transition(State.UNLOADED, reason=f"{reason}: no room", detail=str(exc))
+                    rt.loads.append({"at": time.time(), "reason": reason, "ok": False, "skipped": True,
+                                     "error": str(exc), "load_ms": round((time.perf_counter() - t0) * 1000, 1)})
+                    self._emit("model_load_skipped", model=rt.name, reason=reason, detail=str(exc))
+                    raise
+                rt.error = str(exc) or type(exc).__name__
                 rt.transition(State.FAILED, error=rt.error)
                 rt.loads.append({"at": time.time(), "reason": reason, "ok": False, "error": rt.error,
                                  "load_ms": round((time.perf_counter() - t0) * 1000, 1)})
@@ -257,6 +265,8 @@ class Lifecycle:
                                            f"and no smaller plan is left: {exc}") from None
                     placement = plan(cost, self._probe(), n_gpu_layers=ngl, model=rt.name)
             rt.placement = placement
+            rt.transition(State.WARMING)  # commit: page the weights in, warm up, start the batching loop
+            self._emit("model_warming", model=rt.name)
             result = await handle.client.load(load_params(entry, cfg, "commit", placement))
         except errors.RunnerCrashed as exc:
             if handle.stalled:
@@ -286,9 +296,6 @@ class Lifecycle:
                 last, since = mark, time.monotonic()
                 if mark is not None:
                     rt.progress = mark[2]
-                    if mark[0] == "warming" and rt.state is State.LOADING:
-                        rt.transition(State.WARMING)
-                        self._emit("model_warming", model=rt.name)
             elif time.monotonic() - since > self.settings.load_timeout:
                 log.error("load_stalled", model=rt.name, timeout_s=self.settings.load_timeout, last=str(last))
                 handle.stalled = True
@@ -352,6 +359,8 @@ class Lifecycle:
                                  require_full=cfg.require_full, model=rt.name)
             except errors.NoFit:
                 if victim is None:
+                    if await self._wait_for_unloads(rt):
+                        continue
                     raise
                 await self._evict(victim, rt, "memory")
                 continue
@@ -362,12 +371,28 @@ class Lifecycle:
                     raise errors.NoFit(f"{rt.name} needs {format_size(need)}, more than the whole memory budget "
                                        f"({format_size(s.memory_budget)})")
                 if used + need > s.memory_budget:
+                    if victim is None and await self._wait_for_unloads(rt):
+                        continue
                     if victim is None:
                         raise errors.NoFit(f"{rt.name} needs {need} bytes; {used} of the {s.memory_budget}-byte "
                                            "budget are held by models that cannot be evicted")
                     await self._evict(victim, rt, "memory_budget")
                     continue
             return placement
+
+    async def _wait_for_unloads(self, rt: Runtime) -> bool:
+        """Wait while another model drains or unloads (its memory is about to be free); False if none does."""
+        leaving = [r for r in self.runtimes.values()
+                   if r is not rt and r.state in (State.DRAINING, State.UNLOADING)]
+        if not leaving:
+            return False
+        log.info("waiting_for_unload", model=rt.name, leaving=[r.name for r in leaving])
+        deadline = time.monotonic() + self.settings.drain_timeout + 30.0
+        while any(r.state in (State.DRAINING, State.UNLOADING) for r in leaving):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def _evict(self, victim: Runtime, for_rt: Runtime, why: str) -> None:
         log.info("evict", model=victim.name, for_model=for_rt.name, why=why, in_flight=victim.in_flight)
@@ -377,8 +402,16 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ unloading
 
+    @staticmethod
+    async def _until_unloaded(rt: Runtime) -> None:
+        while rt.state in (State.DRAINING, State.UNLOADING):
+            await asyncio.sleep(0.05)
+
     async def unload(self, rt: Runtime, *, reason: str = "request", drain_timeout: float | None = None) -> None:
         """Drain (wait for in-flight requests, cancel them after the drain timeout), then stop the runner."""
+        if rt.state in (State.DRAINING, State.UNLOADING):
+            await self._until_unloaded(rt)  # someone else is unloading it already
+            return
         if rt.handle is None and rt.state is not State.READY:
             return
         self._cancel_expiry(rt)

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import openai
 import pytest
-
+from prometheus_client.parser import text_string_to_metric_families
 from supervisor_harness import Server, base_settings, q8_variant
 
 FAMILY, Q4, Q8 = "smollm2", "smollm2:q4_1", "smollm2:q8_0"
 ONE_MODEL_BUDGET = "420MiB"  # one SmolLM2 takes ~250-300 MiB here (weights + 2048-token KV + compute)
 CLIENTS = 4
+LONG_TOKENS = 300
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,7 +35,7 @@ def _second_model():
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("hotswap-plain"), base_settings())
+    srv = Server(tmp_path_factory.mktemp("hotswap-plain"), base_settings(prefetch="none"))
     try:
         yield srv
     finally:
@@ -44,26 +47,67 @@ def _client(server: Server) -> openai.AsyncOpenAI:
 
 
 def _chat(model: str, text: str = "Name a colour.", n: int = 4) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": n, "temperature": 0}
+    return {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": n,
+            "temperature": 0}
 
 
 def _switch(server: Server, variant: Any, family: str = FAMILY) -> tuple[int, Any]:
     return server.call("POST", f"/internal/models/{family}/variant", {"variant": variant})
 
 
+def _metric(server: Server, sample: str, **labels: str) -> float | None:
+    status, text = server.call("GET", "/metrics")
+    assert status == 200
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == sample and s.labels == labels:
+                return s.value
+    return None
+
+
 @dataclass(frozen=True)
 class Outcome:
-    client: int
+    client: int         # -1: the long request
     started: float      # monotonic, client side
     ended: float
     model: str | None   # response.model; None on failure
     error: str | None
+    tokens: int = 0
 
 
-async def _swap_under_load(server: Server, variant: str) -> tuple[int, Any, list[Outcome], float, float]:
-    """Switch the family's variant while ``CLIENTS`` clients loop short requests for the family name."""
+@dataclass(frozen=True)
+class Swap:
+    status: int
+    record: Any
+    outcomes: list[Outcome]   # the short requests
+    long: Outcome             # the long request that was running across the switch
+    sent: float               # monotonic: the switch request went out
+    answered: float           # monotonic: its answer came back
+
+
+async def _long_request(client: openai.AsyncOpenAI, streaming: asyncio.Event) -> Outcome:
+    """A streamed LONG_TOKENS-token request for the family; ``streaming`` is set at its first token."""
+    t0, models, tokens = time.monotonic(), set(), 0
+    try:
+        stream = await client.chat.completions.create(
+            **_chat(FAMILY, "Count from one to one thousand.", n=LONG_TOKENS), stream=True,
+            stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
+        async for chunk in stream:
+            models.add(chunk.model)
+            if chunk.choices and chunk.choices[0].delta.content:
+                streaming.set()
+            if chunk.usage is not None:
+                tokens = chunk.usage.completion_tokens
+    except openai.APIError as exc:
+        return Outcome(-1, t0, time.monotonic(), None, f"{type(exc).__name__}: {exc}", tokens)
+    [model] = models
+    return Outcome(-1, t0, time.monotonic(), model, None, tokens)
+
+
+async def _swap_under_load(server: Server, variant: str) -> Swap:
+    """Switch the family's variant while one long request runs and ``CLIENTS`` clients loop short ones."""
     client = _client(server)
-    stop = asyncio.Event()
+    stop, streaming = asyncio.Event(), asyncio.Event()
     outcomes: list[Outcome] = []
 
     async def worker(i: int) -> None:
@@ -72,7 +116,7 @@ async def _swap_under_load(server: Server, variant: str) -> tuple[int, Any, list
             try:
                 r = await client.chat.completions.create(**_chat(FAMILY, f"Name colour number {i}."))
                 assert r.choices[0].message.content is not None
-                outcomes.append(Outcome(i, t0, time.monotonic(), r.model, None))
+                outcomes.append(Outcome(i, t0, time.monotonic(), r.model, None, r.usage.completion_tokens))
             except openai.APIError as exc:
                 outcomes.append(Outcome(i, t0, time.monotonic(), None, f"{type(exc).__name__}: {exc}"))
 
@@ -82,55 +126,65 @@ async def _swap_under_load(server: Server, variant: str) -> tuple[int, Any, list
             assert time.monotonic() < deadline, f"the load generator stalled: {outcomes[-5:]}"
             await asyncio.sleep(0.05)
 
+    long = asyncio.ensure_future(_long_request(client, streaming))
     workers = [asyncio.ensure_future(worker(i)) for i in range(CLIENTS)]
     try:
+        await asyncio.wait_for(streaming.wait(), 120)
         await served(2 * CLIENTS, 120)
         sent = time.monotonic()
         status, record = await asyncio.to_thread(_switch, server, variant)
         answered = time.monotonic()
         await served(len(outcomes) + 2 * CLIENTS, 180)
+        long_outcome = await asyncio.wait_for(long, 300)
     finally:
         stop.set()
-        await asyncio.wait_for(asyncio.gather(*workers, return_exceptions=True), 120)
+        long.cancel()
+        await asyncio.wait_for(asyncio.gather(*workers, long, return_exceptions=True), 120)
         await client.close()
-    return status, record, outcomes, sent, answered
+    return Swap(status, record, outcomes, long_outcome, sent, answered)
 
 
-def _check_swap(server: Server, status: int, record: Any, outcomes: list[Outcome], sent: float, answered: float,
-                mode: str) -> None:
-    assert status == 200, record
-    assert [o.error for o in outcomes if o.error] == []
+def _check_swap(server: Server, swap: Swap, mode: str) -> None:
+    assert swap.status == 200, swap.record
+    assert [o.error for o in [*swap.outcomes, swap.long] if o.error] == []
+    record = swap.record
     assert {k: record[k] for k in ("family", "variant", "model", "previous", "mode")} == {
         "family": FAMILY, "variant": "q8_0", "model": Q8, "previous": Q4, "mode": mode}
     assert record["swap_ms"] > 0
-    before = [o.model for o in outcomes if o.ended < sent]
-    after = [o.model for o in outcomes if o.started > answered]
+    # the long request started on Q4_1, ran across the switch and finished there, whole
+    assert (swap.long.model, swap.long.tokens) == (Q4, LONG_TOKENS)
+    assert swap.long.started < swap.sent < swap.long.ended
+    before = [o.model for o in swap.outcomes if o.ended < swap.sent]
+    after = [o.model for o in swap.outcomes if o.started > swap.answered]
     assert before and set(before) == {Q4}
     assert after and set(after) == {Q8}
     for i in range(CLIENTS):  # each client's requests are sequential: it moves over once, never back
-        models = [o.model for o in sorted(outcomes, key=lambda o: o.started) if o.client == i]
+        models = [o.model for o in sorted(swap.outcomes, key=lambda o: o.started) if o.client == i]
         assert models == sorted(models, key=lambda m: m == Q8), (i, models)
     status, view = server.call("GET", "/internal/models")
     assert status == 200
     assert view["variants"] == {FAMILY: "q8_0"}
-    [swap] = view["swaps"]
-    assert {k: swap[k] for k in ("family", "variant", "model", "previous", "mode")} == {
+    [row] = view["swaps"]
+    assert {k: row[k] for k in ("family", "variant", "model", "previous", "mode")} == {
         "family": FAMILY, "variant": "q8_0", "model": Q8, "previous": Q4, "mode": mode}
-    assert swap["swap_ms"] == record["swap_ms"]
+    assert row["swap_ms"] == record["swap_ms"]
     assert view["counters"].get("swaps") == 1
+    assert _metric(server, "mullama_model_swaps_total", model=Q8) == 1
 
 
 @pytest.mark.parametrize("settings, mode", [
-    ({}, "parallel"),                                  # memory for both: Q8_0 loads while Q4_1 serves
-    ({"memory_budget": ONE_MODEL_BUDGET}, "drain"),    # one at a time: flip, drain Q4_1, load Q8_0
+    ({}, "parallel"),  # memory for both: Q8_0 loads while Q4_1 serves
+    ({"memory_budget": ONE_MODEL_BUDGET}, "drain"),  # one at a time: flip, drain Q4_1, load Q8_0
 ], ids=["parallel", "drain"])
 async def test_a_variant_switch_under_load_fails_no_request(tmp_path, settings, mode):
-    server = Server(tmp_path, base_settings(n_parallel=4, **settings))
+    # a generous drain timeout: requests that outlive it are cancelled by design, and this box is slow
+    server = Server(tmp_path, base_settings(n_parallel=CLIENTS + 1, prefetch="none", drain_timeout="300s",
+                                            **settings))
     try:
         status, _ = await asyncio.to_thread(server.call, "POST", "/v1/chat/completions", _chat(FAMILY, n=2))
         assert status == 200
-        status, record, outcomes, sent, answered = await _swap_under_load(server, "q8_0")
-        _check_swap(server, status, record, outcomes, sent, answered, mode)
+        swap = await _swap_under_load(server, "q8_0")
+        _check_swap(server, swap, mode)
 
         # naming a variant exactly still reaches it, and the family name stays on Q8_0
         client = _client(server)
@@ -143,7 +197,7 @@ async def test_a_variant_switch_under_load_fails_no_request(tmp_path, settings, 
         await client.close()
         status, ps = await asyncio.to_thread(server.call, "GET", "/api/ps")
         loaded = {m["name"] for m in ps["models"] if m["state"] == "ready"}
-        assert loaded == ({Q8} if mode == "drain" else {Q4, Q8})  # one fits the budget: Q8_0 evicted Q4_1 again
+        assert loaded == ({Q8} if mode == "drain" else {Q4, Q8})  # drain: one fits; Q8_0 evicted Q4_1 again
     finally:
         server.stop()
 
@@ -181,9 +235,6 @@ def test_a_bad_variant_switch_is_refused(plain, family, variant, status, code):
 
 @pytest.mark.parametrize("raw", [b"", b"{}", b"not json", b'{"variant": "q8_0", "extra": 1}'])
 def test_a_malformed_switch_body_is_a_400(plain, raw):
-    import urllib.error
-    import urllib.request
-
     req = urllib.request.Request(plain.url + f"/internal/models/{FAMILY}/variant", data=raw, method="POST",
                                  headers={"Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as info:
@@ -195,7 +246,7 @@ def test_a_malformed_switch_body_is_a_400(plain, raw):
 
 
 def test_a_pinned_preloaded_variant_serves_at_once_and_holds_the_budget(tmp_path):
-    server = Server(tmp_path, base_settings(memory_budget=ONE_MODEL_BUDGET,
+    server = Server(tmp_path, base_settings(memory_budget=ONE_MODEL_BUDGET, prefetch="none",
                                             models={Q8: {"pinned": True, "preload": True}}))
     try:
         deadline = time.monotonic() + 120

@@ -21,7 +21,6 @@ from typing import Any
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
 from supervisor_harness import REPO_ROOT, Server, base_settings, q8_variant
 
 Q4, Q8 = "smollm2:q4_1", "smollm2:q8_0"
@@ -55,7 +54,8 @@ def event_log(tmp_path_factory) -> Path:
 def server(tmp_path_factory, event_log) -> Iterator[Server]:
     q8_variant()
     srv = Server(tmp_path_factory.mktemp("observe"),
-                 base_settings(n_parallel=N_PARALLEL, scheduler=POLICY, event_log=str(event_log), prefetch="none"))
+                 base_settings(n_parallel=N_PARALLEL, scheduler=POLICY, event_log=str(event_log),
+                               prefetch="none"))
     try:
         yield srv
     finally:
@@ -95,7 +95,7 @@ def _sse(server: Server, path: str, body: dict, headers: dict[str, str] | None =
 
 
 def _generate(server: Server, path: str, body: dict, headers: dict[str, str] | None = None) -> dict:
-    """A non-streamed response, or a streamed one folded into the same shape: id, model, text, usage, profile."""
+    """A response (a streamed one folded into the same shape): id, model, text, usage, profile, keys."""
     if not body.get("stream"):
         status, resp = server.call("POST", path, body, headers=headers)
         assert status == 200, resp
@@ -154,7 +154,8 @@ def _nonce() -> str:
 
 def test_the_documented_profile_table_is_found():
     assert len(PROFILE_FIELDS) == len(set(PROFILE_FIELDS)) >= 19
-    assert {"model", "scheduler", "runner_pid", "slot", "kv_cache_hit", "total_ms", "preemptions"} <= set(PROFILE_FIELDS)
+    must = {"model", "scheduler", "runner_pid", "slot", "kv_cache_hit", "total_ms", "preemptions"}
+    assert must <= set(PROFILE_FIELDS)
 
 
 @pytest.mark.parametrize("path, stream, include_usage", [
@@ -183,8 +184,8 @@ def test_x_profile_has_every_documented_field_and_agrees_with_usage(server, path
     for name in ("prompt_tokens", "completion_tokens", "kv_cache_hit", "kv_cache_miss", "kv_cache_evict",
                  "preemptions", "slot"):
         assert type(profile[name]) is int, name
-    for name in ("queue_ms", "load_ms", "prefill_ms", "time_to_first_token_ms", "decode_ms", "tokens_per_second",
-                 "inter_token_ms_p50", "inter_token_ms_p95", "total_ms"):
+    for name in ("queue_ms", "load_ms", "prefill_ms", "time_to_first_token_ms", "decode_ms",
+                 "tokens_per_second", "inter_token_ms_p50", "inter_token_ms_p95", "total_ms"):
         assert isinstance(profile[name], (int, float)) and profile[name] >= 0, name
     assert profile["tokens_per_second"] > 0  # 8 tokens: 7 gaps
     assert profile["inter_token_ms_p95"] >= profile["inter_token_ms_p50"] > 0
@@ -217,7 +218,8 @@ def test_metrics_parse_and_count_the_requests_made(server):
     # a first request so the model is loaded and every series exists before the baseline
     _generate(server, CHAT, _body(CHAT, "Warm up.", n=2))
     before = _metrics(server)
-    usages = [_generate(server, CHAT, _body(CHAT, f"Count to {i}. {_nonce()}", n=3))["usage"] for i in range(3)]
+    usages = [_generate(server, CHAT, _body(CHAT, f"Count to {i}. {_nonce()}", n=3))["usage"]
+              for i in range(3)]
     after = _metrics(server)
 
     ttft = after["mullama_time_to_first_token_seconds"]
@@ -293,16 +295,17 @@ async def test_live_events_follow_one_request_on_a_cold_model(server):
     status, _ = await asyncio.to_thread(server.call, "POST", "/api/unload", {"model": Q8})
     assert status == 200
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        async with session.get(server.url + "/internal/events") as events:
-            assert events.status == 200
-            assert events.headers["Content-Type"].startswith("text/event-stream")
-            assert (await events.content.readline()).startswith(b":")  # subscribed from here on
-            post = asyncio.ensure_future(session.post(server.url + CHAT, json=_body(CHAT, "Name a fruit.", model=Q8, n=4)))
-            records = await _sse_records(events, lambda r: r["event"] == "finished" and r.get("model") == Q8, 300)
-            async with await post as resp:
-                assert resp.status == 200
-                body = await resp.json()
+    async with aiohttp.ClientSession(timeout=timeout) as session, \
+            session.get(server.url + "/internal/events") as events:
+        assert events.status == 200
+        assert events.headers["Content-Type"].startswith("text/event-stream")
+        assert (await events.content.readline()).startswith(b":")  # subscribed from here on
+        body = _body(CHAT, "Name a fruit.", model=Q8, n=4)
+        post = asyncio.ensure_future(session.post(server.url + CHAT, json=body))
+        records = await _sse_records(events, lambda r: r["event"] == "finished" and r.get("model") == Q8, 300)
+        async with await post as resp:
+            assert resp.status == 200
+            body = await resp.json()
     rid = body["id"]
     mine = [r for r in records if r.get("id") == rid]
     assert [r["event"] for r in mine] == ["request_queued", "dispatched", "first_token", "finished"]
@@ -319,21 +322,23 @@ async def test_live_events_follow_one_request_on_a_cold_model(server):
     assert len(loading) == len(ready) == 1, kinds
     assert loading[0]["reason"] == ready[0]["reason"] == "request"
     assert ready[0]["load_ms"] > 0
-    order = [id(r) for r in records]
-    assert order.index(id(loading[0])) < order.index(id(ready[0])) < order.index(id(first))
+    position = {id(r): i for i, r in enumerate(records)}
+    assert position[id(loading[0])] < position[id(ready[0])] < position[id(first)]
     monos = [r["mono"] for r in records]
     assert monos == sorted(monos)
     assert all(isinstance(r["time"], str) and r["time"].endswith("+00:00") for r in records)
 
 
 async def test_the_events_backlog_replays_recent_records(server):
-    await asyncio.to_thread(server.call, "POST", CHAT, _body(CHAT, "Hello.", n=2))
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as session:
-        async with session.get(server.url + "/internal/events", params={"backlog": "50"}) as events:
-            assert events.status == 200
-            await events.content.readline()
-            records = await _sse_records(events, lambda r: r["event"] == "finished", 60)
-    assert records[-1]["event"] == "finished" and records[-1]["model"] == Q4
+    rid = (await asyncio.to_thread(_generate, server, CHAT, _body(CHAT, "Hello.", n=2)))["id"]
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
+    async with aiohttp.ClientSession(timeout=timeout) as session, \
+            session.get(server.url + "/internal/events", params={"backlog": "50"}) as events:
+        assert events.status == 200
+        await events.content.readline()
+        records = await _sse_records(events, lambda r: r["event"] == "finished" and r.get("id") == rid, 60)
+    assert [r["event"] for r in records if r.get("id") == rid] == [
+        "request_queued", "dispatched", "first_token", "finished"]
 
 
 # ---------------------------------------------------------------------- /internal/models and /internal/kv

@@ -376,3 +376,32 @@ async def test_set_keep_alive_restarts_the_timer_of_an_idle_model():
     await asyncio.sleep(0.05)
     assert life.runtimes[A.name].state is State.UNLOADED
     await life.shutdown()
+
+
+async def test_a_request_for_a_draining_model_waits_for_the_unload_then_reloads():
+    life, launcher, _ = make({"drain_timeout": "5s"})
+    busy = await life.acquire(A)
+    unloading = asyncio.ensure_future(life.unload(life.runtimes[A.name], reason="test"))
+    await asyncio.sleep(0.05)
+    assert life.runtimes[A.name].state is State.DRAINING
+    late = asyncio.ensure_future(life.acquire(A))
+    await asyncio.sleep(0.1)
+    assert not late.done() and len(launcher.started) == 1  # no second runner while the first drains
+    assert busy.handle.alive
+    life.release(busy)
+    await unloading
+    lease = await asyncio.wait_for(late, 2)
+    assert len(launcher.started) == 2 and lease.handle is launcher.started[1]
+    assert not launcher.started[0].alive
+    life.release(lease)
+    await life.shutdown()
+
+
+async def test_two_unloads_at_once_stop_the_runner_once():
+    life, launcher, _ = make()
+    life.release(await life.acquire(A))
+    rt = life.runtimes[A.name]
+    await asyncio.gather(life.unload(rt, reason="one"), life.unload(rt, reason="two"))
+    assert rt.state is State.UNLOADED
+    assert [h["state"] for h in rt.history].count("unloaded") == 1
+    await life.shutdown()
