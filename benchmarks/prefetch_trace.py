@@ -16,6 +16,8 @@ within runs (not first in their run) of the same configuration; the very first r
 (it is a cold start in both). Reported: p50 and mean per configuration and the reduction in %.
 With the Markov predictor the first few switches are unpredicted (it needs ``min_observations``
 switches out of a model), so the mean includes that warm-up; the p50 mostly does not.
+``--reps N`` repeats both configurations in ABBA order (each on a fresh server) and pools the switches,
+so that load from the rest of the machine does not land on one configuration only.
 
     .venv/bin/python benchmarks/prefetch_trace.py --out benchmarks/results/prefetch.md \\
         --json benchmarks/results/prefetch.json
@@ -123,9 +125,10 @@ def replay(config: str, trace: list[TraceRequest], a: argparse.Namespace) -> dic
         try:
             for req in trace:
                 model = MODELS[0] if req.model == "A" else MODELS[1]
+                start = time.monotonic()  # the same clock as the events' "mono" (one machine)
                 ttft, total = stream_ttft(server.url, model, PROMPTS[req.index % len(PROMPTS)], a.max_tokens)
-                records.append({**asdict(req), "model": model, "ttft_ms": round(ttft * 1000, 2),
-                                "total_ms": round(total * 1000, 2)})
+                records.append({**asdict(req), "model": model, "start_mono": start,
+                                "ttft_ms": round(ttft * 1000, 2), "total_ms": round(total * 1000, 2)})
                 print(f"[{config}] #{req.index:3d} run {req.run:2d} {model:13s} "
                       f"{'switch' if req.first_in_run else '      '} ttft {ttft * 1000:8.1f} ms",
                       file=sys.stderr, flush=True)
@@ -143,8 +146,22 @@ def replay(config: str, trace: list[TraceRequest], a: argparse.Namespace) -> dic
                 except json.JSONDecodeError:
                     continue
     kinds = ("prefetch", "model_loading", "model_evicted", "model_ready")
+    events = [e for e in events if e.get("event") in kinds]
+    mark_prefetched(records, events)
     return {"config": config, "requests": records, "summary": summarize(records),
-            "events": [e for e in events if e.get("event") in kinds], "internal_models": snapshot}
+            "events": events, "internal_models": snapshot}
+
+
+def mark_prefetched(records: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+    """Flag each switch: was its model prefetched since the previous request, and ready before this one?"""
+    for prev, rec in zip([None, *records], records):
+        if not rec["first_in_run"]:
+            continue
+        since = prev["start_mono"] if prev is not None else float("-inf")
+        mine = [e for e in events
+                if e.get("model") == rec["model"] and since <= e.get("mono", 0.0) < rec["start_mono"]]
+        rec["prefetched"] = any(e["event"] == "prefetch" for e in mine)
+        rec["ready_before"] = any(e["event"] == "model_ready" and e.get("reason") == "prefetch" for e in mine)
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -152,11 +169,25 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     within = [r["ttft_ms"] for r in records if not r["first_in_run"]]
     base = statistics.median(within) if within else 0.0
     swaps = [{"run": r["run"], "model": r["model"], "ttft_ms": r["ttft_ms"],
-              "swap_ms": round(r["ttft_ms"] - base, 2)}
+              "swap_ms": round(r["ttft_ms"] - base, 2), "prefetched": r.get("prefetched", False),
+              "ready_before": r.get("ready_before", False)}
              for r in records if r["first_in_run"] and r["run"] > 0]
-    values = [s["swap_ms"] for s in swaps]
-    return {"within_run_ttft_p50_ms": round(base, 2), "switches": len(swaps), "per_switch": swaps,
-            "swap_p50_ms": round(statistics.median(values), 2) if values else None,
+    return {"within_run_ttft_p50_ms": round(base, 2), **_stats([s["swap_ms"] for s in swaps]),
+            "per_switch": swaps}
+
+
+def pool(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """One configuration over all repetitions: each switch against its own server's within-run median."""
+    within = [r["summary"]["within_run_ttft_p50_ms"] for r in reps]
+    switches = [s for r in reps for s in r["summary"]["per_switch"]]
+    return {"within_run_ttft_p50_ms": round(statistics.median(within), 2),
+            **_stats([s["swap_ms"] for s in switches]),
+            "prefetched": sum(s["prefetched"] for s in switches),
+            "ready_before": sum(s["ready_before"] for s in switches)}
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    return {"switches": len(values), "swap_p50_ms": round(statistics.median(values), 2) if values else None,
             "swap_mean_ms": round(statistics.fmean(values), 2) if values else None}
 
 
@@ -169,18 +200,19 @@ def reduction(before: float | None, after: float | None) -> float | None:
 def table(results: dict[str, Any], a: argparse.Namespace) -> str:
     none, markov = results["runs"]["none"]["summary"], results["runs"]["markov"]["summary"]
     red = results["reduction_pct"]
-    n_prefetch = sum(1 for e in results["runs"]["markov"]["events"] if e.get("event") == "prefetch")
+    n_prefetch = sum(1 for rep in results["runs"]["markov"]["reps"] for e in rep["events"]
+                     if e.get("event") == "prefetch")
 
     def fmt(v: float | None, unit: str = " ms") -> str:
         return "n/a" if v is None else f"{v:.0f}{unit}"
 
     lines = [
         "Swap-induced latency (TTFT of a run's first request minus the within-run median TTFT), "
-        f"seed {a.seed}, "
+        f"seed {a.seed}, {a.reps} repetition(s) per configuration, "
         f"{a.runs} runs alternating SmolLM2 Q4_1 / Q8_0, memory budget {a.memory_budget} (one model), "
         f"prefetch_min_confidence {a.min_confidence}, prefetch_idle {a.idle}:",
         "",
-        "| prefetch | switches | within-run TTFT p50 | swap p50 | swap mean |",
+        "| prefetch | switches | within-run TTFT p50 | swap-induced p50 | swap-induced mean |",
         "|---|---:|---:|---:|---:|",
         f"| none | {none['switches']} | {fmt(none['within_run_ttft_p50_ms'])} | {fmt(none['swap_p50_ms'])} "
         f"| {fmt(none['swap_mean_ms'])} |",
@@ -188,7 +220,10 @@ def table(results: dict[str, Any], a: argparse.Namespace) -> str:
         f"| {fmt(markov['swap_p50_ms'])} | {fmt(markov['swap_mean_ms'])} |",
         f"| **reduction** | | | **{fmt(red['p50'], ' %')}** | **{fmt(red['mean'], ' %')}** |",
         "",
-        f"Prefetches issued with markov: {n_prefetch}. Target: at least 40% lower.",
+        f"With markov: {n_prefetch} prefetches issued; {markov['prefetched']} of {markov['switches']} "
+        f"switches had their model prefetched, {markov['ready_before']} of them ready before the request "
+        "came. "
+        "Target: at least 40% lower.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -197,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--runs", type=int, default=12)
+    p.add_argument("--reps", type=int, default=1, help="repetitions per configuration, run in ABBA order")
     p.add_argument("--max-tokens", type=int, default=8)
     p.add_argument("--memory-budget", default="420MiB")
     p.add_argument("--min-confidence", type=float, default=0.6)
@@ -204,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="markdown table")
     p.add_argument("--json", type=Path, help="raw results")
     a = p.parse_args(argv)
+    if a.reps < 1 or a.runs < 2:
+        p.error("--reps must be >= 1 and --runs >= 2 (the first run is a cold start and does not count)")
 
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "tests" / "integration"))
@@ -212,9 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     q8_variant()  # the second model, made once
     trace = make_trace(a.seed, a.runs)
     print(f"trace: {len(trace)} requests in {a.runs} runs, seed {a.seed}", file=sys.stderr, flush=True)
-    runs = {config: replay(config, trace, a) for config in CONFIGS}
+    reps: dict[str, list[dict[str, Any]]] = {config: [] for config in CONFIGS}
+    for rep in range(a.reps):  # ABBA...: load from the rest of the machine hits both alike
+        for config in (CONFIGS if rep % 2 == 0 else CONFIGS[::-1]):
+            print(f"rep {rep + 1}/{a.reps}: prefetch = {config!r}", file=sys.stderr, flush=True)
+            reps[config].append(replay(config, trace, a))
+    runs = {config: {"summary": pool(done), "reps": done} for config, done in reps.items()}
     none, markov = runs["none"]["summary"], runs["markov"]["summary"]
-    results = {"seed": a.seed, "runs_in_trace": a.runs, "memory_budget": a.memory_budget,
+    results = {"seed": a.seed, "runs_in_trace": a.runs, "reps": a.reps, "memory_budget": a.memory_budget,
                "min_confidence": a.min_confidence, "idle": a.idle, "max_tokens": a.max_tokens,
                "trace": [asdict(r) for r in trace], "runs": runs,
                "reduction_pct": {"p50": reduction(none["swap_p50_ms"], markov["swap_p50_ms"]),

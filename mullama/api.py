@@ -352,11 +352,13 @@ class _ModelBody(msgspec.Struct, kw_only=True):
     keep_alive: str | float | None = None
 
 
-def _decode(raw: bytes, kind):
+def decode_body(raw: bytes, kind, expected: str = ""):
+    """A small management body as ``kind``; 400 saying what was wrong (and what is ``expected``)."""
     try:
         return msgspec.json.decode(raw or b"{}", type=kind)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise errors.InvalidArgument(f"invalid request body: {exc}") from None
+        raise errors.InvalidArgument(f"invalid request body: {exc}" + (f" (expected {expected})" if expected else "")
+                                     ) from None
 
 
 def ps_row(rt: Runtime) -> dict:
@@ -392,7 +394,7 @@ async def ps(request: web.Request) -> web.Response:
 
 async def load(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
-    body = _decode(await request.read(), _ModelBody)
+    body = decode_body(await request.read(), _ModelBody)
     keep_alive = _keep_alive(body.keep_alive)
     entry = sup.resolve(body.model)
     rt = sup.lifecycle.runtime(entry)
@@ -405,7 +407,7 @@ async def load(request: web.Request) -> web.Response:
 
 async def unload(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
-    body = _decode(await request.read(), _ModelBody)
+    body = decode_body(await request.read(), _ModelBody)
     entry = sup.resolve(body.model)
     rt = sup.lifecycle.runtimes.get(entry.name)
     was = str(rt.state) if rt else str(State.DISCOVERED)

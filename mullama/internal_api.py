@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 
 from mullama import errors
+from mullama.api import decode_body
 from mullama.app import SUPERVISOR, Supervisor
 from mullama.lifecycle import Runtime
 from mullama.policies import POLICIES, make_policy
@@ -62,10 +63,7 @@ class _PolicyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 async def set_scheduler(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
-    try:
-        body = msgspec.json.decode(await request.read() or b"{}", type=_PolicyBody)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise errors.InvalidArgument(f"invalid request body: {exc} (expected {{\"policy\": NAME}})") from None
+    body = decode_body(await request.read(), _PolicyBody, '{"policy": NAME}')
     configured = sup.settings.scheduler
     if ":" in body.policy and body.policy != configured:
         # importing by path runs code: only the custom policy the operator configured may be named here
@@ -114,10 +112,7 @@ class _VariantBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 async def switch_variant(request: web.Request) -> web.Response:
     """POST /internal/models/{family}/variant {"variant": "q8_0"}: hot-swap the family's serving variant."""
     sup = request.app[SUPERVISOR]
-    try:
-        body = msgspec.json.decode(await request.read() or b"{}", type=_VariantBody)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise errors.InvalidArgument(f"invalid request body: {exc} (expected {{\"variant\": NAME}})") from None
+    body = decode_body(await request.read(), _VariantBody, '{"variant": NAME}')
     if not body.variant.strip():
         err = errors.InvalidArgument("'variant' is empty: name a variant of the family, e.g. \"q8_0\"")
         err.param = "variant"

@@ -20,10 +20,8 @@ docs/scheduling.md has the contract, the rules of each policy and an example cus
 from __future__ import annotations
 
 import difflib
-import importlib
 import itertools
 import math
-import re
 import types
 from bisect import insort
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -31,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from mullama.errors import ConfigError
+from mullama.plugins import load_class_instance
 
 #: A running request already preempted this many times is never chosen again (starvation guard).
 MAX_PREEMPTIONS = 3
@@ -213,8 +212,6 @@ POLICIES: Mapping[str, type[BasePolicy]] = types.MappingProxyType(
     {p.name: p for p in (FifoPolicy, RoundRobinPolicy, PriorityPolicy, PreemptivePolicy)})
 
 _REQUIRED = ("add", "remove", "order", "victim")
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_IMPORT_PATH = re.compile(rf"{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*")
 
 
 def make_policy(spec: str) -> Policy:
@@ -237,40 +234,13 @@ def make_policy(spec: str) -> Policy:
                 " (a custom policy is written 'package.module:Class')" if "." in text else "")
         raise ConfigError(f"scheduler: unknown policy {text!r}{hint}; known: {_known()}, "
                           f"or 'package.module:Class'")
-    if not _IMPORT_PATH.fullmatch(text):
-        raise ConfigError(f"scheduler: {text!r} is not a valid import path; expected 'package.module:Class'")
     return _load(text)
 
 
 def _load(path: str) -> Policy:
-    module_name, attr_path = path.split(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"scheduler: cannot import {module_name!r} for policy {path!r}: {exc}") from exc
-    except Exception as exc:  # the module itself is broken: say how
-        raise ConfigError(f"scheduler: importing {module_name!r} for policy {path!r} failed: "
-                          f"{type(exc).__name__}: {exc}") from exc
-    where = module_name
-    for attr in attr_path.split("."):
-        if not hasattr(obj, attr):
-            raise ConfigError(f"scheduler: {where!r} has no attribute {attr!r} (policy {path!r})")
-        obj, where = getattr(obj, attr), f"{where}.{attr}"
-    if not isinstance(obj, type):  # never call an arbitrary function (os:abort) on the way to a policy
-        raise ConfigError(f"scheduler: {path!r} is a {type(obj).__name__}, not a policy class")
-    try:
-        policy = obj()
-    except Exception as exc:
-        raise ConfigError(f"scheduler: creating {path!r} with no arguments failed: "
-                          f"{type(exc).__name__}: {exc}") from exc
-    missing = [m for m in _REQUIRED if not callable(getattr(policy, m, None))]
-    if not isinstance(getattr(policy, "name", None), str) or not policy.name:
-        missing.insert(0, "name")
-    if missing:
-        raise ConfigError(f"scheduler: {path!r} is not a policy: it lacks {', '.join(missing)} "
-                          f"(a policy has a 'name' string and add, remove, order and victim methods; "
-                          f"see docs/scheduling.md)")
-    return policy  # type: ignore[no-any-return]
+    return load_class_instance(path, setting="scheduler", kind="policy", methods=_REQUIRED,
+                               doc="a policy has a 'name' string and add, remove, order and victim methods; "
+                                   "see docs/scheduling.md")
 
 
 def transfer(old: Policy, new: Policy, now: float) -> None:

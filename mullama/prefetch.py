@@ -16,14 +16,13 @@ every generation request and ``predict`` when a model goes idle. Built-ins (``PR
 from __future__ import annotations
 
 import difflib
-import importlib
 import math
-import re
 import types
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from mullama.errors import ConfigError
+from mullama.plugins import load_class_instance
 
 #: Decimal places kept for the (possibly decayed) weights and probabilities that ``snapshot`` shows.
 SNAPSHOT_DIGITS = 6
@@ -133,8 +132,6 @@ PREDICTORS: Mapping[str, type[MarkovPredictor]] = types.MappingProxyType(
 DISABLED = "none"
 
 _REQUIRED = ("observe", "predict", "snapshot")
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_IMPORT_PATH = re.compile(rf"{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*")
 
 
 def make_predictor(spec: str) -> Predictor | None:
@@ -159,39 +156,12 @@ def make_predictor(spec: str) -> Predictor | None:
                 " (a custom predictor is written 'package.module:Class')" if "." in text else "")
         raise ConfigError(f"prefetch: unknown predictor {text!r}{hint}; known: 'none', {_known()}, "
                           "or 'package.module:Class'")
-    if not _IMPORT_PATH.fullmatch(text):
-        raise ConfigError(f"prefetch: {text!r} is not a valid import path; expected 'package.module:Class'")
     return _load(text)
 
 
 def _load(path: str) -> Predictor:
-    module_name, attr_path = path.split(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"prefetch: cannot import {module_name!r} for predictor {path!r}: {exc}") from exc
-    except Exception as exc:  # the module itself is broken: say how
-        raise ConfigError(f"prefetch: importing {module_name!r} for predictor {path!r} failed: "
-                          f"{type(exc).__name__}: {exc}") from exc
-    where = module_name
-    for attr in attr_path.split("."):
-        if not hasattr(obj, attr):
-            raise ConfigError(f"prefetch: {where!r} has no attribute {attr!r} (predictor {path!r})")
-        obj, where = getattr(obj, attr), f"{where}.{attr}"
-    if not callable(obj):
-        raise ConfigError(f"prefetch: {path!r} is a {type(obj).__name__}, not a predictor class")
-    try:
-        predictor = obj()
-    except Exception as exc:
-        raise ConfigError(f"prefetch: creating {path!r} with no arguments failed: "
-                          f"{type(exc).__name__}: {exc}") from exc
-    missing = [m for m in _REQUIRED if not callable(getattr(predictor, m, None))]
-    if not isinstance(getattr(predictor, "name", None), str) or not predictor.name:
-        missing.insert(0, "name")
-    if missing:
-        raise ConfigError(f"prefetch: {path!r} is not a predictor: it lacks {', '.join(missing)} "
-                          "(a predictor has a 'name' string and observe, predict and snapshot methods)")
-    return predictor  # type: ignore[no-any-return]
+    return load_class_instance(path, setting="prefetch", kind="predictor", methods=_REQUIRED,
+                               doc="a predictor has a 'name' string and observe, predict and snapshot methods")
 
 
 def _known() -> str:

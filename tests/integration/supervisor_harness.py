@@ -182,3 +182,13 @@ class Server:
 
     def log_text(self) -> str:
         return "\n".join(self.lines)
+
+
+def assert_openai_error(body: Any) -> dict:
+    """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}, message and type non-empty."""
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    err = body["error"]
+    assert set(err) == {"message", "type", "param", "code"}, err
+    assert isinstance(err["message"], str) and err["message"]
+    assert isinstance(err["type"], str) and err["type"]
+    return err

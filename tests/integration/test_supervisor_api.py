@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from supervisor_harness import N_THREADS, Server, base_settings, q8_variant
+from supervisor_harness import assert_openai_error as _assert_openai_error
 
 DEFAULT = "smollm2:q4_1"
 Q8 = "smollm2:q8_0"
@@ -47,16 +48,6 @@ def _ok(server: Server, method: str, path: str, body: Any = None) -> Any:
     status, out = server.call(method, path, body)
     assert status == 200, (method, path, status, out)
     return out
-
-
-def _assert_openai_error(body: Any) -> dict:
-    """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}, message and type non-empty."""
-    assert isinstance(body, dict) and set(body) == {"error"}, body
-    err = body["error"]
-    assert set(err) == {"message", "type", "param", "code"}, err
-    assert isinstance(err["message"], str) and err["message"]
-    assert isinstance(err["type"], str) and err["type"]
-    return err
 
 
 def _ps(server: Server) -> dict[str, dict]:

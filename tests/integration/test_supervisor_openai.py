@@ -29,6 +29,7 @@ import openai
 import pytest
 
 from supervisor_harness import Server, base_settings, q8_variant
+from supervisor_harness import assert_openai_error as _assert_openai_error
 
 DEFAULT = "smollm2:q4_1"
 Q8 = "smollm2:q8_0"
@@ -96,16 +97,6 @@ def _raw_post(server: Server, path: str, data: bytes,
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def _assert_openai_error(body: Any) -> dict:
-    """OpenAI's error shape: {"error": {"message", "type", "param", "code"}}, message and type non-empty."""
-    assert isinstance(body, dict) and set(body) == {"error"}, body
-    err = body["error"]
-    assert set(err) == {"message", "type", "param", "code"}, err
-    assert isinstance(err["message"], str) and err["message"]
-    assert isinstance(err["type"], str) and err["type"]
-    return err
 
 
 def _in_flight(server: Server) -> dict[str, int]:
