@@ -246,7 +246,7 @@ class _Run:
                                            include_usage=usage))
         except errors.MullamaError as exc:
             rt = self.lease.runtime if self.lease else None
-            if isinstance(exc, errors.RunnerCrashed) and rt is not None and rt.state in (
+            if isinstance(exc, errors.RunnerCrashed) and rt is not None and rt.drain_killed and rt.state in (
                     State.DRAINING, State.UNLOADING, State.UNLOADED):
                 exc = errors.RunnerError(f"{model} was unloaded before this request finished (the drain timeout "
                                          "ran out)", 503, "model_unloaded")
@@ -262,13 +262,12 @@ class _Run:
             await resp.write_eof()
             return resp
         profile = self.done(final)
-        await resp.write(chunk(id=rid, created=created, model=model, finish=final.finish_reason, include_usage=usage))
+        tail = [chunk(id=rid, created=created, model=model, finish=final.finish_reason, include_usage=usage)]
         if usage or self.want_profile:
-            await resp.write(openai.usage_chunk(id=rid, created=created, model=model, kind=self.job.kind,
-                                                stats=final.stats,
-                                                extra={"profile": profile} if self.want_profile else None))
-        await resp.write(openai.DONE)
-        await resp.write_eof()
+            tail.append(openai.usage_chunk(id=rid, created=created, model=model, kind=self.job.kind,
+                                           stats=final.stats, extra={"profile": profile} if self.want_profile else None))
+        tail.append(openai.DONE)
+        await resp.write_eof(b"".join(tail))  # one write for the closing frames
         return resp
 
 

@@ -196,7 +196,7 @@ class Lifecycle:
                 await asyncio.sleep(delay)
             t0 = time.perf_counter()
             rt.transition(State.LOADING, reason=reason)
-            rt.progress, rt.error = 0.0, None
+            rt.progress, rt.error, rt.drain_killed = 0.0, None, 0
             self.counters["loads"] += 1
             self._emit("model_loading", model=rt.name, reason=reason)
             try:
@@ -426,6 +426,7 @@ class Lifecycle:
         handle, rt.handle = rt.handle, None
         if handle is not None:
             if rt.in_flight:
+                rt.drain_killed = rt.in_flight
                 await handle.kill()  # the drain timed out: the remaining streams end with an error
             else:
                 await handle.stop(5.0)

@@ -66,7 +66,8 @@ class Runtime:
     n_ctx: int = 0
     progress: float = 0.0
     in_flight: int = 0
-    waiting: int = 0                       # requests waiting for this model's load or a slot
+    waiting: int = 0                       # requests waiting for this model's load
+    drain_killed: int = 0                  # requests still running when the last drain timed out
     keep_alive: float = 300.0
     last_used: float = 0.0                 # monotonic
     expires_at: float | None = None        # wall clock; None: never (or while in use)

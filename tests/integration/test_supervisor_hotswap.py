@@ -10,6 +10,7 @@ test has its own server (the swap changes it); the error paths share one.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import urllib.error
 import urllib.request
@@ -184,6 +185,9 @@ async def test_a_variant_switch_under_load_fails_no_request(tmp_path, settings, 
         status, _ = await asyncio.to_thread(server.call, "POST", "/v1/chat/completions", _chat(FAMILY, n=2))
         assert status == 200
         swap = await _swap_under_load(server, "q8_0")
+        if os.environ.get("MULLAMA_DEBUG_SWAP"):
+            print("\n".join(line for line in server.lines if any(
+                k in line for k in ("unload", "drain", "exited", "crash", "stream_failed", "swap", "runner_kill"))))
         _check_swap(server, swap, mode)
 
         # naming a variant exactly still reaches it, and the family name stays on Q8_0
