@@ -179,7 +179,10 @@ def _check_swap(server: Server, swap: Swap, mode: str) -> None:
 ], ids=["parallel", "drain"])
 async def test_a_variant_switch_under_load_fails_no_request(tmp_path, settings, mode):
     # a generous drain timeout: requests that outlive it are cancelled by design, and this box is slow
+    # one thread per runner: in parallel mode two runners decode at once, and two 2-thread runners on the
+    # 2-core CI box spin against each other (ggml's pool busy-waits) until everything crawls
     server = Server(tmp_path, base_settings(n_parallel=CLIENTS + 1, prefetch="none", drain_timeout="300s",
+                                            threads=1, threads_batch=1,
                                             **settings))
     try:
         status, _ = await asyncio.to_thread(server.call, "POST", "/v1/chat/completions", _chat(FAMILY, n=2))
