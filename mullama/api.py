@@ -148,25 +148,22 @@ async def _generate(request: web.Request, sup: Supervisor, job: openai.Job) -> w
     rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
     created = int(time.time())
     t0 = time.perf_counter()
+    prompt_chars = len(job.request.prompt or "") + sum(len(m.content or "") for m in job.request.messages or ())
     req = Request(id=rid, model=entry.name, user=_user(request, job), priority=job.priority,
                   deadline=time.monotonic() + job.deadline_ms / 1000 if job.deadline_ms else None,
-                  prompt_chars=len(job.request.prompt or "") + sum(len(m.content or "") for m in job.request.messages or ()),
-                  max_tokens=job.request.max_tokens)
+                  prompt_chars=prompt_chars, max_tokens=job.request.max_tokens)
     try:
         ticket = await sup.scheduler.submit(req)
     except errors.MullamaError as exc:
         sup.observer.metrics.request_failed(entry.name, exc.type)
         raise
     try:
-        routed = sup.resolve(job.model)  # a variant switch while it was queued moves it to the new variant
-    except errors.MullamaError:
-        routed = entry
-    if routed.name != entry.name:
-        entry = routed
-        sup.lifecycle.runtime(entry)
-    run = _Run(sup, job, rid, created, entry.name, t0, ticket,
-               request.headers.get("X-Profile", "").lower() in ("1", "true", "yes"))
-    try:
+        routed = _route_again(sup, job.model, entry)  # a variant switch while it was queued moves it over
+        if routed.name != entry.name:
+            entry = routed
+            sup.lifecycle.runtime(entry)
+        run = _Run(sup, job, rid, created, entry.name, t0, ticket,
+                   request.headers.get("X-Profile", "").lower() in ("1", "true", "yes"))
         lease = await sup.lifecycle.acquire(entry, keep_alive=job.keep_alive)
         try:
             stream = await lease.client.completion(msgspec.structs.replace(job.request, id=rid, stream=True))
@@ -186,6 +183,13 @@ async def _generate(request: web.Request, sup: Supervisor, job: openai.Job) -> w
     finally:
         sup.scheduler.finish(ticket)
         sup.prefetcher.idle()
+
+
+def _route_again(sup: Supervisor, name: str, entry):
+    try:
+        return sup.resolve(name)
+    except errors.MullamaError:
+        return entry
 
 
 class _Run:
