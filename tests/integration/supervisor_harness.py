@@ -192,3 +192,23 @@ def assert_openai_error(body: Any) -> dict:
     assert isinstance(err["message"], str) and err["message"]
     assert isinstance(err["type"], str) and err["type"]
     return err
+
+
+def metric_value(server: Server, sample: str, **labels: str) -> float | None:
+    """One sample of the server's /metrics (Prometheus text), or None when absent."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, text = server.call("GET", "/metrics")
+    assert status == 200
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == sample and s.labels == labels:
+                return s.value
+    return None
+
+
+def jsonl_records(path: Path) -> list[dict]:
+    """The records of a JSONL event log (none while it does not exist yet)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

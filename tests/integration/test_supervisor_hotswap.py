@@ -20,8 +20,8 @@ from typing import Any
 
 import openai
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from supervisor_harness import Server, base_settings, q8_variant
+from supervisor_harness import metric_value as _metric
 
 FAMILY, Q4, Q8 = "smollm2", "smollm2:q4_1", "smollm2:q8_0"
 ONE_MODEL_BUDGET = "420MiB"  # one SmolLM2 takes ~250-300 MiB here (weights + 2048-token KV + compute)
@@ -54,16 +54,6 @@ def _chat(model: str, text: str = "Name a colour.", n: int = 4) -> dict[str, Any
 
 def _switch(server: Server, variant: Any, family: str = FAMILY) -> tuple[int, Any]:
     return server.call("POST", f"/internal/models/{family}/variant", {"variant": variant})
-
-
-def _metric(server: Server, sample: str, **labels: str) -> float | None:
-    status, text = server.call("GET", "/metrics")
-    assert status == 200
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == sample and s.labels == labels:
-                return s.value
-    return None
 
 
 @dataclass(frozen=True)

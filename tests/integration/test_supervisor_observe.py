@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from supervisor_harness import REPO_ROOT, Server, base_settings, q8_variant
+from supervisor_harness import jsonl_records as _records
 
 Q4, Q8 = "smollm2:q4_1", "smollm2:q8_0"
 POLICY = "round_robin"
@@ -137,12 +138,6 @@ def _sample(families: dict[str, Any], sample: str, **labels: str) -> float | Non
             if s.name == sample and s.labels == labels:
                 return s.value
     return None
-
-
-def _records(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _nonce() -> str:

@@ -21,8 +21,9 @@ from typing import Any
 
 import openai
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from supervisor_harness import Server, base_settings
+from supervisor_harness import jsonl_records as _records
+from supervisor_harness import metric_value as _metric
 
 Q4 = "smollm2:q4_1"
 MAX_QUEUE = 3
@@ -109,22 +110,6 @@ async def _wait_idle(server: Server, limit_s: float = 60) -> None:
             return
         assert time.monotonic() < deadline, f"the scheduler never went idle: {view}"
         await asyncio.sleep(0.05)
-
-
-def _metric(server: Server, sample: str, **labels: str) -> float | None:
-    status, text = server.call("GET", "/metrics")
-    assert status == 200
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == sample and s.labels == labels:
-                return s.value
-    return None
-
-
-def _records(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 async def _logged(path: Path, until, limit_s: float = 30) -> list[dict]:

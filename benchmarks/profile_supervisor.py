@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Where the supervisor spends its CPU: py-spy on `mullama serve` under N streaming clients.
+
+Starts a server (tests/integration/supervisor_harness.py settings), warms it, runs N closed-loop
+clients of streaming /v1/completions (max_tokens 128, ignore_eos) for --seconds, samples the
+supervisor process with `py-spy record --nonblocking` (pip install py-spy), and prints the
+supervisor's CPU time and the functions with the most samples.
+
+    python benchmarks/profile_supervisor.py --clients 8 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+
+from supervisor_harness import Server, base_settings  # noqa: E402
+
+
+async def run(a: argparse.Namespace, out: Path) -> float:
+    server = Server(Path(tempfile.mkdtemp(prefix="mullama-prof-")),
+                    base_settings(n_parallel=8, n_ctx=8192, prefetch="none", log_level="warning"))
+    body = {"model": "smollm2", "prompt": "Tell me a story", "max_tokens": 128, "ignore_eos": True,
+            "stream": True, "temperature": 0}
+    try:
+        async with aiohttp.ClientSession() as session:
+            async def one() -> None:
+                async with session.post(server.url + "/v1/completions", json=body) as resp:
+                    async for _ in resp.content:
+                        pass
+
+            async def loop(stop: float) -> None:
+                while time.monotonic() < stop:
+                    await one()
+
+            await one()
+            cpu0 = sum(psutil.Process(server.proc.pid).cpu_times()[:2])
+            stop = time.monotonic() + a.seconds + 2
+            spy = subprocess.Popen([a.py_spy, "record", "-p", str(server.proc.pid), "-d", str(a.seconds), "-f", "raw",
+                                    "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+            await asyncio.gather(*(loop(stop) for _ in range(a.clients)))
+            spy.wait()
+            return sum(psutil.Process(server.proc.pid).cpu_times()[:2]) - cpu0
+    finally:
+        server.stop()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--seconds", type=int, default=20)
+    p.add_argument("--top", type=int, default=15)
+    p.add_argument("--py-spy", default=shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")))
+    a = p.parse_args()
+    out = Path(tempfile.mkstemp(suffix=".txt")[1])
+    cpu = asyncio.run(run(a, out))
+    own: collections.Counter = collections.Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        total += int(n)
+        own[stack.split(";")[-1]] += int(n)
+    print(f"supervisor CPU: {cpu:.2f} s over ~{a.seconds + 2} s with {a.clients} clients; {total} busy samples "
+          f"(py-spy samples at 100 Hz: {a.seconds * 100} possible)")
+    for frame, n in own.most_common(a.top):
+        print(f"{n / max(total, 1) * 100:5.1f}%  {frame[:140]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
