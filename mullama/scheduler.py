@@ -79,6 +79,8 @@ class Scheduler:
             await asyncio.gather(self._task, return_exceptions=True)
         for ticket in list(self._queued.values()):
             if ticket.future is not None and not ticket.future.done():
+                # a waiter whose client already left never reads it: mark it read, no "never retrieved" noise
+                ticket.future.add_done_callback(lambda f: f.cancelled() or f.exception())
                 ticket.future.set_exception(errors.ShuttingDown("the server is shutting down"))
 
     async def submit(self, request: Request) -> Ticket:
