@@ -135,7 +135,7 @@ SUPERVISOR = web.AppKey("supervisor", Supervisor)
 
 
 def create_app(settings: Settings, *, supervisor: Supervisor | None = None) -> web.Application:
-    from mullama import api, internal_api  # handlers import app's keys
+    from mullama import api, internal_api, ollama_api, store_api  # handlers import app's keys
 
     sup = supervisor or Supervisor(settings)
     app = web.Application(middlewares=api.middlewares(settings), client_max_size=settings.max_body_bytes)
@@ -143,6 +143,8 @@ def create_app(settings: Settings, *, supervisor: Supervisor | None = None) -> w
     app.cleanup_ctx.append(_lifespan)
     api.add_routes(app)
     internal_api.add_routes(app)
+    ollama_api.add_routes(app)
+    store_api.add_routes(app)
     return app
 
 

@@ -160,9 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_serve(sub)
     _add_generate(sub)
-    from mullama import cli_client
+    from mullama import cli_bench, cli_client, cli_store
 
-    for add in (cli_client.add_ps, cli_client.add_stop, cli_client.add_list, cli_client.add_show, cli_client.add_run):
+    for add in (cli_client.add_ps, cli_client.add_stop, cli_client.add_list, cli_client.add_show, cli_client.add_run,
+                cli_store.add_pull, cli_store.add_rm, cli_bench.add_bench):
         add(sub)
     return parser
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from mullama import __version__, openai_request, openapi_internal
+from mullama import __version__, openai_request, openapi_internal, openapi_ollama
 
 Schema = dict[str, Any]
 
@@ -383,10 +383,11 @@ def spec(limits: openai_request.Limits | None = None) -> dict[str, Any]:
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "tags": [{"name": "openai", "description": "OpenAI-compatible API"},
                  {"name": "management", "description": "Health, loaded models, the model catalog"},
-                 dict(openapi_internal.TAG)],
-        "paths": {**paths(), **openapi_internal.paths()},
+                 dict(openapi_internal.TAG), dict(openapi_ollama.TAG)],
+        "paths": {**paths(), **openapi_internal.paths(), **openapi_ollama.paths()},
         "components": {
-            "schemas": {**response_schemas(), **request_schemas(limits), **openapi_internal.schemas()},
+            "schemas": {**response_schemas(), **request_schemas(limits), **openapi_internal.schemas(),
+                        **openapi_ollama.schemas()},
             "responses": responses,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",

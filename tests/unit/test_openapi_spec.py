@@ -18,7 +18,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mullama import api, config, internal_api, openai, openapi_internal, openapi_spec, protocol, units
+from mullama import api, config, internal_api, openai, openapi_internal, openapi_ollama, openapi_spec, protocol, units
 from mullama.app import SUPERVISOR, Supervisor, create_app
 from mullama.devices import Devices, Host
 from mullama.errors import InvalidArgument
@@ -150,7 +150,10 @@ def test_internal_components_do_not_shadow_the_others() -> None:
     assert not internal & (set(openapi_spec.response_schemas()) | set(openapi_spec.request_schemas()))
     assert {"KvView", "SlotView", "RunnerConfig"} <= internal  # generated from the wire types
     assert not set(openapi_internal.paths()) & set(openapi_spec.paths())
-    assert [t["name"] for t in SPEC["tags"]] == ["openai", "management", "internal"]
+    assert [t["name"] for t in SPEC["tags"]] == ["openai", "management", "internal", "ollama"]
+    ollama = set(openapi_ollama.schemas())
+    assert not ollama & (internal | set(openapi_spec.response_schemas()) | set(openapi_spec.request_schemas()))
+    assert not set(openapi_ollama.paths()) & (set(openapi_spec.paths()) | set(openapi_internal.paths()))
 
 
 @pytest.mark.parametrize("path, statuses", [

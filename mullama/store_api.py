@@ -1,0 +1,9 @@
+"""Model-store HTTP routes (/api/pull, /api/delete, /api/copy). Filled in by issue 7."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+def add_routes(app: web.Application) -> None:
+    pass
