@@ -6,10 +6,17 @@ sub-directory or the file stem, the variant from the quantisation. Nothing a sca
 down: a missing directory becomes a sentence in ``dir_errors``, a broken file an entry with an
 ``error`` that ``resolve`` refuses with ``ModelUnavailable``. A catalog is immutable; a rescan
 builds a new one and, given the old one, re-reads only files whose (path, size, mtime) changed.
+
+Pulled models (``mullama pull``) also have a manifest under ``<models_dir>/.manifests/`` (see
+``store/manifest.py``): the catalog reads them so that a model is served by the name it was pulled
+as (``org/repo:quant``, ``hf.co/org/repo``) and by copy names, and so that entries say where they
+came from (``origin``). A name with ``/`` is only ever looked up among those manifest names: it
+never becomes a file-system path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import os
@@ -20,8 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mullama.errors import InvalidModelName, ModelNotFound, ModelUnavailable
+from mullama.errors import InvalidModelName, ModelNotFound, ModelNotPulled, ModelUnavailable
 from mullama.gguf_header import GgufHeader, parameters_label, read_header
+from mullama.store import manifest as manifests
+from mullama.store.manifest import Manifest
 
 __all__ = ["Catalog", "GgufHeader", "ModelEntry", "parameters_label", "read_header", "slugify",
            "quant_from_filename", "family_from_stem", "validate_name", "DEFAULT_PREFERENCE"]
@@ -57,6 +66,7 @@ class ModelEntry:
     header: GgufHeader | None
     error: str | None  # why it cannot be served
     source: str  # "models_dir" | "bundled" | "config"
+    origin: Manifest | None = None  # the pull manifest naming this file, if it was pulled
 
     def describe(self) -> dict[str, object]:
         """A JSON-able summary for ``/api/tags``, ``mullama list`` and ``mullama show``."""
@@ -65,6 +75,8 @@ class ModelEntry:
             "path": str(self.path), "parts": [str(p) for p in self.parts], "size": self.size_bytes,
             "modified": self.modified, "source": self.source, "error": self.error,
         }
+        if self.origin is not None:
+            out["origin"] = self.origin.describe()
         h = self.header
         if h is not None:
             out.update(
@@ -249,7 +261,10 @@ class Catalog:
 
     def __init__(self, entries: Sequence[ModelEntry], *, aliases: Mapping[str, str],
                  default_variants: Mapping[str, str], dir_errors: Sequence[str],
-                 cache: Mapping[_CacheKey, tuple[GgufHeader | None, str | None]]) -> None:
+                 cache: Mapping[_CacheKey, tuple[GgufHeader | None, str | None]],
+                 pulled: Sequence[tuple[Path, Manifest]] = ()) -> None:
+        dir_errors = list(dir_errors)
+        entries, self._pulled = _with_manifests(entries, pulled, dir_errors)
         self._by_name = {e.name: e for e in sorted(entries, key=lambda e: e.name)}
         self._families: dict[str, list[ModelEntry]] = {}
         self._files: dict[str, ModelEntry] = {}
@@ -274,6 +289,8 @@ class Catalog:
         ``previous``: headers of files whose (path, size, mtime) did not change are reused.
         """
         dir_errors: list[str] = []
+        pulled = [(Path(d).expanduser(), m) for d in dirs
+                  for m in manifests.read_all(Path(d).expanduser(), dir_errors)]
         old = previous._cache if previous is not None else {}
         cache: dict[_CacheKey, tuple[GgufHeader | None, str | None]] = {}
         named: list[tuple[_Found, GgufHeader | None, str | None, int, float]] = []
@@ -290,7 +307,7 @@ class Catalog:
             named.append((f, header, err, size, mtime))
         entries = _name_all(named)
         return cls(entries, aliases=aliases, default_variants=default_variants, dir_errors=dir_errors,
-                   cache=cache)
+                   cache=cache, pulled=pulled)
 
     @property
     def dir_errors(self) -> list[str]:
@@ -329,22 +346,54 @@ class Catalog:
         """The entry for a request's model name; raises InvalidModelName, ModelNotFound or ModelUnavailable.
 
         Accepted, case-insensitively: ``family:variant``; ``family`` and ``family:latest`` (the
-        default variant); an alias (one level, to a name or family); a file name or stem.
+        default variant); an alias (one level, to a name or family); a pulled or copied name
+        (``[hf.co/]org/repo[:quant]``, from the manifests only); a file name or stem.
         """
-        n = validate_name(name).lower()
-        entry = self._lookup(n, files=False)
-        if entry is None and n in self._aliases:
-            target = self._aliases[n]
-            entry = self._lookup(target, files=True)
-            if entry is None:
-                raise ModelNotFound(f"model {name!r} is an alias of {target!r}, which is not in the catalog")
+        if isinstance(name, str) and "/" in name and "\\" not in name:
+            entry = self._resolve_pulled(name)
+        else:
+            n = validate_name(name).lower()
+            entry = self._lookup(n, files=False)
+            if entry is None and n in self._aliases:
+                target = self._aliases[n]
+                entry = self._lookup(target, files=True)
+                if entry is None:
+                    raise ModelNotFound(f"model {name!r} is an alias of {target!r}, which is not in the "
+                                        "catalog")
+            if entry is None and n in self._pulled:
+                entry = self._pulled[n][0]
         if entry is None:
             entry = self._lookup(n, files=True)
         if entry is None:
             raise ModelNotFound(self._not_found_message(name))
+        if entry.error == SYMLINK_ESCAPE:  # a name that leads out of the models dirs: refused like a path
+            raise InvalidModelName(f"model {entry.name!r} is refused: its {entry.error}")
         if entry.error is not None:
             raise ModelUnavailable(f"model {entry.name!r} cannot be served: {entry.error}")
         return entry
+
+    def _resolve_pulled(self, name: str) -> ModelEntry:
+        """A name with ``/``: a dictionary lookup among the manifest names, nothing else."""
+        key = _pulled_key(name)
+        if key is None:
+            validate_name(name)  # the path-separator (or control-character, length) error
+            raise InvalidModelName(f"invalid model name {name!r}")
+        hit = self._pulled.get(key)
+        if hit is None:
+            raise ModelNotPulled(f"model {name.strip()!r} not found: it has not been pulled; run "
+                                 f"'mullama pull {name.strip()}' first")
+        return hit[0]
+
+    def manifest_for(self, name: str) -> Manifest | None:
+        """The manifest a pulled or copied ``name`` resolves through (None for other names)."""
+        key = _pulled_key(name) if isinstance(name, str) and "/" in name else \
+            (name.strip().lower() if isinstance(name, str) else None)
+        hit = self._pulled.get(key) if key else None
+        return hit[1] if hit else None
+
+    def pulled_names(self) -> dict[str, str]:
+        """Every name served through a manifest -> the catalog name it resolves to."""
+        return {k: e.name for k, (e, _) in sorted(self._pulled.items())}
 
     def _lookup(self, n: str, *, files: bool) -> ModelEntry | None:
         if n in self._by_name:
@@ -355,7 +404,7 @@ class Catalog:
         return self._files.get(n) if files else None
 
     def _not_found_message(self, name: str) -> str:
-        pool = sorted({*self._by_name, *self._families, *self._aliases})
+        pool = sorted({*self._by_name, *self._families, *self._aliases, *self._pulled})
         query = name.strip().lower()
         close = difflib.get_close_matches(query, pool, n=5, cutoff=0.5)
         close += [p for p in pool if query in p and p not in close]  # "smollm2" -> "smollm2-135m-instruct"
@@ -365,6 +414,61 @@ class Catalog:
         if not pool:
             return f"model {name!r} not found: the catalog is empty"
         return f"model {name!r} not found ({len(self._by_name)} models in the catalog)"
+
+
+def _pulled_key(name: str) -> str | None:
+    """``[hf.co/]Org/Repo[:Quant]`` -> ``org/repo[:quant]`` (the key of the manifest names), else None."""
+    from mullama.store.names import parse_pull_name, strip_prefix
+
+    if _CONTROL.search(name) or len(name) > MAX_NAME_LENGTH:
+        return None
+    try:
+        parse_pull_name(name)
+    except InvalidModelName:
+        return None
+    return strip_prefix(name.strip()).lower()
+
+
+def _abs(path: Path | str) -> str:
+    """A path as one comparable string (no disk access: symlinks are not resolved)."""
+    return os.path.normpath(os.path.abspath(path))
+
+
+def _with_manifests(entries: Sequence[ModelEntry], pulled: Sequence[tuple[Path, Manifest]],
+                    dir_errors: list[str]) -> tuple[list[ModelEntry], dict[str, tuple[ModelEntry, Manifest]]]:
+    """Entries with their pull ``origin`` set, and every manifest name -> (entry, manifest).
+
+    ``org/repo:quant`` and its copies by their names; ``org/repo`` and ``org/repo:latest`` go to the
+    pulled quantisation first in DEFAULT_PREFERENCE; a copy ``name`` is also ``name:latest``.
+    """
+    by_path = {_abs(e.path): e for e in entries}
+    found: list[tuple[str, Manifest]] = []
+    origins: dict[str, Manifest] = {}
+    for folder, m in pulled:
+        first = _abs(manifests.file_paths(folder, m)[0])
+        if first not in by_path:
+            dir_errors.append(f"pulled model {m.name!r}: its file {first} is missing (pull it again)")
+            continue
+        found.append((first, m))
+        if m.kind == "pull":
+            origins.setdefault(first, m)
+    out = [dataclasses.replace(e, origin=origins[k]) if (k := _abs(e.path)) in origins else e
+           for e in entries]
+    by_path = {_abs(e.path): e for e in out}
+    names: dict[str, tuple[ModelEntry, Manifest]] = {}
+    order = {q: i for i, q in enumerate(DEFAULT_PREFERENCE)}
+    for first, m in sorted(found, key=lambda fm: (order.get(fm[1].quant or "", len(order)), fm[1].name)):
+        hit = (by_path[first], m)
+        names.setdefault(m.name, hit)
+        base, sep, tag = m.name.partition(":")
+        if m.kind == "pull" and sep:
+            names.setdefault(base, hit)
+            names.setdefault(f"{base}:latest", hit)
+        elif not sep:
+            names.setdefault(f"{m.name}:latest", hit)
+        elif tag == "latest":
+            names.setdefault(base, hit)
+    return out, names
 
 
 def validate_name(name: object) -> str:

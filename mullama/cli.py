@@ -113,6 +113,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models-dir", dest="models_dirs", action="append", metavar="DIR",
                    help="directory searched for *.gguf (repeatable)")
     p.add_argument("--default-model", metavar="NAME")
+    p.add_argument("--model", "-m", dest="pull_model", metavar="ORG/REPO[:QUANT]",
+                   help="pull this Hugging Face repository first if it is not there yet (like 'mullama "
+                        "pull'), then serve it as the default model; a name without '/' is just the default "
+                        "model")
+    p.add_argument("--quant", metavar="QUANT",
+                   help="with --model ORG/REPO: the quantisation to pull (e.g. Q4_K_M)")
     p.add_argument("--no-bundled-model", dest="bundled_model", action="store_const", const=False,
                    help="do not serve the bundled SmolLM2")
     p.add_argument("--ctx-size", "-c", dest="n_ctx", type=int, help="context per runner, shared by its slots")
@@ -144,12 +150,37 @@ _SERVE_FLAGS = ("port", "models_dirs", "default_model", "bundled_model", "n_ctx"
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import msgspec
+
     from mullama import app, config, logs
+    from mullama.errors import InvalidArgument
 
     flags = {name: getattr(args, name) for name in _SERVE_FLAGS}
     flags["host"] = args.bind_host
+    model, quant = args.pull_model, args.quant
+    if quant and not model:
+        raise InvalidArgument("--quant needs --model ORG/REPO")
+    if model and "/" not in model:
+        if quant:
+            raise InvalidArgument(f"--quant applies to a Hugging Face repository (--model ORG/REPO), not "
+                                  f"{model!r}")
+        flags["default_model"] = model
     settings = config.load_settings(flags, config_path=args.config)
     logs.configure(settings.log_level, settings.log_format, llama=False)
+    if model and "/" in model:
+        from mullama.cli_store import pull_model
+
+        if quant:
+            if ":" in model:
+                raise InvalidArgument(f"give the quantisation once: either {model!r} or --quant {quant}")
+            model = f"{model}:{quant}"
+        try:
+            _, served = pull_model(settings, model)
+        except KeyboardInterrupt:
+            print("mullama serve: pull cancelled; the partial download is kept", file=sys.stderr)
+            return 130
+        print(f"mullama: serving {model} as {served} (the default model)", file=sys.stderr, flush=True)
+        settings = msgspec.structs.replace(settings, default_model=served)
     return app.main_serve(settings)
 
 

@@ -149,13 +149,21 @@ def add_list(sub: Subparsers) -> None:
 def run_list(args: Args) -> int:
     answer = client_for(args).call("GET", "/api/models")
     rows = [(m.get("name"), m.get("id"), _size(m.get("size")), m.get("quantization"),
-             m.get("parameters_label"), m.get("context_length"), m.get("source"), m.get("error"))
+             m.get("parameters_label"), m.get("context_length"), _source(m), m.get("error"))
             for m in answer.get("models") or []]
     print_table(LIST_COLUMNS, rows)
     sys.stdout.flush()
     for problem in answer.get("dir_errors") or []:
         print(f"mullama: warning: {problem}", file=sys.stderr)
     return 0
+
+
+def _source(m: dict[str, Any]) -> Any:
+    """``hf.co/org/repo`` for a pulled model (its manifest), else the catalog's source."""
+    origin = m.get("origin")
+    if isinstance(origin, dict) and origin.get("repo"):
+        return f"hf.co/{origin['repo']}"
+    return m.get("source")
 
 
 def add_show(sub: Subparsers) -> None:
@@ -196,7 +204,12 @@ def show_text(info: dict[str, Any], metadata: bool = False) -> str:
              ("chat template", info.get("has_chat_template")), ("error", info.get("error"))]
     file = [("path", info.get("path")), ("size", _size(info["size"]) if "size" in info else None),
             ("source", info.get("source")), ("id", info.get("id"))]
-    lines = _section("Model", model) + _section("File", file)
+    origin = info.get("origin") if isinstance(info.get("origin"), dict) else {}
+    pulled = [("repository", origin.get("repo")), ("revision", origin.get("revision")),
+              ("commit", origin.get("commit")), ("quantization", origin.get("quant")),
+              ("pulled at", origin.get("pulled_at")), ("pulled as", origin.get("name")),
+              ("hub", origin.get("endpoint"))] if origin else []
+    lines = _section("Model", model) + _section("File", file) + _section("Source", pulled)
     lines += _section("Config", sorted((info.get("config") or {}).items()))
     if metadata:
         lines += _section("Metadata", sorted((info.get("metadata") or {}).items()))

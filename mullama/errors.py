@@ -247,3 +247,75 @@ ENGINE_ERRORS: dict[str, type[EngineError]] = {
     "DecodeError": DecodeError,
     "Busy": ContextBusy,
 }
+
+
+# ---------------------------------------------------------------- model store (pull / rm / copy)
+
+
+class PullError(MullamaError):
+    """Pulling a model from the hub failed; the subclasses say why. A partial download is kept for resume."""
+
+    status = 502
+    type = "pull_failed"
+
+
+class PullNotFound(PullError, LookupError):
+    """The repository, revision, file or quantisation is not on the hub (the message lists what is)."""
+
+    status = 404
+    type = "model_not_found"
+
+
+class PullUnauthorized(PullError):
+    """The hub refused the request: no token, a wrong token (HF_TOKEN), or a gated repository."""
+
+    status = 401
+    type = "authentication_error"
+
+
+class PullForbidden(PullUnauthorized):
+    """The token is valid but may not read this repository (gated: accept its terms on the hub)."""
+
+    status = 403
+    type = "permission_error"
+
+
+class HubUnavailable(PullError):
+    """The hub answered 5xx, could not be reached, or dropped the transfer too often."""
+
+    status = 502
+    type = "hub_unavailable"
+
+
+class DigestMismatch(PullError):
+    """A downloaded file's sha256 is not the one the hub published; the file was removed."""
+
+    status = 502
+    type = "digest_mismatch"
+
+
+class InsufficientStorage(PullError):
+    """The models directory has less free space than the download needs (the message gives both)."""
+
+    status = 507
+    type = "insufficient_storage"
+
+
+class PullCancelled(PullError):
+    """The pull was cancelled; its partial files stay and the next pull resumes them."""
+
+    status = 499
+    type = "cancelled"
+
+
+class ModelInUse(MullamaError):
+    """The model is loaded (or loading); unload it first or delete with force."""
+
+    status = 409
+    type = "model_in_use"
+
+
+class ModelNotPulled(ModelNotFound):
+    """A hub name (``ORG/REPO[:QUANT]``) that no pull manifest holds: a 404 as in Ollama (clients pull on
+    it), and a ModelNotFound so that a lookup rescans the catalog first (a pull may just have finished).
+    Other names with ``/`` are never looked up: they are InvalidModelName (400)."""

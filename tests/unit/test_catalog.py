@@ -177,8 +177,9 @@ def test_symlinks(tmp_path: Path) -> None:
     assert set(by) == {"escape:q4_0", "dangling:default", "fam:q8_0"}
     assert by["escape:q4_0"].error == SYMLINK_ESCAPE and by["escape:q4_0"].header is None
     assert "cannot stat" in by["dangling:default"].error
-    with pytest.raises(ModelUnavailable, match="outside the models directories"):
+    with pytest.raises(InvalidModelName, match="outside the models directories") as info:
         cat.resolve("escape")
+    assert info.value.status == 400
     # a link into another models dir is fine
     cat2 = Catalog.scan([m, outside])
     assert cat2.resolve("escape:q4_0").error is None
@@ -284,7 +285,8 @@ def test_resolve(cat: Catalog, query: str, expected: str) -> None:
     ("llama3:q2_k", ModelNotFound, "llama3:q"),
     ("broken", ModelUnavailable, "bad magic"),
     ("../models/x", InvalidModelName, "path separators"),
-    ("a/b", InvalidModelName, "path separators"),
+    ("a/b", ModelNotFound, "has not been pulled"),  # a hub name: 404 as in Ollama (clients pull on it)
+    ("a/b/c", InvalidModelName, "path separators"),
     ("a\\b", InvalidModelName, "path separators"),
     ("/etc/passwd", InvalidModelName, "path separators"),
     ("..", InvalidModelName, "paths"),
