@@ -14,18 +14,20 @@ import hashlib
 import hmac
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 import structlog
 from aiohttp import web
 
-from mullama import errors, openai
+from mullama import errors, ollama, openai, protocol
 from mullama.app import SUPERVISOR, Supervisor
 from mullama.config import Settings
 from mullama.lifecycle import Runtime, State
 from mullama.observe import build_profile
 from mullama.policies import Request
-from mullama.units import format_duration, parse_duration
+from mullama.units import format_duration
 
 log = structlog.get_logger("mullama.api")
 
@@ -57,6 +59,15 @@ def _error(status: int, type_: str, message: str, param: str | None = None) -> w
                         content_type="application/json")
 
 
+def _error_for(request: web.Request, status: int, type_: str, message: str, param: str | None = None
+               ) -> web.Response:
+    """The error in the shape of the API the route belongs to: Ollama's ``{"error": "..."}`` on the
+    Ollama-compatible routes (``ollama.ERROR_PATHS``), OpenAI's everywhere else."""
+    if request.path in ollama.ERROR_PATHS:
+        return web.Response(body=ollama.error_body(message), status=status, content_type="application/json")
+    return _error(status, type_, message, param)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler):
     try:
@@ -64,7 +75,7 @@ async def error_middleware(request: web.Request, handler):
     except errors.MullamaError as exc:
         if exc.status >= 500:
             log.warning("request_failed", path=request.path, status=exc.status, type=exc.type, error=str(exc))
-        resp = _error(exc.status, exc.type, str(exc), getattr(exc, "param", None))
+        resp = _error_for(request, exc.status, exc.type, str(exc), getattr(exc, "param", None))
         if getattr(exc, "retry_after", None):
             resp.headers["Retry-After"] = str(exc.retry_after)
         return resp
@@ -72,12 +83,13 @@ async def error_middleware(request: web.Request, handler):
         if exc.status < 400:
             raise
         message = exc.text if exc.status != 413 else f"request body too large: {exc.text}"
-        return _error(exc.status, _HTTP_TYPES.get(exc.status, "invalid_request_error"), message or exc.reason)
+        return _error_for(request, exc.status, _HTTP_TYPES.get(exc.status, "invalid_request_error"),
+                          message or exc.reason)
     except (ConnectionResetError, TimeoutError):
         raise
     except Exception as exc:  # a bug: say so, keep serving
         log.exception("unhandled", path=request.path)
-        return _error(500, "server_error", f"internal error: {type(exc).__name__}")
+        return _error_for(request, 500, "server_error", f"internal error: {type(exc).__name__}")
 
 
 def _auth_middleware(keys: tuple[str, ...]):
@@ -138,7 +150,23 @@ def _user(request: web.Request, job: openai.Job) -> str:
     return "addr:" + (request.remote or "?")
 
 
+#: How a front end answers one generation: given the request, the ``_Run`` (metrics, profile, lease) and
+#: the runner's stream, it writes the whole response (streamed or collected) and returns it.
+Respond = Callable[[web.Request, "_Run", Any], Awaitable[web.StreamResponse]]
+
+
+async def _respond_openai(request: web.Request, run: _Run, stream) -> web.StreamResponse:
+    return await (run.stream(request, stream) if run.job.stream else run.collect(stream))
+
+
 async def _generate(request: web.Request, sup: Supervisor, job: openai.Job) -> web.StreamResponse:
+    return await generate(request, sup, job, _respond_openai)
+
+
+async def generate(request: web.Request, sup: Supervisor, job: openai.Job, respond: Respond
+                   ) -> web.StreamResponse:
+    """The generation path both front ends share: resolve, schedule, re-route, acquire, run on the runner;
+    ``respond`` writes the answer in its API's shape. Slot and lease are always given back."""
     if sup.closing:
         raise errors.ShuttingDown("the server is shutting down; no new requests")
     entry = sup.resolve(job.model)
@@ -170,9 +198,7 @@ async def _generate(request: web.Request, sup: Supervisor, job: openai.Job) -> w
             ticket.control = lambda op: lease.client.control(op, rid)
             run.lease = lease
             try:
-                if job.stream:
-                    return await run.stream(request, stream)
-                return await run.collect(stream)
+                return await respond(request, run, stream)
             finally:
                 stream.close()  # before the end (client gone, error): the runner cancels the request
         finally:
@@ -217,18 +243,43 @@ class _Run:
                                total_ms=profile["total_ms"])
         return profile
 
-    async def collect(self, stream) -> web.Response:
+    def explain(self, exc: errors.MullamaError) -> errors.MullamaError:
+        """A runner crash caused by a timed-out drain, told as the unload it was; other errors as they are."""
+        rt = self.lease.runtime if self.lease else None
+        if isinstance(exc, errors.RunnerCrashed) and rt is not None and rt.drain_killed and rt.state in (
+                State.DRAINING, State.UNLOADING, State.UNLOADED):
+            return errors.RunnerError(f"{self.model} was unloaded before this request finished (the drain "
+                                      "timeout ran out)", 503, "model_unloaded")
+        return exc
+
+    def failed(self, exc: errors.MullamaError) -> errors.MullamaError:
+        """An error after the response started (it goes into the stream): explained, logged, counted."""
+        exc = self.explain(exc)
+        log.warning("stream_failed", id=self.rid, model=self.model, type=exc.type, error=str(exc))
+        self.sup.observer.metrics.request_failed(self.model, exc.type)
+        return exc
+
+    async def gather(self, stream) -> tuple[protocol.CompletionFinal, str]:
+        """A non-streamed answer: the runner's final frame and the whole text. Errors are raised (nothing
+        was sent yet: the error middleware answers them and ``generate`` counts them)."""
         text: list[str] = []
-        async for _, ev in stream:
-            if ev.content and not text:
-                self.sup.observer.emit("first_token", id=self.rid, model=self.model)
-            text.append(ev.content)
+        try:
+            async for _, ev in stream:
+                if ev.content and not text:
+                    self.sup.observer.emit("first_token", id=self.rid, model=self.model)
+                text.append(ev.content)
+        except errors.MullamaError as exc:
+            raise self.explain(exc) from None
         final = stream.final
         if final.finish_reason == "error":
             raise errors.RunnerError(f"generation failed: {final.error}", 500, "server_error")
+        return final, "".join(text)
+
+    async def collect(self, stream) -> web.Response:
+        final, text = await self.gather(stream)
         profile = self.done(final)
         fmt = openai.chat_response if self.chat else openai.completion_response
-        body = fmt(id=self.rid, created=self.created, model=self.model, final=final, text="".join(text),
+        body = fmt(id=self.rid, created=self.created, model=self.model, final=final, text=text,
                    extra={"profile": profile} if self.want_profile else None)
         return web.Response(body=body, content_type="application/json")
 
@@ -249,13 +300,7 @@ class _Run:
                     await resp.write(chunk(id=rid, created=created, model=model, content=ev.content,
                                            include_usage=usage))
         except errors.MullamaError as exc:
-            rt = self.lease.runtime if self.lease else None
-            if isinstance(exc, errors.RunnerCrashed) and rt is not None and rt.drain_killed and rt.state in (
-                    State.DRAINING, State.UNLOADING, State.UNLOADED):
-                exc = errors.RunnerError(f"{model} was unloaded before this request finished (the drain timeout "
-                                         "ran out)", 503, "model_unloaded")
-            log.warning("stream_failed", id=rid, model=model, type=exc.type, error=str(exc))
-            self.sup.observer.metrics.request_failed(model, exc.type)
+            exc = self.failed(exc)
             await resp.write(openai.sse_error(str(exc), *_kind(exc.status, exc.type)))
             await resp.write_eof()
             return resp
@@ -359,8 +404,10 @@ def decode_body(raw: bytes, kind, expected: str = ""):
     """A small management body as ``kind``; 400 saying what was wrong (and what is ``expected``)."""
     try:
         return msgspec.json.decode(raw or b"{}", type=kind)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise errors.InvalidArgument(f"invalid request body: {exc}" + (f" (expected {expected})" if expected else "")
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        text = "not valid UTF-8" if isinstance(exc, UnicodeDecodeError) else \
+            "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise errors.InvalidArgument(f"invalid request body: {text}" + (f" (expected {expected})" if expected else "")
                                      ) from None
 
 
@@ -373,18 +420,16 @@ def ps_row(rt: Runtime) -> dict:
         until = "forever" if rt.state is State.READY else ""
     else:
         until = format_duration(max(0.0, rt.expires_at - time.time())) + " from now"
-    header = rt.entry.header
     return {
-        "name": rt.name, "model": rt.name, "id": rt.entry.id, "digest": rt.entry.id,
+        "name": rt.name, "model": rt.name, "id": rt.entry.id,
+        "digest": ollama.entry_digest(rt.entry),
         "size": rt.memory or rt.entry.size_bytes, "size_vram": vram,
         "processor": p.processor() if p else "", "context_length": rt.n_ctx or rt.config.n_ctx,
         "expires_at": dt.datetime.fromtimestamp(rt.expires_at, dt.UTC).isoformat() if rt.expires_at else None,
         "until": until, "state": str(rt.state), "progress": round(rt.progress, 3),
         "pid": rt.handle.pid if rt.handle else None, "port": rt.handle.port if rt.handle else None,
         "in_flight": rt.in_flight, "n_parallel": rt.config.n_parallel, "pinned": rt.config.pinned,
-        "details": {"format": "gguf", "family": rt.entry.family,
-                    "parameter_size": header.metadata.get("general.size_label", "") if header else "",
-                    "quantization_level": header.quantization if header else ""},
+        "details": ollama.header_details(rt.entry.header),
     }
 
 
@@ -423,7 +468,7 @@ def _keep_alive(value: str | float | None) -> float | None:
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        return openai.keep_alive_seconds(value)
     except ValueError as exc:
         err = errors.InvalidArgument(f"invalid keep_alive: {exc}")
         err.param = "keep_alive"

@@ -233,9 +233,13 @@ def _generation_schemas() -> dict[str, Schema]:
 
 
 def _management_schemas() -> dict[str, Schema]:
-    details = _obj({"format": _STR, "family": _STR, "parameter_size": _STR, "quantization_level": _STR})
+    # /api/ps serves `mullama ps` and the ollama client alike: Ollama's fields (details as /api/tags has
+    # them, family = architecture) plus ours
+    details = _obj({"parent_model": _STR, "format": _STR, "family": _STR,
+                    "families": {"type": ["array", "null"], "items": _STR}, "parameter_size": _STR,
+                    "quantization_level": _STR})
     ps_row = _obj({
-        "name": _STR, "model": _STR, "id": _STR, "digest": _STR,
+        "name": _STR, "model": _STR, "id": _STR, "digest": {**_STR, "description": "sha256 hex; id is its start"},
         "size": {**_INT, "description": "bytes"}, "size_vram": {**_INT, "description": "bytes on GPUs"},
         "processor": {**_STR, "examples": ["100% CPU", "100% GPU", "48%/52% CPU/GPU"]},
         "context_length": _OPT_INT, "expires_at": {"type": ["string", "null"], "format": "date-time"},
@@ -296,6 +300,18 @@ _READ_ERRORS = (401, 500)
 _NAMED_ERRORS = (400, 401, 404, 422, 500)
 
 
+def sse_event(payload: Schema, description: str, *, done: bool = False) -> Schema:
+    """One server-sent event as OpenAPI 3.1 tools read a ``text/event-stream`` schema (each event is an
+    object of its fields, as 3.2's ``itemSchema`` says outright): ``data`` is JSON of ``payload`` or an
+    Error; with ``done`` it may also be the final ``[DONE]``."""
+    data: Schema = {"type": "string", "contentMediaType": "application/json",
+                    "contentSchema": {"anyOf": [payload, _ref("Error")]}}
+    if done:
+        data = {"anyOf": [{"const": "[DONE]"}, data]}
+    return {"type": "object", "description": description, "required": ["data"],
+            "properties": {"event": _STR, "data": data, "id": _STR, "retry": _INT}}
+
+
 def _json_content(schema: Schema) -> Schema:
     return {"application/json": {"schema": schema}}
 
@@ -306,9 +322,9 @@ def _op(op_id: str, summary: str, tag: str, ok: Schema, errors: tuple[int, ...],
     content = _json_content(ok)
     if stream_event:
         content["text/event-stream"] = {
-            "schema": {"type": "string", "description": f"With \"stream\": true: server-sent events, each "
-                       f"'data: <{stream_event} JSON>', then 'data: [DONE]'; an error mid-stream is an "
-                       "event with an \"error\" object (the Error schema)."},
+            "schema": sse_event(_ref(stream_event), f"With \"stream\": true: server-sent events, each "
+                                f"'data: <{stream_event} JSON>', then 'data: [DONE]'; an error mid-stream is "
+                                "an event with an \"error\" object (the Error schema).", done=True),
             "x-sse-event": _ref(stream_event)}
     op: Schema = {"operationId": op_id, "summary": summary, "tags": [tag],
                   "responses": {"200": {"description": "OK", "content": content},
@@ -351,7 +367,8 @@ def paths() -> dict[str, Schema]:
                                          _NAMED_ERRORS, params=[name])},
         "/health": {"get": {**health, "security": [{}]}},
         "/ready": {"get": ready},
-        "/api/ps": {"get": _op("listRunning", "Loaded models, like 'ollama ps'", "management",
+        "/api/ps": {"get": _op("listRunning", "Loaded models, like 'ollama ps' (Ollama's and mullama's fields)",
+                               "management",
                                _ref("RunningModels"), _READ_ERRORS)},
         "/api/load": {"post": _op("loadModel", "Load a model now and wait until it is ready", "management",
                                   _ref("LoadResponse"), _LOAD_ERRORS, body=_ref("ModelRequest"),
@@ -387,7 +404,7 @@ def spec(limits: openai_request.Limits | None = None) -> dict[str, Any]:
         "paths": {**paths(), **openapi_internal.paths(), **openapi_ollama.paths()},
         "components": {
             "schemas": {**response_schemas(), **request_schemas(limits), **openapi_internal.schemas(),
-                        **openapi_ollama.schemas()},
+                        **openapi_ollama.schemas(limits)},
             "responses": responses,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",
