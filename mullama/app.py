@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import ipaddress
 import os
 import signal
 import socket
@@ -26,7 +25,7 @@ from aiohttp import web
 
 from mullama import assets, devices
 from mullama.catalog import Catalog, ModelEntry
-from mullama.config import Settings, model_settings
+from mullama.config import Settings, is_loopback, model_settings
 from mullama.errors import AssetError, InvalidModelName, ModelNotFound, ModelUnavailable
 from mullama.lifecycle import Launch, Lifecycle
 from mullama.observe import Observer
@@ -206,15 +205,6 @@ def sd_notify(message: str) -> bool:
         sock.sendall(message.encode())
         return True
     return False
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 async def serve(settings: Settings, *, on_listening: Callable[[int], None] | None = None) -> None:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import msgspec
 
 from mullama.errors import ConfigError
-from mullama.units import parse_duration, parse_size
+from mullama.units import parse_duration, parse_keep_alive, parse_size
 
 Layer = tuple[dict[str, Any], dict[str, str]]
 
@@ -151,6 +151,8 @@ def _normalize(schema: Schema, cls: type, name: str, value: Any, where: str) -> 
     """Durations, sizes and choices as people write them → the stored form; types are msgspec's job."""
     kind, choices = schema.kind(cls, name)
     try:
+        if name == "keep_alive":
+            return parse_keep_alive(value)
         if name in DURATIONS:
             return parse_duration(value)
         if name in SIZES:

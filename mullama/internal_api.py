@@ -22,6 +22,7 @@ from aiohttp import web
 from mullama import errors
 from mullama.api import decode_body
 from mullama.app import SUPERVISOR, Supervisor
+from mullama.catalog import validate_name
 from mullama.lifecycle import Runtime
 from mullama.policies import POLICIES, make_policy
 
@@ -117,7 +118,14 @@ async def switch_variant(request: web.Request) -> web.Response:
         err = errors.InvalidArgument("'variant' is empty: name a variant of the family, e.g. \"q8_0\"")
         err.param = "variant"
         raise err
-    return _json(await sup.variants.switch(request.match_info["family"].lower(), body.variant.strip().lower()))
+    family, variant = request.match_info["family"], body.variant
+    for param, name in (("family", family), ("variant", variant)):
+        try:
+            validate_name(name)  # no path pieces ("..", "/", absolute) in either half: 400, never a lookup
+        except errors.InvalidModelName as exc:
+            exc.param = param
+            raise
+    return _json(await sup.variants.switch(family.strip().lower(), variant.strip().lower()))
 
 
 async def kv_view(request: web.Request) -> web.Response:

@@ -3,8 +3,9 @@
 Pure: no I/O. Every ``*_chunk`` function and ``sse_error`` return one whole SSE event; the
 ``*_response`` functions and ``error_body`` return plain JSON. Parsing lives in
 ``openai_request.py`` (``parse_chat``, ``parse_completion``, ``parse_embeddings``, ``Limits``,
-``Job``, ``EmbeddingJob``) and is re-exported here, so callers use one ``openai`` namespace for both
-directions; the dependency points one way (the parsers never import this module).
+``Job``, ``EmbeddingJob``, ``keep_alive_seconds``) and is re-exported here, so callers use one
+``openai`` namespace for both directions; the dependency points one way (the parsers never import
+this module).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import msgspec
 
 from mullama import protocol
 from mullama.openai_request import (
+    MAX_KEEP_ALIVE_S,
     EmbeddingJob,
     Job,
     Limits,
     _ChatBody,
     _CompletionBody,
     _EmbeddingBody,
+    keep_alive_seconds,
     parse_chat,
     parse_completion,
     parse_embeddings,
@@ -35,8 +38,8 @@ __all__ = [
     "embeddings_response", "error_body", "finish_reason", "model_object", "models_list", "sse_error",
     "usage", "usage_chunk",
     # parsing (openai_request.py)
-    "EmbeddingJob", "Job", "Limits", "_ChatBody", "_CompletionBody", "_EmbeddingBody", "parse_chat",
-    "parse_completion", "parse_embeddings",
+    "MAX_KEEP_ALIVE_S", "EmbeddingJob", "Job", "Limits", "_ChatBody", "_CompletionBody", "_EmbeddingBody",
+    "keep_alive_seconds", "parse_chat", "parse_completion", "parse_embeddings",
 ]
 
 DONE: bytes = b"data: [DONE]\n\n"

@@ -152,7 +152,8 @@ def _translate(err: msgspec.ValidationError) -> InvalidArgument:
 
 
 def decode(body: bytes, kind: type[msgspec.Struct]) -> Any:
-    """``body`` as a ``kind``; an empty body, bad JSON or a wrong type is an InvalidArgument."""
+    """``body`` as a ``kind``; an empty body, bad JSON or UTF-8, nesting deeper than the interpreter's
+    recursion limit or a wrong type is an InvalidArgument."""
     if not body or not body.strip():
         raise bad("The request body is empty; expected a JSON object.", None)
     try:
@@ -161,6 +162,10 @@ def decode(body: bytes, kind: type[msgspec.Struct]) -> Any:
         raise _translate(e) from None
     except msgspec.DecodeError as e:
         raise bad(f"The request body is not valid JSON ({e}).", None) from None
+    except UnicodeDecodeError:
+        raise bad("The request body is not valid UTF-8.", None) from None
+    except RecursionError:
+        raise bad("The request body is nested too deeply.", None) from None
 
 
 def _num(x: float) -> str:

@@ -31,8 +31,8 @@ from mullama.openai_body import (
 )
 
 # The request Structs are importable from here too (openapi_spec.py builds its schemas from them).
-__all__ = ["EmbeddingJob", "Job", "Limits", "_ChatBody", "_CompletionBody", "_EmbeddingBody", "parse_chat",
-           "parse_completion", "parse_embeddings"]
+__all__ = ["MAX_KEEP_ALIVE_S", "EmbeddingJob", "Job", "Limits", "_ChatBody", "_CompletionBody",
+           "_EmbeddingBody", "keep_alive_seconds", "parse_chat", "parse_completion", "parse_embeddings"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,12 @@ class Limits:
     max_stop: int = 16
     max_stop_len: int = 256
     max_inputs: int = 2048      # embeddings inputs per request (OpenAI's own cap)
+
+
+#: A keep-alive longer than this (about ten years) means forever: a timestamp that far ahead is no
+#: real expiry, and one past the year 9999 could not even be written as a date in /api/ps.
+MAX_KEEP_ALIVE_S = units.MAX_KEEP_ALIVE_S
+keep_alive_seconds = units.parse_keep_alive
 
 
 @dataclass(frozen=True)
@@ -310,7 +316,7 @@ def _job(kind: Literal["chat", "completion"], b: _Body, limits: Limits, source: 
     keep_alive = None
     if b.keep_alive is not None:
         try:
-            keep_alive = units.parse_duration(b.keep_alive)
+            keep_alive = keep_alive_seconds(b.keep_alive)
         except ValueError as e:
             raise bad(f"Invalid value for 'keep_alive': {e}.", "keep_alive") from None
     schema = _json_schema(b.response_format)

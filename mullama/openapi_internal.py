@@ -189,12 +189,17 @@ def paths() -> dict[str, Schema]:
     model = {"name": "model", "in": "path", "required": True, "schema": {**_STR, "minLength": 1},
              "description": "Model name: 'family', 'family:variant', an alias or a file name."}
     backlog = {"name": "backlog", "in": "query", "required": False,
-               "schema": {**_INT, "minimum": 0, "default": 0},
+               "schema": {**_INT, "minimum": 0, "maximum": 100_000, "default": 0},
                "description": "Send up to this many recent events first (at most 1000 are kept)."}
-    events = {"text/event-stream": {
-        "schema": {**_STR, "description": "Server-sent events, without end: a ': mullama events' comment, "
-                                          "then 'event: <kind>' + 'data: <Event JSON>' per event."},
-        "x-sse-event": _ref("Event")}}
+    follow = {"name": "follow", "in": "query", "required": False, "schema": {**_STR, "default": "1"},
+              "description": "'0', 'false' or 'no': end after the backlog instead of following live."}
+    # each event as an object of its fields (how OpenAPI 3.1 tools read a text/event-stream schema)
+    event = {"type": "object", "required": ["data"], "properties": {
+        "event": _STR, "id": _STR, "retry": _INT,
+        "data": {**_STR, "contentMediaType": "application/json", "contentSchema": _ref("Event")}},
+        "description": "Server-sent events, without end unless follow=0: a ': mullama events' comment, "
+                       "then 'event: <kind>' + 'data: <Event JSON>' per event."}
+    events = {"text/event-stream": {"schema": event, "x-sse-event": _ref("Event")}}
     metrics = {"text/plain": {"schema": {**_STR, "description": "Prometheus text exposition format"}}}
     swap_errors: dict[int, str | None] = {
         400: "Invalid request body, or the variant is of another family", 401: None,
@@ -221,7 +226,8 @@ def paths() -> dict[str, Schema]:
             {400: "Invalid model name", 401: None, 404: None, 422: None, 500: None,
              502: "The runner failed to answer", 503: "The model is not loaded"}, params=[model])},
         "/internal/events": {"get": _op(
-            "streamEvents", "Live events (server-sent events)", events, _READ, params=[backlog],
+            "streamEvents", "Live events (server-sent events)", events,
+            {400: "Invalid backlog", 401: None, 500: None}, params=[backlog, follow],
             description="The stream does not end by itself; see docs/observability.md for the event kinds.")},
         "/metrics": {"get": _op("metrics", "Prometheus metrics", metrics, _READ,
                                 description="See docs/observability.md for the series.")},

@@ -31,6 +31,8 @@ runner_log = structlog.get_logger("mullama.runner")
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _DROP = ("event", "level", "logger", "timestamp")
+#: Fields the relay sets itself; a runner record's own values for them are renamed, not passed twice.
+_OURS = ("model", "pid")
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,10 @@ class RunnerProcess:
             if not text:
                 continue
             self.tail.append(text[:500])
-            self._relay(text)
+            try:
+                self._relay(text)
+            except Exception:  # one odd line must never stop the reader (the runner would block on stderr)
+                log.exception("runner_log_relay_failed", model=self.name, pid=self.pid)
 
     def _relay(self, text: str) -> None:
         try:
@@ -144,6 +149,9 @@ class RunnerProcess:
         level = _LEVELS.get(str(record.get("level", "info")).lower(), 20)
         event = str(record.get("event", "runner_log"))
         fields = {k: v for k, v in record.items() if k not in _DROP}
+        for ours in _OURS:  # the runner's own field of that name is kept as runner_<name>
+            if ours in fields:
+                fields[f"runner_{ours}"] = fields.pop(ours)
         fields.setdefault("source", record.get("logger", "mullama.runner"))
         runner_log.log(level, event, model=self.name, pid=self.pid, **fields)
 

@@ -54,6 +54,16 @@ def parse_duration(value: str | int | float) -> float:
     return FOREVER if negative and total > 0 else total
 
 
+#: A keep-alive beyond this (ten years) is forever: an expiry date that far out cannot be written.
+MAX_KEEP_ALIVE_S = 10 * 365 * 86400.0
+
+
+def parse_keep_alive(value: str | int | float) -> float:
+    """``parse_duration``, with durations beyond ``MAX_KEEP_ALIVE_S`` read as forever (-1)."""
+    seconds = parse_duration(value)
+    return FOREVER if seconds > MAX_KEEP_ALIVE_S else seconds
+
+
 def parse_size(value: str | int | float) -> int:
     """Bytes from ``1024``, ``"512MB"``, ``"8GiB"``, ``"1.5g"`` (k/m/g/t decimal, ki/mi/gi/ti binary)."""
     if isinstance(value, bool):

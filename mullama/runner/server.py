@@ -8,6 +8,7 @@ Every request needs ``Authorization: Bearer <MULLAMA_RUNNER_TOKEN>``. Errors are
 from __future__ import annotations
 
 import hmac
+import re
 import time
 
 import msgspec
@@ -15,13 +16,17 @@ import structlog
 from aiohttp import web
 
 from mullama import protocol as wire
-from mullama.errors import InvalidArgument, MullamaError
+from mullama.errors import ContextOverflow, InvalidArgument, InvalidGrammar, MullamaError
 from mullama.runner.engine import RunnerEngine, stats_of
 
 log = structlog.get_logger("mullama.runner")
 
 ENGINE = web.AppKey("engine", RunnerEngine)
 MAX_BODY = 32 << 20
+#: Deepest nesting of ( ) groups a GBNF grammar may have: llama.cpp's grammar parser recurses once per
+#: level, and ~100k levels overflow the stack and kill the runner (see test_malformed_requests.py).
+MAX_GRAMMAR_DEPTH = 256
+_GBNF_SKIP = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|#[^\n]*')
 
 
 def _json(obj: msgspec.Struct, status: int = 200) -> web.Response:
@@ -38,7 +43,7 @@ async def error_middleware(request: web.Request, handler):
         return await handler(request)
     except MullamaError as exc:
         return error_response(exc.status, exc.type, str(exc))
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         return error_response(400, "invalid_request_error", f"invalid request body: {exc}")
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -73,17 +78,44 @@ async def _body(request: web.Request, kind):
     return wire.decode(raw, kind)
 
 
+def grammar_depth(grammar: str) -> int:
+    """The deepest nesting of ( ) groups in a GBNF grammar, outside literals, classes and comments."""
+    depth = deepest = 0
+    for match in re.finditer(r"[()]", _GBNF_SKIP.sub("", grammar)):
+        depth = depth + 1 if match.group() == "(" else max(0, depth - 1)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def check_completion(req: wire.CompletionRequest) -> None:
+    """Refuse what would take the runner down rather than fail cleanly in llama.cpp."""
+    if req.grammar and grammar_depth(req.grammar) > MAX_GRAMMAR_DEPTH:
+        raise InvalidGrammar(f"invalid grammar: groups nested deeper than {MAX_GRAMMAR_DEPTH} levels")
+
+
 async def health(request: web.Request) -> web.Response:
     return _json(request.app[ENGINE].health())
 
 
+def clamp_batch(params: wire.LoadParams) -> wire.LoadParams:
+    """n_batch and n_ubatch no larger than the requested n_ctx, as llama.cpp clamps them itself. The
+    Batcher fills batches up to the n_batch it was *given*; with n_ctx under llama.cpp's 256-token floor
+    the context would get a bigger n_ctx but keep n_batch = n_ctx, and a 129..255-token prompt then failed
+    as "batch exceeds n_batch" (a 500) instead of being served."""
+    if params.n_ctx <= 0 or params.n_batch <= params.n_ctx:
+        return params
+    n_batch = params.n_ctx
+    return msgspec.structs.replace(params, n_batch=n_batch, n_ubatch=min(params.n_ubatch, n_batch))
+
+
 async def load(request: web.Request) -> web.Response:
-    params = await _body(request, wire.LoadParams)
+    params = clamp_batch(await _body(request, wire.LoadParams))
     return _json(await request.app[ENGINE].load(params))
 
 
 async def completion(request: web.Request) -> web.StreamResponse:
     req = await _body(request, wire.CompletionRequest)
+    check_completion(req)
     engine = request.app[ENGINE]
     t0 = time.perf_counter()
     stream = await engine.submit(req)
@@ -130,7 +162,14 @@ async def embedding(request: web.Request) -> web.Response:
     texts = [req.input] if isinstance(req.input, str) else req.input
     if not texts:
         raise InvalidArgument("input is empty")
-    vectors, n = await request.app[ENGINE].embed(texts)
+    engine = request.app[ENGINE]
+    n_ctx = engine.kv().cells_total  # the model's context: no input may be longer (its memory grows with it)
+    model = engine.model()
+    for i, text in enumerate(texts):
+        n = len(model.tokenize(text, True, False))
+        if n > n_ctx:
+            raise ContextOverflow(f"input[{i}] has {n} tokens but the context holds {n_ctx}")
+    vectors, n = await engine.embed(texts)
     return _json(wire.EmbeddingResult(embeddings=vectors, prompt_tokens=n))
 
 

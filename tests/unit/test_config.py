@@ -495,3 +495,10 @@ def test_good_prefetch_settings(field, value, expected):
 def test_a_blank_prefetch_flag_is_refused():
     with pytest.raises(ConfigError, match="prefetch"):
         load_settings({"prefetch": " "}, env={})
+
+
+def test_an_absurd_keep_alive_is_forever() -> None:
+    """An expiry ten years out or more cannot be written as a date (/api/ps): such values mean forever."""
+    from mullama.config import load_settings
+
+    assert load_settings({"keep_alive": "1e308"}, config_path=None, env={}).keep_alive == -1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mullama import units
 from mullama.units import FOREVER, format_duration, format_size, parse_duration, parse_size
 
 
@@ -47,3 +48,9 @@ def test_format_size(n, text):
                                      (300, "5 minutes"), (3600, "1 hour"), (86400 * 3, "3 days")])
 def test_format_duration(s, text):
     assert format_duration(s) == text
+
+
+@pytest.mark.parametrize("value,seconds", [("5m", 300.0), (1e308, units.FOREVER), ("100000000h", units.FOREVER),
+                                           (units.MAX_KEEP_ALIVE_S, units.MAX_KEEP_ALIVE_S), ("-1", units.FOREVER)])
+def test_parse_keep_alive_reads_absurd_durations_as_forever(value, seconds) -> None:
+    assert units.parse_keep_alive(value) == seconds
