@@ -11,7 +11,9 @@ length against the bytes left, and mirrors the checks of llama.cpp's ``gguf_init
 package still supplies the tables: value types, tensor types and their block sizes, file types.
 
 Memory is bounded by the read buffer plus the short prefixes of strings it keeps; time is bounded
-by the header's size (each element read advances by at least one byte).
+by the header's size (each element read advances by at least one byte) and, because a sparse file
+makes a huge header cheap, by caps on what a header may hold: KV pairs, tensors and the strings of
+all its string arrays together (a vocabulary of 4M tokens is 16 times the largest there is).
 """
 
 from __future__ import annotations
@@ -35,10 +37,14 @@ MAGIC = b"GGUF"
 VERSIONS = (2, 3)
 MAX_NAME = 64  # GGML_MAX_NAME: llama.cpp refuses tensor names of this length or longer
 MAX_DIMS = 4  # GGML_MAX_DIMS
-MAX_KEY = 1 << 16  # no real key comes close; bounds what one KV can make us hold
-MAX_KV = 1 << 16  # real files hold under 100 KV pairs ...
-MAX_TENSORS = 1 << 18  # ... and a few thousand tensors; these caps bound memory on hostile counts
+MAX_KEY = 1 << 16  # the spec's limit for one key; no real key comes close
+MAX_KEY_BYTES = 1 << 20  # all keys together (real files: a few KB)
+MAX_KV = 1 << 14  # real files hold under 100 KV pairs ...
+MAX_TENSORS = 1 << 16  # ... and a few thousand tensors; these caps bound time and memory on hostile counts
+MAX_ARRAY_STRINGS = 1 << 22  # strings in all string arrays of one file (vocab + merges: under 1M)
 STRING_KEEP = 200  # characters of a string value kept in ``metadata``
+TEMPLATE_KEY = "tokenizer.chat_template"
+MAX_TEMPLATE = 1 << 20  # bytes of the chat template kept whole (``GgufHeader.chat_template``)
 NUMERIC_ARRAY_KEEP = 4096  # per-layer arrays (head counts) up to this length are kept for the shape
 _CHUNK = 1 << 20
 _MIN_KV = 8 + 4 + 1  # key length, value type, one byte of value
@@ -56,6 +62,9 @@ _SCALARS: dict[int, struct.Struct] = {
     _VT.BOOL: struct.Struct("<?"),
 }
 _U32, _U64, _I64 = struct.Struct("<I"), struct.Struct("<Q"), struct.Struct("<q")
+_DIMS = tuple(struct.Struct(f"<{n}q") for n in range(MAX_DIMS + 1))
+_TYPE_OFFSET = struct.Struct("<IQ")
+_TYPE_SIZES = {int(t): sizes for t, sizes in gguf.GGML_QUANT_SIZES.items()}  # type -> (block, bytes per block)
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
 _INPUT_TENSORS = ("token_embd.", "token_embd_norm.", "position_embd.", "token_types.")
 
@@ -82,7 +91,8 @@ class GgufHeader:
     output_bytes: int  # non-block tensors that are not input-side (output.weight, output_norm.*, ...)
     input_bytes: int  # token_embd.* and other input-side tensors
     has_chat_template: bool
-    metadata: dict[str, Scalar] = field(hash=False)  # scalar KVs; arrays as "[N items]"
+    metadata: dict[str, Scalar] = field(hash=False)  # scalar KVs; arrays as "[N items]"; strings cut short
+    chat_template: str | None = field(default=None, hash=False)  # whole (up to MAX_TEMPLATE bytes)
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,7 @@ def parameters_label(n: int) -> str:
             if float(text) >= 1000 and unit != "T":
                 value /= 1000
                 continue
-            return (text[:-2] if text.endswith(".0") else text) + unit
+            return text.removesuffix(".0") + unit
         value /= 1000
     raise AssertionError("unreachable")
 
@@ -153,6 +163,7 @@ class _Cursor:
         self.pos = 0
         self._buf = b""
         self._buf_at = 0
+        self.array_strings = 0  # strings met in string arrays so far (capped by MAX_ARRAY_STRINGS)
 
     def corrupt(self, what: str) -> CorruptModelFile:
         return CorruptModelFile(f"{self.path}: corrupt GGUF: {what}")
@@ -177,6 +188,21 @@ class _Cursor:
         if n < 0 or n > self.left():
             raise self.corrupt(f"{what} at byte {self.pos} runs {n} bytes past a file of {self.size} bytes")
         self.pos += n
+
+    def skip_strings(self, count: int, what: str) -> None:
+        """Skip ``count`` length-prefixed strings (a vocabulary): the hot loop, straight off the buffer."""
+        unpack, size = _U64.unpack_from, self.size
+        for j in range(count):
+            start = self.pos - self._buf_at
+            if 0 <= start and start + 8 <= len(self._buf):
+                n = unpack(self._buf, start)[0]
+                self.pos += 8
+            else:
+                n = self.u64(f"length of item {j} of {what}")
+            if n > size - self.pos:
+                raise self.corrupt(f"item {j} of {what} at byte {self.pos} runs {n} bytes past a file of "
+                                   f"{size} bytes")
+            self.pos += n
 
     def unpack(self, st: struct.Struct, what: str) -> int | float | bool:
         return st.unpack(self.take(st.size, what))[0]  # type: ignore[no-any-return]
@@ -256,10 +282,15 @@ def _parse(cur: _Cursor) -> _Raw:
     numeric: dict[str, tuple[int | float, ...]] = {}
     lengths: dict[str, int] = {}
     alignment_type = -1
+    key_bytes = 0
     for i in range(n_kv):
         key = cur.string(f"key of KV pair {i}", limit=MAX_KEY, keep=MAX_KEY)
         if not key:
             raise cur.corrupt(f"key of KV pair {i} is empty")
+        key_bytes += len(key)
+        if key_bytes > MAX_KEY_BYTES:
+            raise cur.corrupt(f"implausible metadata: the first {i + 1} keys hold {key_bytes} bytes "
+                              f"(at most {MAX_KEY_BYTES})")
         if key in metadata:
             raise cur.corrupt(f"duplicate key {key!r}")
         vtype = cur.u32(f"type of {key!r}")
@@ -283,11 +314,13 @@ def _parse(cur: _Cursor) -> _Raw:
         if alignment <= 0 or alignment & (alignment - 1):
             raise cur.corrupt(f"general.alignment {alignment} is not a power of two")
 
-    infos = [_read_tensor_info(cur, i) for i in range(n_tensors)]
-    names = [t[0] for t in infos]
-    if len(set(names)) != len(names):
-        dup = next(n for n, c in collections.Counter(names).items() if c > 1)
-        raise cur.corrupt(f"duplicate tensor name {dup!r}")
+    infos, names = [], set()
+    for i in range(n_tensors):
+        info = _read_tensor_info(cur, i)
+        if info[0] in names:  # as soon as it is seen: a run of zeroed infos fails at the second
+            raise cur.corrupt(f"duplicate tensor name {info[0]!r}")
+        names.add(info[0])
+        infos.append(info)
     data_start = -(-cur.pos // alignment) * alignment
     expected = 0
     tensors = []
@@ -306,6 +339,8 @@ def _parse(cur: _Cursor) -> _Raw:
 
 def _read_scalar(cur: _Cursor, key: str, vtype: int) -> Scalar:
     if vtype == _VT.STRING:
+        if key == TEMPLATE_KEY:  # kept whole; ``_build`` cuts the metadata copy short
+            return cur.string(f"value of {key!r}", keep=MAX_TEMPLATE)
         text = cur.string(f"value of {key!r}")
         return text[:STRING_KEEP]
     st = _SCALARS.get(vtype)
@@ -320,9 +355,11 @@ def _read_array(cur: _Cursor, key: str, itype: int, count: int) -> tuple[int | f
     if itype == _VT.STRING:
         if count * 8 > cur.left():
             raise cur.corrupt(f"array {key!r} of {count} strings cannot fit in the {cur.left()} bytes left")
-        for j in range(count):
-            n = cur.u64(f"length of item {j} of {key!r}")
-            cur.skip(n, f"item {j} of {key!r}")
+        cur.array_strings += count
+        if cur.array_strings > MAX_ARRAY_STRINGS:
+            raise cur.corrupt(f"implausible string arrays: {cur.array_strings} strings up to {key!r} "
+                              f"(at most {MAX_ARRAY_STRINGS})")
+        cur.skip_strings(count, repr(key))
         return None
     st = _SCALARS.get(itype)
     if st is None:  # nested arrays and unknown types: llama.cpp refuses them too
@@ -341,20 +378,20 @@ def _read_tensor_info(cur: _Cursor, i: int) -> tuple[str, int, int, int, int]:
     n_dims = cur.u32(f"dimension count of {name!r}")
     if n_dims > MAX_DIMS:
         raise cur.corrupt(f"tensor {name!r} has {n_dims} dimensions (at most {MAX_DIMS})")
-    dims = [int(cur.unpack(_I64, f"dimensions of {name!r}")) for _ in range(n_dims)]
+    dims = list(_DIMS[n_dims].unpack(cur.take(8 * n_dims, f"dimensions of {name!r}")))
     if any(d < 0 for d in dims):
         raise cur.corrupt(f"tensor {name!r} has a negative dimension {dims}")
     n_elements = math.prod(dims)
     if n_elements > _INT64_MAX:
         raise cur.corrupt(f"tensor {name!r} has too many elements {dims}")
-    ttype = cur.u32(f"type of {name!r}")
-    try:
-        block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(ttype)]
-    except (ValueError, KeyError):
-        raise InvalidModelFile(f"{cur.path}: tensor {name!r} has unknown type {ttype}") from None
+    raw = cur.take(_TYPE_OFFSET.size, f"type and data offset of {name!r}")
+    ttype, offset = _TYPE_OFFSET.unpack(raw)
+    sizes = _TYPE_SIZES.get(ttype)
+    if sizes is None:
+        raise InvalidModelFile(f"{cur.path}: tensor {name!r} has unknown type {ttype}")
+    block, type_size = sizes
     if (dims[0] if dims else 1) % block:
         raise cur.corrupt(f"tensor {name!r}: row of {dims[0]} is not a multiple of the block size {block}")
-    offset = cur.u64(f"data offset of {name!r}")
     return name, ttype, n_elements, n_elements // block * type_size, offset
 
 
@@ -413,8 +450,9 @@ def _build(path: Path, raws: Sequence[_Raw]) -> GgufHeader:
         layer_bytes=tuple(blocks.get(i, 0) for i in range(n_layer)),
         output_bytes=output_bytes,
         input_bytes=input_bytes,
-        has_chat_template=isinstance(md.get("tokenizer.chat_template"), str),
-        metadata=dict(md),
+        has_chat_template=isinstance(md.get(TEMPLATE_KEY), str),
+        metadata={k: v[:STRING_KEEP] if isinstance(v, str) else v for k, v in md.items()},
+        chat_template=text(TEMPLATE_KEY),
     )
 
 

@@ -44,6 +44,7 @@ log = structlog.get_logger("mullama.lifecycle")
 
 MAX_ALLOC_ATTEMPTS = 5
 HEALTH_POLL_S = 0.25
+BROKEN_EXIT_WAIT_S = 2.0
 
 
 def load_params(entry: ModelEntry, cfg: RunnerConfig, op: wire.LoadOp, placement: Placement | None,
@@ -106,7 +107,11 @@ class Lifecycle:
         load_wait = 0.0
         rt.waiting += 1  # a model someone waits for is not idle: no keep-alive unload in between
         try:
-            while not rt.serving:
+            while True:
+                if rt.serving and getattr(rt.handle.client, "broken", False) is True:
+                    await self._until_exit_seen(rt, rt.handle)  # its streams broke: do not hand it out again
+                if rt.serving:
+                    break
                 t_load = time.perf_counter()
                 await self.ensure_loaded(rt, reason="request")
                 load_wait += time.perf_counter() - t_load
@@ -121,12 +126,31 @@ class Lifecycle:
         log.debug("lease", model=rt.name, in_flight=rt.in_flight, wait_ms=round((time.perf_counter() - t0) * 1e3, 2))
         return Lease(runtime=rt, handle=rt.handle, load_wait_ms=load_wait * 1000)
 
+    async def _until_exit_seen(self, rt: Runtime, handle: Handle) -> None:
+        """A runner whose stream broke off is dying or dead: wait (bounded) until its exit is recorded.
+
+        The streams of a killed runner fail as soon as its sockets close; the exit watcher sees the
+        process end a little later. A request in between must wait for the restart, not get the
+        corpse. If the runner is still alive after ``BROKEN_EXIT_WAIT_S`` the break had another
+        cause: it serves again.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(handle.exited), BROKEN_EXIT_WAIT_S)
+        for _ in range(100):  # the watcher runs on the exit's callbacks; give it its turn
+            if rt.handle is not handle:
+                return
+            await asyncio.sleep(0.01)
+        if not handle.exited.done():
+            handle.client.broken = False
+
     def release(self, lease: Lease) -> None:
         if lease.released:
             return
         lease.released = True
         rt = lease.runtime
         rt.in_flight -= 1
+        if lease.handle is rt.handle and getattr(lease.handle.client, "broken", False) is True:
+            rt.lost += 1  # its stream broke: the runner died under it (counted in the crash record)
         rt.last_used = time.monotonic()
         if rt.in_flight == 0:
             rt.idle.set()
@@ -236,7 +260,7 @@ class Lifecycle:
         if entry.header is None:
             raise errors.ModelUnavailable(f"{entry.name}: {entry.error or 'no GGUF header'}")
         handle = await self._launch(entry.name)
-        rt.handle = handle
+        rt.handle, rt.lost = handle, 0
         self._spawn(self._watch(rt, handle))
         monitor = self._spawn(self._monitor(rt, handle))
         try:
@@ -314,11 +338,12 @@ class Lifecycle:
         recent = sum(1 for c in rt.loads if c.get("crash") and time.time() - c["at"] < 300) + 1
         rt.restart_at = time.monotonic() + crash_backoff(recent)
         rt.error = f"runner exited with code {code} while serving"
-        rt.loads.append({"at": time.time(), "crash": True, "code": code, "in_flight": rt.in_flight,
+        lost = rt.in_flight + rt.lost  # still held, plus those whose broken stream ended before we saw the exit
+        rt.loads.append({"at": time.time(), "crash": True, "code": code, "in_flight": lost,
                          "stderr_tail": list(handle.tail)[-5:]})
         rt.transition(State.FAILED, error=rt.error, crash=True)
         self.counters["runner_crashes"] += 1
-        self._emit("runner_crashed", model=rt.name, code=code, in_flight=rt.in_flight)
+        self._emit("runner_crashed", model=rt.name, code=code, in_flight=lost)
 
     async def _discard(self, rt: Runtime) -> None:
         handle, rt.handle = rt.handle, None

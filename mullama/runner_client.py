@@ -50,11 +50,13 @@ def _error_from(status: int, body: bytes) -> errors.MullamaError:
 class CompletionStream:
     """``async for raw, event in stream``: each NDJSON line and its decoded chunk/final.
 
-    ``close()`` drops the connection, which makes the runner cancel the request.
+    ``close()`` drops the connection, which makes the runner cancel the request. A stream that
+    breaks off marks its client ``broken`` (the lifecycle counts the requests a crash took down).
     """
 
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, client: RunnerClient | None = None) -> None:
         self._resp = resp
+        self._client = client
         self.final: wire.CompletionFinal | None = None
 
     def __aiter__(self) -> AsyncIterator[tuple[bytes, wire.CompletionChunk | wire.CompletionFinal]]:
@@ -71,11 +73,17 @@ class CompletionStream:
                     return
                 yield line, wire.decode(line, wire.CompletionChunk)
         except _HTTP_ERRORS as exc:
+            self._broke()
             raise errors.RunnerCrashed(f"the runner's stream broke off: {type(exc).__name__}: {exc}") from None
         finally:
             self.close()
         if self.final is None:
+            self._broke()
             raise errors.RunnerCrashed("the runner's stream ended without a final event")
+
+    def _broke(self) -> None:
+        if self._client is not None:
+            self._client.broken = True
 
     def close(self) -> None:
         if not self._resp.closed:
@@ -89,6 +97,7 @@ class RunnerClient:
         self._session = session
         self.base_url = base_url
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.broken = False  # a completion stream broke off: the runner is most likely gone
 
     async def _call(self, method: str, path: str, body: msgspec.Struct | None, kind: type[T],
                     timeout: float | None = 30.0) -> T:
@@ -124,7 +133,7 @@ class RunnerClient:
             finally:
                 resp.release()
             raise _error_from(resp.status, raw)
-        return CompletionStream(resp)
+        return CompletionStream(resp, self)
 
     async def embedding(self, inputs: str | list[str]) -> wire.EmbeddingResult:
         return await self._call("POST", "/embedding", wire.EmbeddingRequest(input=inputs), wire.EmbeddingResult,

@@ -68,6 +68,7 @@ class Runtime:
     in_flight: int = 0
     waiting: int = 0                       # requests waiting for this model's load
     drain_killed: int = 0                  # requests still running when the last drain timed out
+    lost: int = 0                          # requests released after their runner's stream broke off
     keep_alive: float = 300.0
     last_used: float = 0.0                 # monotonic
     expires_at: float | None = None        # wall clock; None: never (or while in use)

@@ -1,20 +1,17 @@
-"""The lifecycle with real runners: swaps under a memory budget, a stalled load, a killed runner.
+"""The lifecycle with real runners: swaps under a memory budget.
 
 Each test starts its own ``mullama serve`` (the settings differ), over SmolLM2
-Q4_1 (bundled) and its Q8_0 variant.
+Q4_1 (bundled) and its Q8_0 variant. Faults (a killed runner, a stalled load,
+SIGTERM and SIGKILL of the supervisor) are in ``test_faults.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import time
 
 import openai
 import psutil
 import pytest
-
 from supervisor_harness import Server, base_settings, q8_variant
 
 Q4, Q8 = "smollm2:q4_1", "smollm2:q8_0"
@@ -63,7 +60,9 @@ def test_alternating_models_with_a_budget_for_one_swap_and_all_succeed(tmp_path)
 
 
 async def test_concurrent_alternating_requests_are_all_served(tmp_path):
-    server = Server(tmp_path, base_settings(memory_budget="420MiB"))
+    # every swap drains the other model first; a long drain timeout keeps a starved CPU (other suites on
+    # the same 2 cores) from turning slow requests into killed ones: this test is about ordering, not time
+    server = Server(tmp_path, base_settings(memory_budget="420MiB", drain_timeout="120s"))
     try:
         client = _client(server)
         models = [Q4, Q8] * 4
@@ -73,81 +72,3 @@ async def test_concurrent_alternating_requests_are_all_served(tmp_path):
         assert len(server.events("evict")) >= 1
     finally:
         server.stop()
-
-
-def test_a_stalled_load_is_detected_and_reported(tmp_path):
-    server = Server(tmp_path, base_settings(load_timeout="3s"), env={"MULLAMA_TEST_STALL_LOAD": "1"})
-    try:
-        t0 = time.monotonic()
-        status, body = server.call("POST", "/v1/chat/completions", _chat(Q4), timeout=120)
-        elapsed = time.monotonic() - t0
-        assert status == 503, body
-        assert body["error"]["code"] == "load_stalled"
-        assert "no progress for 3 s" in body["error"]["message"]
-        assert elapsed < 60
-        assert server.events("load_stalled")
-        deadline = time.monotonic() + 10
-        while server.runner_pids() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert server.runner_pids() == []  # the stalled runner was killed
-        status, body = server.call("GET", "/api/models")
-        assert status == 200  # the server itself keeps serving
-    finally:
-        server.stop()
-
-
-async def test_a_killed_runner_fails_its_streams_and_the_next_request_succeeds(tmp_path):
-    server = Server(tmp_path, base_settings(n_parallel=4))
-    try:
-        client = _client(server)
-        await client.chat.completions.create(**_chat(Q4, n=2))  # loaded
-        pid = server.call("GET", "/api/ps")[1]["models"][0]["pid"]
-
-        async def stream_until_error() -> tuple[int, BaseException | None, float]:
-            got = 0
-            try:
-                stream = await client.chat.completions.create(
-                    **{**_chat(Q4, "Count from one to one thousand.", n=2000), "stream": True,
-                       "extra_body": {"ignore_eos": True}})
-                async for _ in stream:
-                    got += 1
-            except openai.APIError as exc:
-                return got, exc, time.monotonic()
-            return got, None, time.monotonic()
-
-        tasks = [asyncio.ensure_future(stream_until_error()) for _ in range(4)]
-        while server.call("GET", "/api/ps")[1]["models"][0]["in_flight"] < 4:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
-        killed_at = time.monotonic()
-        os.kill(pid, signal.SIGKILL)
-        results = await asyncio.wait_for(asyncio.gather(*tasks), 30)
-        for got, exc, ended in results:
-            assert got > 0
-            assert isinstance(exc, openai.APIError), "a stream ended without an error"
-            assert "runner" in str(exc).lower()
-            assert ended - killed_at < 2.0
-        assert _gone(pid)
-        deadline = time.monotonic() + 10
-        while not (crashed := server.events("runner_crashed")) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        assert crashed and crashed[0]["pid"] == pid
-        again = await client.chat.completions.create(**_chat(Q4, n=2))
-        assert again.choices[0].message.content
-        new_pid = server.call("GET", "/api/ps")[1]["models"][0]["pid"]
-        assert new_pid != pid
-    finally:
-        server.stop()
-
-
-def test_sigterm_drains_streams_then_stops_runners(tmp_path):
-    server = Server(tmp_path, base_settings())
-    try:
-        status, _ = server.call("POST", "/v1/chat/completions", _chat(Q4, n=2))
-        assert status == 200
-        runners = server.runner_pids()
-        assert runners
-        assert server.stop(60) == 0
-        assert [p for p in runners if not _gone(p)] == []
-    finally:
-        server.kill()
