@@ -429,15 +429,26 @@ void Batcher::admit() {
         }
         if (!req) return;
 
-        // A free slot: the one with the longest cached prefix (ties: least recently used).
+        // A free slot: the one with the longest cached prefix among those worth reusing -- the prefix
+        // keeps 3/4 of the slot's cache (the same conversation, a long shared prompt) or covers 90%
+        // of the prompt (a repeated prompt) -- ties: least recently used; else an empty
+        // slot; else the least recently used. A short common start (a default system prompt) thus
+        // never overwrites another conversation's cache while an older one can go.
         Slot * best = nullptr;
         size_t best_lcp = 0;
+        int best_rank = -1;
         for (auto & s : slot_) {
             if (s->req) continue;
             const size_t lcp = from_swap ? 0 : common_prefix(s->cache, req->spec.prompt);
-            if (!best || lcp > best_lcp || (lcp == best_lcp && s->last_used < best->last_used)) {
+            const size_t n_prompt = req->spec.prompt.size();
+            const bool reusable = lcp > 0 && (4 * lcp >= 3 * s->cache.size() || 10 * lcp >= 9 * n_prompt);
+            const int rank = s->cache.empty() ? 1 : (reusable ? 2 : 0);
+            const bool longer = rank == 2 && lcp != best_lcp;
+            const bool better = best && (longer ? lcp > best_lcp : s->last_used < best->last_used);
+            if (!best || rank > best_rank || (rank == best_rank && better)) {
                 best = s.get();
                 best_lcp = lcp;
+                best_rank = rank;
             }
         }
         if (!best) {

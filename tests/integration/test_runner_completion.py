@@ -318,6 +318,23 @@ async def test_same_prompt_twice_hits_the_prefix_cache(client):
     assert kv1["cells_used"] == sum(s["n_tokens"] for s in kv1["slots"]) > 0
 
 
+async def test_conversations_sharing_a_system_prompt_keep_their_own_slots(client):
+    """A new conversation that shares only a short start (a default system prompt) with a cached one
+    takes an empty or older slot, so every conversation's next turn still finds its history cached:
+    8 conversations in 8 slots, and the first one's second turn reuses all of its first turn."""
+    system = "System: you are a terse assistant who answers in one short line.\n"
+    topics = ["volcanoes of Iceland", "the history of tea", "how bridges carry loads", "migrating birds",
+              "the rules of chess", "coral reefs", "early printing presses", "desert plants"]
+    first = {}
+    for topic in topics:
+        first[topic] = await client.complete(greedy(f"{system}User: tell me about {topic}.\nAssistant:", 8))
+    a = topics[0]
+    history = f"{system}User: tell me about {a}.\nAssistant:{first[a]['content']}\nUser: and more?\nAssistant:"
+    second = await client.complete(greedy(history, 4))
+    assert second["stats"]["cached_tokens"] >= first[a]["stats"]["prompt_tokens"], (first[a]["stats"],
+                                                                                    second["stats"])
+
+
 # ---------------------------------------------------------------- constrained output
 
 
