@@ -283,6 +283,16 @@ class _Run:
                    extra={"profile": profile} if self.want_profile else None)
         return web.Response(body=body, content_type="application/json")
 
+    async def relay(self, stream, write: Callable[[str], Awaitable[None]]) -> None:
+        """Each piece of text of a streamed answer to ``write`` (the first one is an event)."""
+        first = True
+        async for _, ev in stream:
+            if ev.content:
+                if first:
+                    first = False
+                    self.sup.observer.emit("first_token", id=self.rid, model=self.model)
+                await write(ev.content)
+
     async def stream(self, request: web.Request, stream) -> web.StreamResponse:
         rid, created, model, usage = self.rid, self.created, self.model, self.job.include_usage
         resp = web.StreamResponse(headers=_SSE_HEADERS)
@@ -290,15 +300,9 @@ class _Run:
         chunk = openai.chat_chunk if self.chat else openai.completion_chunk
         if self.chat:
             await resp.write(openai.chat_chunk(id=rid, created=created, model=model, role=True, include_usage=usage))
-        first = True
         try:
-            async for _, ev in stream:
-                if ev.content:
-                    if first:
-                        first = False
-                        self.sup.observer.emit("first_token", id=rid, model=model)
-                    await resp.write(chunk(id=rid, created=created, model=model, content=ev.content,
-                                           include_usage=usage))
+            await self.relay(stream, lambda text: resp.write(chunk(id=rid, created=created, model=model,
+                                                                     content=text, include_usage=usage)))
         except errors.MullamaError as exc:
             exc = self.failed(exc)
             await resp.write(openai.sse_error(str(exc), *_kind(exc.status, exc.type)))

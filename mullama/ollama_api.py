@@ -84,14 +84,8 @@ async def _respond(kind: str, request: web.Request, run: api._Run, stream) -> we
     resp = web.StreamResponse(headers=_NDJSON_HEADERS)
     await resp.prepare(request)
     chunk = ollama.chat_chunk if kind == "chat" else ollama.generate_chunk
-    first = True
     try:
-        async for _, ev in stream:
-            if ev.content:
-                if first:
-                    first = False
-                    run.sup.observer.emit("first_token", id=run.rid, model=run.model)
-                await resp.write(chunk(run.model, ev.content))
+        await run.relay(stream, lambda text: resp.write(chunk(run.model, text)))
     except errors.MullamaError as exc:
         await resp.write_eof(ollama.error_line(str(run.failed(exc))))
         return resp

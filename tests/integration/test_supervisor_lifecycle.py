@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 
 import openai
-import psutil
 import pytest
 from supervisor_harness import Server, base_settings, q8_variant
 
@@ -20,14 +19,6 @@ Q4, Q8 = "smollm2:q4_1", "smollm2:q8_0"
 @pytest.fixture(scope="module", autouse=True)
 def _second_model():
     q8_variant()
-
-
-def _gone(pid: int) -> bool:
-    """Exited (a zombie counts: it no longer runs); reaping between two checks is not a failure."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _client(server: Server) -> openai.AsyncOpenAI:
