@@ -32,6 +32,7 @@ from mullama.bench.baselines import (  # noqa: F401
     build_tools,
     cmake_args,
     configure,
+    cpu_model,
     default_build_dir,
     default_openmp,
     llama_cpp_commit,

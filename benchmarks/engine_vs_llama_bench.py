@@ -59,14 +59,7 @@ N_GEN = 128
 
 # ---------------------------------------------------------------- machine
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+cpu_model = baselines.cpu_model
 
 
 def cpu_times() -> dict[str, int]:

@@ -125,11 +125,11 @@ def _server_settings(args: argparse.Namespace, workload) -> dict[str, Any]:
 def _conditions(args: argparse.Namespace, settings: dict[str, Any]) -> dict[str, Any]:
     import psutil
 
-    from mullama.bench.baselines import llama_cpp_commit
+    from mullama.bench.baselines import cpu_model, llama_cpp_commit
 
     c: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{_cpu_model()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
         "load average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
     if not args.url:
@@ -144,14 +144,6 @@ def _conditions(args: argparse.Namespace, settings: dict[str, Any]) -> dict[str,
     return c
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def update_doc(path: Path, text: str) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,17 @@ STAMP = "mullama-baseline.json"
 
 class BaselineError(MullamaError, RuntimeError):
     """The baseline tools could not be built."""
+
+
+def cpu_model() -> str:
+    """The CPU's model name (for the conditions line of every benchmark report)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def llama_cpp_dir() -> Path:

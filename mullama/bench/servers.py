@@ -139,15 +139,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _toml(v: Any) -> str:
+def toml_value(v: Any) -> str:
+    """A TOML value for a config file: booleans, strings, numbers, lists and inline tables."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, str):
         return json.dumps(v)
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(x)}" for k, x in v.items()) + "}"
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(x)}" for k, x in v.items()) + "}"
     return str(v)
 
 
@@ -160,7 +161,7 @@ class MullamaServe(Target):
         self.name = name
         self.dir = tempfile.TemporaryDirectory(prefix="mullama-bench-")
         cfg = Path(self.dir.name) / "config.toml"
-        cfg.write_text("".join(f"{k} = {_toml(v)}\n" for k, v in settings.items()))
+        cfg.write_text("".join(f"{k} = {toml_value(v)}\n" for k, v in settings.items()))
         env = {k: v for k, v in os.environ.items() if not k.startswith("MULLAMA_")}
         self.lines: list[str] = []
         self._seen = threading.Event()

@@ -28,6 +28,8 @@ from typing import Any
 
 import psutil
 
+from mullama.bench.servers import toml_value
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 N_THREADS = int(os.environ.get("MULLAMA_TEST_THREADS", "2"))
 START_TIMEOUT = 60.0
@@ -70,22 +72,12 @@ def q8_variant() -> Path:
 def write_config(path: Path, **settings: Any) -> Path:
     """A TOML file from keyword settings; ``models={"name": {...}}`` become [models."name"] tables."""
     models = settings.pop("models", {})
-    lines = [f"{k} = {_toml(v)}" for k, v in settings.items()]
+    lines = [f"{k} = {toml_value(v)}" for k, v in settings.items()]
     for name, table in models.items():
         lines.append(f'\n[models."{name}"]')
-        lines += [f"{k} = {_toml(v)}" for k, v in table.items()]
+        lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
-    if isinstance(v, str):
-        return json.dumps(v)
-    return str(v)
 
 
 def base_settings(**over: Any) -> dict[str, Any]:
