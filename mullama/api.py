@@ -105,7 +105,7 @@ def _auth_middleware(keys: tuple[str, ...]):
             # compare against every key, always: the time taken says nothing about which one matched
             ok = False
             for key in encoded:
-                ok |= hmac.compare_digest(given.encode(), key)
+                ok |= hmac.compare_digest(given.encode("utf-8", "surrogateescape"), key)
             if not ok:
                 raise errors.Unauthorized("missing or invalid API key (send 'Authorization: Bearer <key>' "
                                           "or 'X-Api-Key: <key>')")

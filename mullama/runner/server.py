@@ -26,6 +26,10 @@ MAX_BODY = 32 << 20
 #: Deepest nesting of ( ) groups a GBNF grammar may have: llama.cpp's grammar parser recurses once per
 #: level, and ~100k levels overflow the stack and kill the runner (see test_malformed_requests.py).
 MAX_GRAMMAR_DEPTH = 256
+#: A grammar's rules (a chain of rules recurses like nesting: 50 000 pass, 120 000 kill the runner)
+#: and characters; real grammars, json-schema ones included, stay far below both.
+MAX_GRAMMAR_RULES = 8192
+MAX_GRAMMAR_BYTES = 1 << 20
 _GBNF_SKIP = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|#[^\n]*')
 
 
@@ -63,7 +67,7 @@ def auth_middleware(token: str):
 
     @web.middleware
     async def check(request: web.Request, handler):
-        given = request.headers.get("Authorization", "").encode()
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")  # any bytes
         if not hmac.compare_digest(given, expected):
             return error_response(401, "authentication_error", "missing or wrong bearer token")
         return await handler(request)
@@ -88,8 +92,18 @@ def grammar_depth(grammar: str) -> int:
 
 
 def check_completion(req: wire.CompletionRequest) -> None:
-    """Refuse what would take the runner down rather than fail cleanly in llama.cpp."""
-    if req.grammar and grammar_depth(req.grammar) > MAX_GRAMMAR_DEPTH:
+    """Refuse what would take the runner down rather than fail cleanly in llama.cpp: its grammar
+    parser and left-recursion check recurse once per nesting level and once per rule of a chain
+    (``r0 ::= r1 "x"``, ``r1 ::= r2 "x"``, ...; 120 000 of them overflow a thread's stack)."""
+    if not req.grammar:
+        return
+    if len(req.grammar) > MAX_GRAMMAR_BYTES:
+        raise InvalidGrammar(f"invalid grammar: {len(req.grammar)} characters, above the limit of "
+                             f"{MAX_GRAMMAR_BYTES}")
+    rules = req.grammar.count("::=")
+    if rules > MAX_GRAMMAR_RULES:
+        raise InvalidGrammar(f"invalid grammar: {rules} rules, above the limit of {MAX_GRAMMAR_RULES}")
+    if grammar_depth(req.grammar) > MAX_GRAMMAR_DEPTH:
         raise InvalidGrammar(f"invalid grammar: groups nested deeper than {MAX_GRAMMAR_DEPTH} levels")
 
 

@@ -122,6 +122,7 @@ def test_every_key_works_as_bearer_and_x_api_key(server: Server, header: str, ke
         {"X-Api-Key": ""},
         {"Authorization": "Bearer wrong", "X-Api-Key": KEYS[0]},
         {"Authorization": f"Bearer {KEYS[0]},{KEYS[1]}"},
+        {"X-Api-Key": "\xff\xfe"},  # bytes that are not UTF-8 (sent as latin-1 by urllib)
     ],
     ids=[
         "none",
@@ -136,6 +137,7 @@ def test_every_key_works_as_bearer_and_x_api_key(server: Server, header: str, ke
         "empty_x_api_key",
         "wrong_bearer_beats_x_api_key",
         "two_keys",
+        "not_utf8",
     ],
 )
 @pytest.mark.parametrize(

@@ -86,3 +86,20 @@ def test_grammar_that_only_accepts_the_empty_string_stops_at_once(tiny_ctx, tiny
     r = tiny_ctx.generate(tiny_model, [[1, 5]], [greedy(8, grammar='root ::= ""')])[0]
     assert r.finish_reason == "stop"
     assert r.text == "" and r.tokens == []
+
+
+@pytest.mark.parametrize("grammar,fragment", [
+    ("root ::= r0\n" + "".join(f'r{i} ::= r{i + 1} "x"\n' for i in range(120_000)) + 'r120000 ::= "x"\n',
+     "above the limit of 1048576"),
+    ("root ::= r0\n" + "".join(f'r{i} ::= r{i + 1}\n' for i in range(9_000)) + 'r9000 ::= "x"\n', "9002 rules"),
+    ("root ::= " + "(" * 300 + '"a"' + ")" * 300, "nested deeper than 256"),
+])
+def test_the_runner_refuses_grammars_that_would_overflow_its_stack(grammar: str, fragment: str) -> None:
+    """llama.cpp's grammar code recurses per nesting level and per rule of a chain; 120 000 chained
+    rules segfaulted a runner. These are refused before they reach it."""
+    from mullama import protocol
+    from mullama.errors import InvalidGrammar
+    from mullama.runner.server import check_completion
+
+    with pytest.raises(InvalidGrammar, match=fragment):
+        check_completion(protocol.CompletionRequest(prompt="x", grammar=grammar))
