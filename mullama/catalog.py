@@ -384,6 +384,10 @@ class Catalog:
                                  f"'mullama pull {name.strip()}' first")
         return hit[0]
 
+    def is_alias(self, name: str) -> bool:
+        """``name`` is an alias from the config (``aliases``)."""
+        return isinstance(name, str) and name.strip().lower() in self._aliases
+
     def manifest_for(self, name: str) -> Manifest | None:
         """The manifest a pulled or copied ``name`` resolves through (None for other names)."""
         key = _pulled_key(name) if isinstance(name, str) and "/" in name else \
@@ -392,8 +396,9 @@ class Catalog:
         return hit[1] if hit else None
 
     def pulled_names(self) -> dict[str, str]:
-        """Every name served through a manifest -> the catalog name it resolves to."""
-        return {k: e.name for k, (e, _) in sorted(self._pulled.items())}
+        """The name of every manifest (pulled or copied as; not the short forms it also answers to)
+        -> the catalog name it resolves to."""
+        return {m.name: e.name for k, (e, m) in sorted(self._pulled.items()) if k == m.name}
 
     def _lookup(self, n: str, *, files: bool) -> ModelEntry | None:
         if n in self._by_name:

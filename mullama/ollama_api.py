@@ -140,10 +140,15 @@ async def embeddings(request: web.Request) -> web.Response:
 
 
 async def tags(request: web.Request) -> web.Response:
-    sup = request.app[SUPERVISOR]
-    models = [{"name": e.name, "model": e.name, "modified_at": ollama.rfc3339(e.modified), "size": e.size_bytes,
+    """Every servable model by its catalog name, and again by each name it was pulled or copied as
+    (as Ollama lists ``hf.co/org/repo:quant``): clients check ``list()`` after a pull."""
+    catalog = request.app[SUPERVISOR].catalog()
+    servable = {e.name: e for e in catalog.entries() if e.error is None}
+    named = [(name, e) for name, e in servable.items()]
+    named += [(alias, servable[target]) for alias, target in catalog.pulled_names().items() if target in servable]
+    models = [{"name": name, "model": name, "modified_at": ollama.rfc3339(e.modified), "size": e.size_bytes,
                "digest": ollama.entry_digest(e), "details": ollama.header_details(e.header)}
-              for e in sup.catalog().entries() if e.error is None]
+              for name, e in named]
     return _json({"models": models})
 
 

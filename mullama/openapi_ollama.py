@@ -171,16 +171,20 @@ def schemas(limits: openai_request.Limits | None = None) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- paths
 
-_ERRORS = {400: "Invalid request", 401: "Missing or invalid API key (only when the server has keys)",
+_ERRORS = {400: "Invalid request",
+           401: "Missing or invalid API key (only when the server has keys); for a pull, also: the hub "
+                "needs a token (HF_TOKEN)",
+           403: "The hub refused the token for this repository (gated: accept its terms)",
            404: "Model not found", 408: "Deadline exceeded", 409: "The model's state forbids this now",
            413: "Request body too large", 422: "The model file cannot be served", 429: "Queue full",
-           500: "Internal error", 502: "The model's runner crashed or failed",
-           503: "Shutting down, or the model failed to load", 507: "The model does not fit in memory"}
+           500: "Internal error", 502: "The model's runner crashed or failed; for a pull: the hub failed",
+           503: "Shutting down, or the model failed to load",
+           507: "The model does not fit in memory; for a pull: not enough free disk"}
 _GENERATE = (400, 401, 404, 408, 413, 422, 429, 500, 502, 503, 507)
 _EMBED = (400, 401, 404, 413, 422, 500, 502, 503, 507)
 _NAMED = (400, 401, 404, 413, 422, 500)
 _READ = (401, 500)
-_STORE = (400, 401, 404, 409, 413, 500, 502, 503, 507)
+_STORE = (400, 401, 403, 404, 409, 413, 500, 502, 503, 507)
 
 
 def _error(code: int) -> Schema:

@@ -93,6 +93,9 @@ async def pull(request: web.Request) -> web.StreamResponse:
             task.result()
         except errors.MullamaError as exc:
             await resp.write(msgspec.json.encode({"error": str(exc)}) + b"\n")
+        except Exception as exc:  # a bug: the stream is open, so it is told there (the middleware cannot)
+            log.exception("pull_failed_unexpectedly", model=plan.ref.name)
+            await resp.write(msgspec.json.encode({"error": f"internal error: {type(exc).__name__}"}) + b"\n")
         else:
             sup.catalog(refresh=True)
         await resp.write_eof()

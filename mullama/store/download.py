@@ -129,8 +129,7 @@ async def fetch(session: aiohttp.ClientSession, job: FileJob, on_bytes: Callable
             try:
                 h = await _transfer(session, job, on_bytes)
                 break
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError,
-                    HubUnavailable) as exc:
+            except (aiohttp.ClientError, TimeoutError, HubUnavailable) as exc:  # transport trouble: retry
                 failures += 1
                 if failures > retries:
                     if isinstance(exc, HubUnavailable):

@@ -167,9 +167,12 @@ def choose_files(files: Sequence[RemoteFile], quant: str | None, repo: str
                            f"(e.g. {repo}:{labelled[0][0].upper()})")
     want = quant.lower()
     exact = [(label, s) for label, s in labelled if label == want]
-    if not exact:  # "UD-Q4_K_XL", or a token that is not the last one in the name
+    if not exact and _LABEL.search(want):  # "UD-Q4_K_XL", or a label that is not the last token
         token = re.compile(rf"(?<![a-z0-9]){re.escape(want)}(?![a-z0-9])")
         exact = [(want, s) for _, s in labelled if token.search(_stem(s[0].basename).lower())]
+        if len(exact) > 1:  # ambiguous: never pick one silently
+            raise PullNotFound(f"{quant.upper()} matches several GGUF files in {repo!r}: "
+                               f"{', '.join(s[0].path for _, s in exact)}; name the quantisation exactly")
     if not exact:
         raise PullNotFound(f"repository {repo!r} has no {quant.upper()} GGUF file; available quantisations: "
                            f"{', '.join(q.upper() for q in available_quants(files))}")

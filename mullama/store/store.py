@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +27,14 @@ import aiohttp
 import structlog
 
 from mullama.catalog import DEFAULT_PREFERENCE, Catalog, slugify, validate_name
-from mullama.errors import InvalidArgument, InvalidModelName, InvalidState, MullamaError
+from mullama.errors import (
+    InsufficientStorage,
+    InvalidArgument,
+    InvalidModelName,
+    InvalidState,
+    MullamaError,
+    PullError,
+)
 from mullama.store import download, manifest
 from mullama.store.hub import Hub
 from mullama.store.manifest import Manifest, ManifestFile
@@ -231,6 +239,11 @@ class Store:
         except MullamaError as exc:
             self._event("pull_failed", model=ref.name, error=str(exc), type=exc.type)
             raise
+        except OSError as exc:  # the disk: full (another pull took the space), unwritable, ...
+            err = (InsufficientStorage if exc.errno == errno.ENOSPC else PullError)(
+                f"cannot write {ref.name} into {plan.folder}: {exc.strerror or exc}")
+            self._event("pull_failed", model=ref.name, error=str(err), type=err.type)
+            raise err from exc
         tell({"status": "success"})
         self._event("pull_done", model=record.name, repo=record.repo, revision=record.revision,
                     commit=record.commit, quant=record.quant, files=[f.path for f in record.files],
@@ -287,6 +300,17 @@ class Store:
         bundled model and files declared in the config are not the store's to delete (400).
         """
         entry = catalog.resolve(name)
+        hit = catalog.manifest_for(name)
+        if hit is not None and hit.kind == "copy":  # a name only: its manifest goes, never the files
+            for d, m in self.manifests():
+                if m.name == hit.name:
+                    manifest.delete(d, m.name)
+            result = {"model": entry.name, "names": [hit.name], "files": []}
+            self._event("model_deleted", **result)
+            return result
+        if hit is None and catalog.is_alias(name):
+            raise InvalidArgument(f"{name!r} is an alias from the config; remove it there (deleting it here "
+                                  f"would delete {entry.name})")
         if entry.source != "models_dir":
             what = "the bundled model" if entry.source == "bundled" else "declared by a path in the config"
             raise InvalidArgument(f"{entry.name} is {what}; it is not in a models directory and cannot be "
@@ -294,7 +318,6 @@ class Store:
         first = _norm(entry.path)
         owning = [(d, m) for d, m in self.manifests()
                   if m.files and _norm(manifest.file_paths(d, m)[0]) == first]
-        hit = catalog.manifest_for(name)
         drop = [(d, m) for d, m in owning if hit is not None and m.name == hit.name] or owning
         keep = [dm for dm in owning if dm not in drop]
         for d, m in drop:
@@ -325,7 +348,7 @@ class Store:
             taken = catalog.resolve(dest)
         except MullamaError:
             taken = None  # free
-        if taken is not None and taken.path != entry.path:
+        if taken is not None:  # never over another name (a pull manifest least of all)
             raise InvalidState(f"{destination!r} already names {taken.name}; delete it first")
         first = _norm(entry.path)
         origin = catalog.manifest_for(source) or next(

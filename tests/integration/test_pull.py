@@ -564,6 +564,8 @@ def test_api_copy_and_delete_with_the_ollama_client(server: Server) -> None:
     client = ollama.Client(host=server.url)
     client.pull(f"{REPO}:q4_1")
     assert client.copy(NAME, "my-smol").status == "success"
+    listed = [m.model for m in client.list().models]  # clients check list() after a pull or a copy
+    assert NAME in listed and "my-smol" in listed and SERVED in listed and len(listed) == len(set(listed))
     status, shown = server.call("GET", "/api/models/my-smol")
     assert status == 200 and shown["name"] == SERVED
     with pytest.raises(ollama.ResponseError) as info:

@@ -229,3 +229,29 @@ def test_partial_and_lock_files_are_invisible_to_the_catalog(models: Path) -> No
     download.lock_path(final).write_text("")
     assert Catalog.scan([models]).entries() == []
     assert os.path.basename(download.partial_path(final)).startswith(".")
+
+
+def test_removing_a_copy_name_never_deletes_the_files(models: Path) -> None:
+    """A copy of a file placed by hand (no pull manifest): deleting the copy drops only its name."""
+    own = write_model(models / "fam" / "fam-Q8_0.gguf", FT.MOSTLY_Q8_0)
+    s = store(models)
+    s.copy(Catalog.scan([models]), "fam:q8_0", "alias1")
+    out = s.remove(Catalog.scan([models]), "alias1")
+    assert out == {"model": "fam:q8_0", "names": ["alias1"], "files": []}
+    assert own.exists() and Catalog.scan([models]).resolve("fam:q8_0").path == own
+    with pytest.raises(ModelNotFound):
+        Catalog.scan([models]).resolve("alias1")
+
+
+def test_copy_never_overwrites_a_pulled_name(models: Path) -> None:
+    m = pulled(models)
+    with pytest.raises(InvalidState):
+        store(models).copy(Catalog.scan([models]), m.name, m.name)
+    assert Catalog.scan([models]).manifest_for(m.name).kind == "pull"
+
+
+def test_removing_a_config_alias_is_refused(models: Path) -> None:
+    write_model(models / "fam" / "fam-Q8_0.gguf", FT.MOSTLY_Q8_0)
+    cat = Catalog.scan([models], aliases={"short": "fam:q8_0"})
+    with pytest.raises(InvalidArgument, match="alias from the config"):
+        store(models).remove(cat, "short")

@@ -162,3 +162,11 @@ def test_manifest_key_is_safe_and_unique() -> None:
     a, b = manifest_key("Org/Repo:Q4_K_M"), manifest_key("org-repo:q4_k_m")
     assert a.startswith("org--repo--q4_k_m-") and a != b
     assert "/" not in manifest_key("../../x:y") and not manifest_key("../../x:y").startswith(".")
+
+
+@pytest.mark.parametrize("word", ["instruct", "smollm2", "1.7b"])
+def test_a_word_of_the_file_name_is_not_a_quantisation(word: str) -> None:
+    """Only quantisation-looking labels fall back to a token search; a plain word is a 404 that lists
+    the quantisations (it once picked the first file alphabetically)."""
+    with pytest.raises(PullNotFound, match="available quantisations"):
+        choose_files(REPO, word, "o/r")
