@@ -114,6 +114,8 @@ async def one_request(session: aiohttp.ClientSession, url: str, rng: random.Rand
     except (aiohttp.ClientError, TimeoutError) as exc:
         tally.status["connection_error"] += 1
         tally.fail(f"{type(exc).__name__}: {exc}")
+    except (ValueError, KeyError, TypeError) as exc:  # a 200 whose body is not what OpenAI's is
+        tally.fail(f"bad response body: {type(exc).__name__}: {exc}")
 
 
 async def worker(session: aiohttp.ClientSession, url: str, seed: int, end: float, cancel: float,
@@ -180,9 +182,16 @@ def restarts(samples: list[dict]) -> dict[str, list[int]]:
 async def settled(session: aiohttp.ClientSession, url: str, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        async with session.get(url + "/internal/scheduler") as resp:
-            view = await resp.json()
-        if not view["running"] and not view["queue"]:
+        try:
+            async with session.get(url + "/internal/scheduler") as resp:
+                view = await resp.json()
+            idle = not view["running"] and not view["queue"]
+            if idle:  # and the runners agree: no slot still holds a request
+                async with session.get(url + "/api/ps") as resp:
+                    idle = all(m.get("in_flight", 0) == 0 for m in (await resp.json())["models"])
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
+            idle = False
+        if idle:
             return True
         await asyncio.sleep(0.5)
     return False

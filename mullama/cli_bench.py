@@ -100,6 +100,10 @@ def _policies(text: str | None) -> list[str]:
         raise MullamaError("--compare-schedulers: give one or more policies, e.g. fifo,priority")
     if len(set(names)) != len(names):
         raise MullamaError(f"--compare-schedulers: a policy is named twice in {text!r}")
+    unknown = [n for n in names if n not in POLICY_NAMES and ":" not in n]  # module:Class is the server's call
+    if unknown:
+        raise MullamaError(f"--compare-schedulers: unknown policy {unknown[0]!r}; the built-in ones are "
+                           f"{', '.join(POLICY_NAMES)} (or a configured module:Class)")
     return names
 
 

@@ -136,12 +136,14 @@ class Lifecycle:
         """
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(handle.exited), BROKEN_EXIT_WAIT_S)
+        if not handle.exited.done():  # alive after all: the break had another cause; it serves again
+            handle.client.broken = False
+            rt.lost = 0
+            return
         for _ in range(100):  # the watcher runs on the exit's callbacks; give it its turn
             if rt.handle is not handle:
                 return
             await asyncio.sleep(0.01)
-        if not handle.exited.done():
-            handle.client.broken = False
 
     def release(self, lease: Lease) -> None:
         if lease.released:

@@ -111,7 +111,13 @@ async def _stream(
             data = line[5:].strip()
             if data == b"[DONE]":
                 break
-            msg = json.loads(data)
+            try:
+                msg = json.loads(data)
+            except ValueError:
+                msg = None
+            if not isinstance(msg, dict):  # not an OpenAI chunk: an error record, never a crashed run
+                rec["error"] = f"bad stream line: {data[:200]!r}"
+                break
             if "error" in msg:
                 rec["error"] = f"stream error: {_error_text(data)}"
                 break

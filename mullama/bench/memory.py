@@ -72,7 +72,7 @@ async def peak_during(pids_of, work: Awaitable, interval: float = 0.05) -> dict[
     peak: dict[str, dict[str, Any]] = {}
     task = asyncio.ensure_future(work)
     while not task.done():
-        _peak(peak, await asyncio.to_thread(reading, pids_of()))
+        _peak(peak, await asyncio.to_thread(lambda: reading(pids_of())))  # pids_of may ask the server
         await asyncio.wait([task], timeout=interval)
     await task
     _peak(peak, reading(pids_of()))
