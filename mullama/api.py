@@ -37,7 +37,8 @@ _HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_f
 _OPEN_PATHS = frozenset({"/health"})
 
 
-def _json(obj: object, status: int = 200) -> web.Response:
+def json_response(obj: object, status: int = 200) -> web.Response:
+    """A JSON answer encoded with msgspec (the one helper every route module uses)."""
     return web.Response(body=msgspec.json.encode(obj), status=status, content_type="application/json")
 
 
@@ -365,7 +366,7 @@ async def list_models(request: web.Request) -> web.Response:
 async def get_model(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
     entry = sup.resolve(request.match_info["name"])
-    return _json(_model_object(sup, entry))
+    return json_response(_model_object(sup, entry))
 
 
 async def catalog(request: web.Request) -> web.Response:
@@ -377,7 +378,7 @@ async def catalog(request: web.Request) -> web.Response:
         rt = sup.lifecycle.runtimes.get(entry.name)
         row["state"] = str(rt.state) if rt else str(State.DISCOVERED)
         models.append(row)
-    return _json({"models": models, "dir_errors": cat.dir_errors, "default": _default_or_none(sup)})
+    return json_response({"models": models, "dir_errors": cat.dir_errors, "default": _default_or_none(sup)})
 
 
 def _default_or_none(sup: Supervisor) -> str | None:
@@ -393,7 +394,7 @@ async def show_model(request: web.Request) -> web.Response:
     row = entry.describe()
     row["metadata"] = entry.header.metadata if entry.header else {}
     row["config"] = msgspec.to_builtins(sup.runner_config(entry).__dict__)
-    return _json(row)
+    return json_response(row)
 
 
 # ---------------------------------------------------------------------- lifecycle
@@ -441,7 +442,7 @@ async def ps(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
     rows = [ps_row(rt) for rt in sup.lifecycle.runtimes.values()
             if rt.handle is not None or rt.state in (State.LOADING, State.WARMING, State.READY, State.DRAINING)]
-    return _json({"models": rows})
+    return json_response({"models": rows})
 
 
 async def load(request: web.Request) -> web.Response:
@@ -453,7 +454,7 @@ async def load(request: web.Request) -> web.Response:
     t0 = time.perf_counter()
     await sup.lifecycle.ensure_loaded(rt, reason="api")
     sup.lifecycle.set_keep_alive(rt, rt.config.keep_alive if keep_alive is None else keep_alive)
-    return _json({"model": rt.name, "state": str(rt.state), "load_ms": round((time.perf_counter() - t0) * 1e3, 1),
+    return json_response({"model": rt.name, "state": str(rt.state), "load_ms": round((time.perf_counter() - t0) * 1e3, 1),
                   **ps_row(rt)})
 
 
@@ -465,7 +466,7 @@ async def unload(request: web.Request) -> web.Response:
     was = str(rt.state) if rt else str(State.DISCOVERED)
     if rt is not None:
         await sup.lifecycle.unload(rt, reason="api")
-    return _json({"model": entry.name, "was": was, "state": str(rt.state) if rt else was})
+    return json_response({"model": entry.name, "was": was, "state": str(rt.state) if rt else was})
 
 
 def _keep_alive(value: str | float | None) -> float | None:
@@ -483,21 +484,21 @@ def _keep_alive(value: str | float | None) -> float | None:
 
 
 async def health(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def ready(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
     loaded = [rt.name for rt in sup.lifecycle.runtimes.values() if rt.serving]
     if sup.closing:
-        return _json({"status": "draining", "loaded": loaded}, 503)
-    return _json({"status": "ready", "loaded": loaded, "uptime_s": round(time.time() - sup.started, 1)})
+        return json_response({"status": "draining", "loaded": loaded}, 503)
+    return json_response({"status": "ready", "loaded": loaded, "uptime_s": round(time.time() - sup.started, 1)})
 
 
 async def openapi_json(request: web.Request) -> web.Response:
     from mullama.openapi_spec import spec
 
-    return _json(spec(_limits(request.app[SUPERVISOR].settings)))
+    return json_response(spec(_limits(request.app[SUPERVISOR].settings)))
 
 
 def add_routes(app: web.Application) -> None:

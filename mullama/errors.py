@@ -301,13 +301,6 @@ class InsufficientStorage(PullError):
     type = "insufficient_storage"
 
 
-class PullCancelled(PullError):
-    """The pull was cancelled; its partial files stay and the next pull resumes them."""
-
-    status = 499
-    type = "cancelled"
-
-
 class ModelInUse(MullamaError):
     """The model is loaded (or loading); unload it first or delete with force."""
 

@@ -20,7 +20,7 @@ import structlog
 from aiohttp import web
 
 from mullama import errors
-from mullama.api import decode_body
+from mullama.api import decode_body, json_response
 from mullama.app import SUPERVISOR, Supervisor
 from mullama.catalog import validate_name
 from mullama.lifecycle import Runtime
@@ -29,10 +29,6 @@ from mullama.policies import POLICIES, make_policy
 log = structlog.get_logger("mullama.internal")
 
 _KV_TIMEOUT = 2.0
-
-
-def _json(obj: object, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(obj), status=status, content_type="application/json")
 
 
 async def _kv(rt: Runtime):
@@ -55,7 +51,7 @@ async def scheduler_view(request: web.Request) -> web.Response:
         for row in view["running"][rt.name]:
             row["slot"] = slots.get(row["id"])
     view["n_parallel"] = {name: rt.config.n_parallel for name, rt in sup.lifecycle.runtimes.items()}
-    return _json(view)
+    return json_response(view)
 
 
 class _PolicyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -78,7 +74,7 @@ async def set_scheduler(request: web.Request) -> web.Response:
     previous = sup.scheduler.policy.name
     sup.scheduler.set_policy(policy)
     await asyncio.sleep(0)  # let the scheduler task take it before we answer
-    return _json({"policy": policy.name, "previous": previous})
+    return json_response({"policy": policy.name, "previous": previous})
 
 
 def model_view(sup: Supervisor, rt: Runtime) -> dict:
@@ -98,7 +94,7 @@ def model_view(sup: Supervisor, rt: Runtime) -> dict:
 
 async def models_view(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
-    return _json({"models": [model_view(sup, rt) for rt in sup.lifecycle.runtimes.values()],
+    return json_response({"models": [model_view(sup, rt) for rt in sup.lifecycle.runtimes.values()],
                   "counters": dict(sup.lifecycle.counters), "memory_budget": sup.settings.memory_budget,
                   "max_loaded_models": sup.settings.max_loaded_models,
                   "devices": sup.devices().describe(),
@@ -125,7 +121,7 @@ async def switch_variant(request: web.Request) -> web.Response:
         except errors.InvalidModelName as exc:
             exc.param = param
             raise
-    return _json(await sup.variants.switch(family.strip().lower(), variant.strip().lower()))
+    return json_response(await sup.variants.switch(family.strip().lower(), variant.strip().lower()))
 
 
 async def kv_view(request: web.Request) -> web.Response:
@@ -139,7 +135,7 @@ async def kv_view(request: web.Request) -> web.Response:
     body = msgspec.to_builtins(kv)
     body["model"] = entry.name
     body["usage_ratio"] = round(kv.cells_used / kv.cells_total, 4) if kv.cells_total else 0.0
-    return _json(body)
+    return json_response(body)
 
 
 async def events(request: web.Request) -> web.StreamResponse:

@@ -31,7 +31,6 @@ __all__ = [
     "EmbedJob",
     "Generation",
     "chat_chunk",
-    "created_at",
     "details",
     "done_reason",
     "embed_response",
@@ -58,6 +57,7 @@ ERROR_PATHS = frozenset({"/", "/api/generate", "/api/chat", "/api/tags", "/api/s
                          "/api/embeddings", "/api/version", "/api/pull", "/api/delete", "/api/copy"})
 
 NDJSON = "application/x-ndjson"
+NDJSON_HEADERS = {"Content-Type": NDJSON, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _LIMITS = openai_request.Limits()
 _NS_PER_MS = 1_000_000
 
@@ -398,10 +398,6 @@ def rfc3339(seconds: float | None = None, ns: int | None = None) -> str:
     return f"{dt.datetime.fromtimestamp(whole, dt.UTC):%Y-%m-%dT%H:%M:%S}.{frac:09d}Z"
 
 
-def created_at() -> str:
-    return rfc3339()
-
-
 def done_reason(reason: str) -> str:
     """The runner's finish reason in Ollama's words: a full context is a length limit, as on the OpenAI
     routes; cancelled / repeat_limit end the text early and read as "stop"."""
@@ -413,7 +409,7 @@ def _line(obj: dict[str, Any]) -> bytes:
 
 
 def _body(kind: str, model: str, text: str) -> dict[str, Any]:
-    head: dict[str, Any] = {"model": model, "created_at": created_at()}
+    head: dict[str, Any] = {"model": model, "created_at": rfc3339()}
     if kind == "chat":
         head["message"] = {"role": "assistant", "content": text}
     else:

@@ -21,11 +21,6 @@ from mullama.app import SUPERVISOR, Supervisor
 
 log = structlog.get_logger("mullama.ollama")
 
-_NDJSON_HEADERS = {"Content-Type": ollama.NDJSON, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def _json(obj: object) -> web.Response:
-    return web.Response(body=msgspec.json.encode(obj), content_type="application/json")
 
 
 def _warn_ignored(route: str, ignored: tuple[str, ...]) -> None:
@@ -62,10 +57,10 @@ async def _load_only(sup: Supervisor, gen: ollama.Generation) -> web.Response:
         rt = sup.lifecycle.runtimes.get(entry.name)
         if rt is not None:
             await sup.lifecycle.unload(rt, reason="api")
-        return _json(ollama.load_record(gen.kind, entry.name, "unload"))
+        return api.json_response(ollama.load_record(gen.kind, entry.name, "unload"))
     lease = await sup.lifecycle.acquire(entry, keep_alive=gen.keep_alive)
     sup.lifecycle.release(lease)  # idle now: its keep-alive timer starts
-    return _json(ollama.load_record(gen.kind, entry.name, "load"))
+    return api.json_response(ollama.load_record(gen.kind, entry.name, "load"))
 
 
 def _final(kind: str, run: api._Run, final, text: str) -> dict:
@@ -79,9 +74,9 @@ def _final(kind: str, run: api._Run, final, text: str) -> dict:
 async def _respond(kind: str, request: web.Request, run: api._Run, stream) -> web.StreamResponse:
     if not run.job.stream:
         final, text = await run.gather(stream)
-        return _json(_final(kind, run, final, text))
+        return api.json_response(_final(kind, run, final, text))
 
-    resp = web.StreamResponse(headers=_NDJSON_HEADERS)
+    resp = web.StreamResponse(headers=ollama.NDJSON_HEADERS)
     await resp.prepare(request)
     chunk = ollama.chat_chunk if kind == "chat" else ollama.generate_chunk
     try:
@@ -124,7 +119,7 @@ async def embed(request: web.Request) -> web.Response:
     _warn_ignored(request.path, job.ignored)
     model, vectors, tokens, load_ms, total_ms = await _embed(sup, job)
     vectors = [ollama.truncate(v, job.dimensions) for v in vectors]
-    return _json(ollama.embed_response(model, vectors, tokens, total_ms=total_ms, load_ms=load_ms))
+    return api.json_response(ollama.embed_response(model, vectors, tokens, total_ms=total_ms, load_ms=load_ms))
 
 
 async def embeddings(request: web.Request) -> web.Response:
@@ -133,7 +128,7 @@ async def embeddings(request: web.Request) -> web.Response:
     job = ollama.parse_embeddings(await request.read(), api._limits(sup.settings))
     _warn_ignored(request.path, job.ignored)
     _, vectors, _, _, _ = await _embed(sup, job)
-    return _json({"embedding": vectors[0] if vectors else []})
+    return api.json_response({"embedding": vectors[0] if vectors else []})
 
 
 # ---------------------------------------------------------------------- models
@@ -149,7 +144,7 @@ async def tags(request: web.Request) -> web.Response:
     models = [{"name": name, "model": name, "modified_at": ollama.rfc3339(e.modified), "size": e.size_bytes,
                "digest": ollama.entry_digest(e), "details": ollama.header_details(e.header)}
               for name, e in named]
-    return _json({"models": models})
+    return api.json_response({"models": models})
 
 
 async def show(request: web.Request) -> web.Response:
@@ -159,7 +154,7 @@ async def show(request: web.Request) -> web.Response:
     metadata = h.metadata if h is not None else {}
     cfg = sup.runner_config(entry)
     parameters = f"num_ctx {cfg.n_ctx}"
-    return _json({
+    return api.json_response({
         "license": str(metadata.get("general.license", "")),
         "modelfile": ollama.modelfile(entry.name, str(entry.path), parameters),
         "parameters": parameters,
@@ -177,7 +172,7 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def version(request: web.Request) -> web.Response:
-    return _json({"version": __version__})
+    return api.json_response({"version": __version__})
 
 
 async def root(request: web.Request) -> web.Response:

@@ -25,8 +25,8 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from mullama import errors
-from mullama.api import decode_body
+from mullama import errors, ollama
+from mullama.api import decode_body, json_response
 from mullama.app import SUPERVISOR, Supervisor
 from mullama.lifecycle import State
 from mullama.store.hub import Hub
@@ -35,7 +35,6 @@ from mullama.store.store import Store
 log = structlog.get_logger("mullama.store_api")
 
 STORE = web.AppKey("store", Store)
-NDJSON = "application/x-ndjson"
 _LOADED = (State.LOADING, State.WARMING, State.READY, State.DRAINING, State.UNLOADING)
 
 
@@ -57,10 +56,6 @@ class _CopyBody(msgspec.Struct, kw_only=True):
     destination: str
 
 
-def _json(obj: object, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(obj), status=status, content_type="application/json")
-
-
 def _named(model: str, name: str) -> str:
     value = model or name
     if not value.strip():
@@ -78,12 +73,11 @@ async def pull(request: web.Request) -> web.StreamResponse:
     if not body.stream:
         await store.fetch(plan)
         sup.catalog(refresh=True)
-        return _json({"status": "success"})
+        return json_response({"status": "success"})
     lines: asyncio.Queue[dict | None] = asyncio.Queue()
     task = asyncio.get_running_loop().create_task(store.fetch(plan, lines.put_nowait))
     task.add_done_callback(lambda _t: lines.put_nowait(None))
-    resp = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache",
-                                       "X-Accel-Buffering": "no"})
+    resp = web.StreamResponse(headers=ollama.NDJSON_HEADERS)
     try:
         await resp.prepare(request)
         await resp.write(b'{"status":"pulling manifest"}\n')
@@ -115,7 +109,7 @@ async def delete(request: web.Request) -> web.Response:
     await unload_or_refuse(sup, entry.name, force=body.force)
     result = store.remove(sup.catalog(), name)
     sup.catalog(refresh=True)
-    return _json({"status": "success", **result})
+    return json_response({"status": "success", **result})
 
 
 async def unload_or_refuse(sup: Supervisor, model: str, *, force: bool) -> None:
@@ -137,7 +131,7 @@ async def copy(request: web.Request) -> web.Response:
     body = decode_body(await request.read(), _CopyBody, '{"source": NAME, "destination": NEW_NAME}')
     result = store.copy(sup.catalog(refresh=True), body.source, body.destination)
     sup.catalog(refresh=True)
-    return _json({"status": "success", **result})
+    return json_response({"status": "success", **result})
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -116,12 +116,6 @@ def write(models_dir: Path, manifest: Manifest) -> Path:
     return target
 
 
-def find(models_dir: Path, name: str) -> Manifest | None:
-    """The manifest of ``name`` (lowercased) in ``models_dir``, if there is one."""
-    want = name.strip().lower()
-    return next((m for m in read_all(models_dir) if m.name == want), None)
-
-
 def delete(models_dir: Path, name: str) -> bool:
     """Remove the manifest of ``name``; False when there was none."""
     try:

@@ -24,14 +24,12 @@ __all__ = [
     "available_quants",
     "choose_files",
     "family_for_repo",
-    "is_repo_name",
     "manifest_key",
     "parse_pull_name",
     "quant_label",
 ]
 
 HF_PREFIXES = ("hf.co/", "huggingface.co/", "https://huggingface.co/", "https://hf.co/")
-MAX_REPO_LENGTH = 96  # the hub's own limit on each of org and repo names
 _PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO = re.compile(rf"^(?P<org>{_PART})/(?P<repo>{_PART})$")
 _QUANT_TEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -74,15 +72,6 @@ def strip_prefix(name: str) -> str:
         if low.startswith(prefix):
             return name[len(prefix):]
     return name
-
-
-def is_repo_name(name: str) -> bool:
-    """True for ``[hf.co/]org/repo[:tag]`` (the only shape a name with ``/`` may have)."""
-    try:
-        parse_pull_name(name)
-    except InvalidModelName:
-        return False
-    return True
 
 
 def parse_pull_name(name: object) -> PullRef:

@@ -44,10 +44,9 @@ from mullama.store.names import (
     choose_files,
     family_for_repo,
     parse_pull_name,
-    strip_prefix,
 )
 
-__all__ = ["Plan", "Progress", "Store", "check_new_name", "served_name"]
+__all__ = ["Plan", "Progress", "Store", "check_new_name"]
 
 log = structlog.get_logger("mullama.store")
 
@@ -55,11 +54,6 @@ Progress = Callable[[dict[str, Any]], None]
 Emit = Callable[..., None]
 PROGRESS_S = 0.1   # at most this often to each caller (the final value always)
 EVENT_S = 0.5      # at most this often as a pull_progress event
-
-
-def served_name(name: str) -> str:
-    """A pull or copy name as manifests key it: lowercase, ``hf.co/`` prefix dropped."""
-    return strip_prefix(name.strip()).lower()
 
 
 class _Transfer:

@@ -203,7 +203,7 @@ def test_truncate_renormalises() -> None:
 
 
 def test_created_at_is_rfc3339_with_nanoseconds() -> None:
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", ollama.created_at())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", ollama.rfc3339())
     assert ollama.rfc3339(ns=1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456789Z"
 
 
