@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mullama import ollama, openai_request
+from mullama import ollama, ollama_request, openai_request
 from mullama.openai_body import INT32_MAX
 
 Schema = dict[str, Any]
@@ -53,7 +53,7 @@ def _keep_alive() -> Schema:
 
 
 def _option_schema(name: str, limits: openai_request.Limits) -> Schema:
-    kind, target, lo, hi = ollama._OPTIONS[name]
+    kind, target, lo, hi = ollama_request.OPTIONS[name]
     if kind == "bool":
         schema: Schema = dict(_BOOL)
     elif kind == "stop":
