@@ -6,7 +6,8 @@ with ccache when available, so a second ``pip install -e .`` relinks at most.
 Environment:
   MULLAMA_LLAMA_CPP_DIR   build against this llama.cpp checkout instead of the pinned source
   MULLAMA_CUDA=1          enable the CUDA backend (CMAKE_CUDA_ARCHITECTURES overridable)
-  MULLAMA_NATIVE=0        no -march=native (portable binaries)
+  MULLAMA_NATIVE=1        -march=native (this CPU only; the default is portable: SSE4.2/AVX/AVX2/FMA/F16C/BMI2,
+                          no AVX-512 or AMX, which some VMs report but do not run)
   MULLAMA_BUILD_DIR       build directory (default: build/cmake-<backend>-<python>)
   MULLAMA_BUILD_JOBS      parallel compile jobs (default: all cores)
   MULLAMA_CMAKE_ARGS      extra arguments passed to CMake's configure step
@@ -114,7 +115,7 @@ class CMakeBuild(build_ext):
             f"-DMULLAMA_LLAMA_CPP_COMMIT={commit}",
             f"-DLLAMA_BUILD_COMMIT={commit}",
             f"-DGGML_CUDA={'ON' if cuda else 'OFF'}",
-            f"-DGGML_NATIVE={'OFF' if os.environ.get('MULLAMA_NATIVE') == '0' else 'ON'}",
+            f"-DGGML_NATIVE={'ON' if truthy('MULLAMA_NATIVE') else 'OFF'}",
         ]
         if cuda:
             args += cuda_cmake_args()

@@ -1,8 +1,8 @@
 """Build llama.cpp's own tools (llama-bench, llama-server, ...) as baselines.
 
 They are built from the same llama.cpp source as ``mullama._engine`` and with
-the same code-generation flags (Release = -O3 -DNDEBUG, GGML_NATIVE=ON =
--march=native, static libraries compiled -fPIC; upstream's default OpenMP), so that a comparison
+the same code-generation flags (Release = -O3 -DNDEBUG, GGML_NATIVE as setup.py sets it: OFF
+unless MULLAMA_NATIVE=1, static libraries compiled -fPIC; upstream's default OpenMP), so that a comparison
 measures mullama, not the compiler. The build directory persists
 (``build/baseline``); only the requested targets are built and a second call
 is a Ninja no-op.
@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from mullama.errors import MullamaError
+from mullama.core.errors import MullamaError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BUILD_DIR = ROOT / "build" / "baseline"
@@ -101,7 +101,7 @@ def cmake_args(src: Path, commit: str, openmp: bool = True) -> list[str]:
     args = [
         f"-DGGML_OPENMP={'ON' if openmp else 'OFF'}",
         "-DCMAKE_BUILD_TYPE=Release",
-        "-DGGML_NATIVE=ON",
+        f"-DGGML_NATIVE={'ON' if os.environ.get('MULLAMA_NATIVE', '').strip().lower() in {'1', 'on', 'yes', 'true'} else 'OFF'}",
         "-DBUILD_SHARED_LIBS=OFF",
         # runner_ext sets CMAKE_POSITION_INDEPENDENT_CODE=ON: llama/ggml there are compiled -fPIC.
         "-DCMAKE_POSITION_INDEPENDENT_CODE=ON",
