@@ -13,11 +13,15 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "context.h"
+#include "errors.h"
+#include "finish_reason.h"
 #include "generate.h"
 #include "model.h"
 #include "sampler.h"
@@ -56,11 +60,17 @@ struct Event {
     std::vector<llama_token> tokens;
     bool done = false;
     bool first = false;               // carries the request's first token
-    std::string finish_reason;        // stop | length | cancelled | repeat_limit | context_full | error
+    FinishReason finish_reason = FinishReason::None;  // Python sees to_string(): "" until done
     std::string stop_string;
     std::string error;
     RequestStats stats;
 };
+
+// What cancel / pause / resume ask of the loop; Python calls them by to_string(op).
+enum class ControlOp { Cancel, Pause, Resume };
+
+const char * to_string(ControlOp op);                                // "cancel" | "pause" | "resume"
+std::optional<ControlOp> control_op_from_string(std::string_view name);
 
 struct SlotInfo {
     int32_t index = 0;
@@ -100,9 +110,8 @@ public:
     // Validates and queues. Throws InvalidArgument (duplicate id, empty prompt,
     // bad sampling params) or ContextOverflow (prompt does not fit a slot).
     void submit(RequestSpec spec);
-    bool cancel(const std::string & id);   // false: unknown or already done
-    bool pause(const std::string & id);
-    bool resume(const std::string & id);
+    // Queue cancel / pause / resume of a live request for the loop; false: unknown or already done.
+    bool control(ControlOp op, const std::string & id);
 
     std::vector<Event> drain();            // coalesced per request
     int event_fd() const { return event_fd_; }
@@ -125,19 +134,24 @@ private:
     struct Request;
     struct Slot;
 
+    // batcher.cpp: the thread, its wake-ups, events and the slot snapshot
     void loop();
-    bool control(int op, const std::string & id);  // queue an op for the loop; false: not live
-    void apply_controls();
-    void admit();
-    bool step();
-    void sample_slot(Slot & s);
-    void finish(Slot & s, const char * reason, const std::string & error = {});
-    void finish_request(Request & r, const char * reason, const std::string & error);
-    void swap_out(Slot & s);
-    void free_idle_caches();
+    bool has_work() const;  // the one test of whether the loop has anything to do; mu_ held
     void publish(Event ev);
     void signal(bool force);  // write the eventfd if events wait and it is time
     void snapshot();
+    // batcher_admit.cpp: controls, admission into slots, swapping, prefix caches
+    void apply_controls();
+    void admit();
+    std::unique_ptr<Request> next_candidate(bool & from_swap);
+    void swap_out(Slot & s);
+    void free_idle_caches();
+    // batcher_step.cpp: one decode step, sampling and the end of a request
+    void step();
+    void handle_decode_error(const Error & e);
+    void sample_slot(Slot & s);
+    void finish(Slot & s, FinishReason reason, const std::string & error = {});
+    void finish_request(Request & r, FinishReason reason, const std::string & error);
 
     std::shared_ptr<ModelHandle> model_handle_;
     std::unique_ptr<Context::Claim> claim_;  // the loop owns the context while it runs
@@ -162,7 +176,7 @@ private:
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<std::unique_ptr<Request>> pending_;
-    std::deque<std::pair<int, std::string>> controls_;  // (op, id): 0 cancel, 1 pause, 2 resume
+    std::deque<std::pair<ControlOp, std::string>> controls_;
     std::map<std::string, int> live_;                  // ids of requests not yet done
     std::vector<Event> events_;
     std::vector<SlotInfo> slot_snapshot_;

@@ -2,6 +2,8 @@
 
 #include "batcher.h"
 #include "bindings.h"
+#include "errors.h"
+#include "slot_choice.h"
 
 namespace mullama::bind {
 
@@ -28,7 +30,7 @@ void register_batcher(py::module_ & m) {
         .def_readonly("tokens", &Event::tokens)
         .def_readonly("done", &Event::done)
         .def_readonly("first", &Event::first)
-        .def_readonly("finish_reason", &Event::finish_reason)
+        .def_property_readonly("finish_reason", [](const Event & e) { return to_string(e.finish_reason); })
         .def_readonly("stop_string", &Event::stop_string)
         .def_readonly("error", &Event::error)
         .def_readonly("stats", &Event::stats);
@@ -55,9 +57,10 @@ void register_batcher(py::module_ & m) {
         .def_readonly("swaps_out", &BatcherCounters::swaps_out)
         .def_readonly("kv_full", &BatcherCounters::kv_full);
 
-    py::class_<Batcher>(m, "Batcher",
-                        "Continuous batching over a Context's n_seq_max slots, on its own C++ thread. "
-                        "Wait for event_fd to become readable, then drain().")
+    py::class_<Batcher> batcher(m, "Batcher",
+                                "Continuous batching over a Context's n_seq_max slots, on its own C++ thread. "
+                                "Wait for event_fd to become readable, then drain().");
+    batcher
         .def(py::init<const Model &, Context &, double>(), py::arg("model"), py::arg("context"),
              py::arg("signal_interval_ms") = 20.0, py::keep_alive<1, 2>(), py::keep_alive<1, 3>(),
              py::call_guard<py::gil_scoped_release>())
@@ -70,9 +73,6 @@ void register_batcher(py::module_ & m) {
                 self.submit(std::move(spec));
             },
             py::arg("id"), py::arg("prompt"), py::arg("params"), py::arg("repeat_limit") = 0)
-        .def("cancel", &Batcher::cancel, py::arg("id"))
-        .def("pause", &Batcher::pause, py::arg("id"))
-        .def("resume", &Batcher::resume, py::arg("id"))
         .def("drain", &Batcher::drain, "Events since the last drain, one per request (text and tokens joined).")
         .def_property_readonly("event_fd", &Batcher::event_fd)
         .def("slots", &Batcher::slots)
@@ -86,6 +86,31 @@ void register_batcher(py::module_ & m) {
         .def_property_readonly("error", &Batcher::error)
         .def("stop", &Batcher::stop, py::call_guard<py::gil_scoped_release>(),
              "Stop the loop; unfinished requests end with finish reason 'error'.");
+    // cancel(id) / pause(id) / resume(id) -> bool (False: unknown or already done).
+    for (ControlOp op : {ControlOp::Cancel, ControlOp::Pause, ControlOp::Resume}) {
+        batcher.def(
+            to_string(op), [op](Batcher & self, const std::string & id) { return self.control(op, id); },
+            py::arg("id"));
+    }
+
+    m.def(
+        "choose_slot",
+        [](const std::vector<llama_token> & prompt, const std::vector<std::vector<llama_token>> & caches,
+           const std::vector<bool> & busy, const std::vector<uint64_t> & last_used) {
+            if (busy.size() != caches.size() || last_used.size() != caches.size()) {
+                raise(ErrorKind::InvalidArgument, "caches, busy and last_used must have one entry per slot");
+            }
+            std::vector<SlotView> views;
+            views.reserve(caches.size());
+            for (size_t i = 0; i < caches.size(); ++i) {
+                views.push_back(slot_view(caches[i], prompt, busy[i], last_used[i]));
+            }
+            const SlotChoice c = choose_slot(views, prompt.size());
+            return py::make_tuple(c.slot, c.reuse);
+        },
+        py::arg("prompt"), py::arg("caches"), py::arg("busy"), py::arg("last_used"),
+        "The Batcher's slot choice for a new prompt, given per slot its cached tokens, whether it runs a "
+        "request and its last-used stamp: (slot index or -1 when none is free, cached prompt tokens to reuse).");
 }
 
 }  // namespace mullama::bind

@@ -84,7 +84,7 @@ void register_sampler(py::module_ & m) {
     py::class_<GenerateResult>(m, "GenerateResult", "Text, tokens, finish reason and timings of one generation.")
         .def_property_readonly("text", [](const GenerateResult & r) { return to_str(r.text); })
         .def_readonly("tokens", &GenerateResult::tokens)
-        .def_readonly("finish_reason", &GenerateResult::finish_reason)
+        .def_property_readonly("finish_reason", [](const GenerateResult & r) { return to_string(r.finish_reason); })
         .def_readonly("stop_string", &GenerateResult::stop_string)
         .def_readonly("prompt_tokens", &GenerateResult::prompt_tokens)
         .def_readonly("completion_tokens", &GenerateResult::completion_tokens)

@@ -1,149 +1,17 @@
+// Batch and Context: lifecycle, thread pools, decode, logits and embeddings.
+// KV/state ops are in context_kv.cpp, parameters in context_params.cpp,
+// memory reporting in context_memory.cpp.
 #include "context.h"
 
 #include <algorithm>
 #include <cmath>
-#include <thread>
 
-#include "../src/llama-ext.h"
 #include "errors.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "logging.h"
 
 namespace mullama {
-
-ggml_type kv_type_from_string(const std::string & name) {
-    static const std::pair<const char *, ggml_type> types[] = {
-        {"f32", GGML_TYPE_F32},   {"f16", GGML_TYPE_F16},   {"bf16", GGML_TYPE_BF16},
-        {"q8_0", GGML_TYPE_Q8_0}, {"q4_0", GGML_TYPE_Q4_0}, {"q4_1", GGML_TYPE_Q4_1},
-        {"q5_0", GGML_TYPE_Q5_0}, {"q5_1", GGML_TYPE_Q5_1}, {"iq4_nl", GGML_TYPE_IQ4_NL},
-    };
-    for (const auto & [n, t] : types) {
-        if (name == n) return t;
-    }
-    raise(ErrorKind::InvalidArgument,
-          "unknown KV cache type '" + name + "' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl)");
-}
-
-namespace {
-
-llama_flash_attn_type flash_attn_from_string(const std::string & s) {
-    if (s == "auto") return LLAMA_FLASH_ATTN_TYPE_AUTO;
-    if (s == "on" || s == "true" || s == "enabled") return LLAMA_FLASH_ATTN_TYPE_ENABLED;
-    if (s == "off" || s == "false" || s == "disabled") return LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    raise(ErrorKind::InvalidArgument, "flash_attn must be 'auto', 'on' or 'off', got '" + s + "'");
-}
-
-enum llama_pooling_type pooling_from_string(const std::string & s) {
-    if (s == "none") return LLAMA_POOLING_TYPE_NONE;
-    if (s == "mean") return LLAMA_POOLING_TYPE_MEAN;
-    if (s == "cls") return LLAMA_POOLING_TYPE_CLS;
-    if (s == "last") return LLAMA_POOLING_TYPE_LAST;
-    if (s == "rank") return LLAMA_POOLING_TYPE_RANK;
-    if (s == "unspecified" || s.empty()) return LLAMA_POOLING_TYPE_UNSPECIFIED;
-    raise(ErrorKind::InvalidArgument, "pooling must be none, mean, cls, last or rank, got '" + s + "'");
-}
-
-const char * dev_type_name(enum ggml_backend_dev_type t) {
-    switch (t) {
-        case GGML_BACKEND_DEVICE_TYPE_CPU: return "cpu";
-        case GGML_BACKEND_DEVICE_TYPE_GPU: return "gpu";
-        case GGML_BACKEND_DEVICE_TYPE_IGPU: return "igpu";
-        default: return "accel";
-    }
-}
-
-}  // namespace
-
-llama_context_params to_llama_params(const ContextParams & p, const ModelInfo & info) {
-    if (p.n_seq_max < 1 || p.n_seq_max > llama_max_parallel_sequences()) {
-        raise(ErrorKind::InvalidArgument, "n_seq_max must be in [1, " +
-                                              std::to_string(llama_max_parallel_sequences()) + "]");
-    }
-    if (p.n_batch < 1 || p.n_ubatch < 1) {
-        raise(ErrorKind::InvalidArgument, "n_batch and n_ubatch must be >= 1");
-    }
-    if (p.n_ctx > 0 && p.n_ctx < 8) {
-        raise(ErrorKind::InvalidArgument, "n_ctx must be 0 (model default) or >= 8");
-    }
-    if (p.n_ctx > (1u << 24)) {
-        raise(ErrorKind::InvalidArgument, "n_ctx too large: " + std::to_string(p.n_ctx));
-    }
-    if (p.n_threads < 0 || p.n_threads_batch < 0 || p.n_threads > 1024 || p.n_threads_batch > 1024) {
-        raise(ErrorKind::InvalidArgument, "threads must be in [0, 1024] (0: all cores)");
-    }
-    llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = p.n_ctx;
-    cp.n_batch = p.n_batch;
-    cp.n_ubatch = std::min(p.n_ubatch, p.n_batch);
-    cp.n_seq_max = p.n_seq_max;
-    const int32_t hw = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
-    cp.n_threads = p.n_threads > 0 ? p.n_threads : hw;
-    cp.n_threads_batch = p.n_threads_batch > 0 ? p.n_threads_batch : cp.n_threads;
-    cp.flash_attn_type = flash_attn_from_string(p.flash_attn);
-    cp.type_k = kv_type_from_string(p.type_k);
-    cp.type_v = kv_type_from_string(p.type_v);
-    cp.embeddings = p.embeddings;
-    cp.pooling_type = p.embeddings ? pooling_from_string(p.pooling) : LLAMA_POOLING_TYPE_UNSPECIFIED;
-    cp.kv_unified = p.kv_unified;
-    cp.offload_kqv = p.offload_kqv;
-    cp.no_perf = true;
-    if (info.n_ctx_train > 0 && p.n_ctx == 0) {
-        cp.n_ctx = static_cast<uint32_t>(info.n_ctx_train);
-    }
-    if (p.embeddings && cp.pooling_type != LLAMA_POOLING_TYPE_NONE) {
-        // Pooled embeddings need the physical batch to be a multiple of n_seq_max
-        // (llama.cpp asserts otherwise). It is min(n_ctx, n_batch, n_ubatch) for a causal model.
-        uint32_t ub = std::min({cp.n_ctx > 0 ? cp.n_ctx : cp.n_batch, cp.n_batch, cp.n_ubatch});
-        ub = std::max(cp.n_seq_max, ub - ub % cp.n_seq_max);
-        cp.n_ubatch = ub;
-        cp.n_batch = std::max(cp.n_batch, ub);
-    }
-    return cp;
-}
-
-std::vector<DeviceMemory> memory_breakdown(const llama_model * model, const llama_context * ctx) {
-    const int32_t nd = llama_model_n_devices(model);
-    std::vector<DeviceMemory> out(nd + 1);
-    for (int32_t i = 0; i < nd; ++i) {
-        ggml_backend_dev_t dev = llama_model_get_device(model, i);
-        size_t free = 0, total = 0;
-        ggml_backend_dev_memory(dev, &free, &total);
-        out[i].device = ggml_backend_dev_name(dev);
-        out[i].description = ggml_backend_dev_description(dev);
-        out[i].type = dev_type_name(ggml_backend_dev_type(dev));
-        out[i].free = free;
-        out[i].total = total;
-    }
-    DeviceMemory & host = out.back();
-    host.device = "CPU";
-    host.type = "cpu";
-    if (ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)) {
-        size_t free = 0, total = 0;
-        ggml_backend_dev_memory(cpu, &free, &total);
-        host.description = ggml_backend_dev_description(cpu);
-        host.free = free;
-        host.total = total;
-    }
-    for (const auto & [buft, mb] : llama_get_memory_breakdown(ctx)) {
-        DeviceMemory * target = nullptr;
-        if (ggml_backend_buft_is_host(buft)) {
-            target = &host;
-        } else if (ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft)) {
-            for (int32_t i = 0; i < nd; ++i) {
-                if (dev == llama_model_get_device(model, i)) {
-                    target = &out[i];
-                    break;
-                }
-            }
-        }
-        if (target == nullptr) continue;
-        target->model += mb.model;
-        target->context += mb.context;
-        target->compute += mb.compute;
-    }
-    return out;
-}
 
 // ---------------------------------------------------------------- Batch
 
@@ -324,79 +192,6 @@ const float * Context::logits(int32_t i) {
     return p;
 }
 
-void Context::kv_clear() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    llama_memory_clear(llama_get_memory(raw()), true);
-}
-
-bool Context::kv_seq_rm(llama_seq_id seq, llama_pos p0, llama_pos p1) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (seq != -1) check_seq(seq);
-    return llama_memory_seq_rm(llama_get_memory(raw()), seq, p0, p1);
-}
-
-void Context::kv_seq_cp(llama_seq_id src, llama_seq_id dst, llama_pos p0, llama_pos p1) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    check_seq(src);
-    check_seq(dst);
-    llama_memory_seq_cp(llama_get_memory(raw()), src, dst, p0, p1);
-}
-
-void Context::kv_seq_keep(llama_seq_id seq) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    check_seq(seq);
-    llama_memory_seq_keep(llama_get_memory(raw()), seq);
-}
-
-llama_pos Context::kv_seq_pos_min(llama_seq_id seq) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    check_seq(seq);
-    return llama_memory_seq_pos_min(llama_get_memory(raw()), seq);
-}
-
-llama_pos Context::kv_seq_pos_max(llama_seq_id seq) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    check_seq(seq);
-    return llama_memory_seq_pos_max(llama_get_memory(raw()), seq);
-}
-
-uint64_t Context::kv_cells_used() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    llama_memory_t mem = llama_get_memory(raw());
-    uint64_t used = 0;
-    for (uint32_t s = 0; s < params_.n_seq_max; ++s) {
-        const llama_pos lo = llama_memory_seq_pos_min(mem, static_cast<llama_seq_id>(s));
-        const llama_pos hi = llama_memory_seq_pos_max(mem, static_cast<llama_seq_id>(s));
-        if (lo >= 0 && hi >= lo) used += static_cast<uint64_t>(hi - lo + 1);
-    }
-    return used;
-}
-
-std::vector<uint8_t> Context::seq_state_save(llama_seq_id seq) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    check_seq(seq);
-    llama_context * ctx = raw();
-    std::vector<uint8_t> buf(llama_state_seq_get_size(ctx, seq));
-    const size_t n = llama_state_seq_get_data(ctx, buf.data(), buf.size(), seq);
-    if (n == 0 && !buf.empty()) {
-        raise(ErrorKind::Engine, "failed to save the state of sequence " + std::to_string(seq));
-    }
-    buf.resize(n);
-    return buf;
-}
-
-void Context::seq_state_load(const std::vector<uint8_t> & data, llama_seq_id seq) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    check_seq(seq);
-    llama_context * ctx = raw();
-    logging::Capture cap;
-    if (data.empty() || llama_state_seq_set_data(ctx, data.data(), data.size(), seq) == 0) {
-        raise(ErrorKind::InvalidArgument,
-              "could not restore sequence state (empty, corrupt, from another model, or no room in the KV cache)" +
-                  (cap.lines().empty() ? std::string() : ": " + cap.joined()));
-    }
-}
-
 std::vector<std::vector<float>> Context::embed(const std::vector<std::vector<llama_token>> & inputs) {
     raw();  // throws Closed
     if (!params_.embeddings) {
@@ -450,12 +245,6 @@ std::vector<std::vector<float>> Context::embed(const std::vector<std::vector<lla
     }
     kv_clear();
     return out;
-}
-
-std::vector<DeviceMemory> Context::memory() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const llama_context * ctx = raw();
-    return memory_breakdown(model_->get(), ctx);
 }
 
 void Context::set_threads(int32_t n_threads, int32_t n_threads_batch) {

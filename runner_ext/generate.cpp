@@ -111,10 +111,10 @@ std::vector<GenerateResult> generate(Context & ctx, const Model & model,
     }
     const double prompt_ms = ms_since(t_start);
 
-    auto finish = [&](Seq & s, const char * reason) {
+    auto finish = [&](Seq & s, FinishReason reason) {
         s.done = true;
         s.result.finish_reason = reason;
-        if (s.result.finish_reason != "stop" || s.result.stop_string.empty()) {
+        if (reason != FinishReason::Stop || s.result.stop_string.empty()) {
             std::string rest = s.stream->flush();
             if (!rest.empty()) {
                 s.result.text += rest;
@@ -134,27 +134,27 @@ std::vector<GenerateResult> generate(Context & ctx, const Model & model,
         }
         if (!s.params->ignore_eos && model.is_eog(tok)) {
             s.result.tokens.pop_back();
-            finish(s, "stop");
+            finish(s, FinishReason::Stop);
             return;
         }
         s.result.completion_tokens++;
         const std::string text = s.stream->push(model.token_to_piece(tok, false));
         s.result.text += text;
         if (on_token && !on_token(s.index, tok, text)) {
-            finish(s, "cancelled");
+            finish(s, FinishReason::Cancelled);
             return;
         }
         if (s.stream->stopped()) {
             s.result.stop_string = s.stream->matched_stop();
-            finish(s, "stop");
+            finish(s, FinishReason::Stop);
             return;
         }
         if (s.params->max_tokens >= 0 && s.result.completion_tokens >= s.params->max_tokens) {
-            finish(s, "length");
+            finish(s, FinishReason::Length);
             return;
         }
         if (static_cast<uint32_t>(s.pos) >= n_ctx_seq) {  // no position left to decode this token
-            finish(s, "context_full");
+            finish(s, FinishReason::ContextFull);
         }
     };
 
@@ -163,7 +163,7 @@ std::vector<GenerateResult> generate(Context & ctx, const Model & model,
         if (s.params->max_tokens == 0) {
             s.result.tokens.clear();
             s.first_token = Clock::now();
-            finish(s, "length");
+            finish(s, FinishReason::Length);
             continue;
         }
         handle(s, s.result.tokens.back());
@@ -184,7 +184,7 @@ std::vector<GenerateResult> generate(Context & ctx, const Model & model,
         } catch (const Error & e) {
             if (e.kind() != ErrorKind::ContextOverflow) throw;
             for (auto & s : seqs) {
-                if (!s.done) finish(s, "context_full");
+                if (!s.done) finish(s, FinishReason::ContextFull);
             }
             break;
         }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "context.h"
+#include "finish_reason.h"
 #include "model.h"
 #include "sampler.h"
 
@@ -26,7 +27,7 @@ struct GenerateParams {
 struct GenerateResult {
     std::string text;
     std::vector<llama_token> tokens;
-    std::string finish_reason;        // stop | length | context_full | cancelled
+    FinishReason finish_reason = FinishReason::None;  // Stop | Length | ContextFull | Cancelled
     std::string stop_string;          // the stop string that ended it, if any
     int32_t prompt_tokens = 0;
     int32_t completion_tokens = 0;

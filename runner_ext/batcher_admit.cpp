@@ -1,0 +1,190 @@
+// Between decode steps: apply cancel / pause / resume, admit requests into
+// slots (the choice of slot is choose_slot in slot_choice.cpp), swap paused
+// requests out to make room, and drop idle prefix caches when the KV is full.
+#include <algorithm>
+
+#include "batcher.h"
+#include "batcher_internal.h"
+#include "slot_choice.h"
+
+namespace mullama {
+
+void Batcher::swap_out(Slot & s) {
+    Request & r = *s.req;
+    r.saved_state = ctx_.seq_state_save(s.index);
+    r.stats.swaps++;
+    ctx_.kv_seq_rm(s.index, -1, -1);
+    s.cache.clear();
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        counters_.swaps_out++;
+    }
+    swapped_.push_back(std::move(s.req));
+    s.i_batch = -1;
+}
+
+void Batcher::free_idle_caches() {
+    for (auto & s : slot_) {
+        if (!s->req && !s->cache.empty()) {
+            ctx_.kv_seq_rm(s->index, -1, -1);
+            s->cache.clear();
+            std::lock_guard<std::mutex> lock(mu_);
+            counters_.prefix_evictions++;
+        }
+    }
+}
+
+void Batcher::apply_controls() {
+    std::deque<std::pair<ControlOp, std::string>> ops;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        ops.swap(controls_);
+    }
+    auto find_req = [&](const std::string & id) -> Request * {
+        for (auto & s : slot_) {
+            if (s->req && s->req->spec.id == id) return s->req.get();
+        }
+        for (auto & r : swapped_) {
+            if (r->spec.id == id) return r.get();
+        }
+        std::lock_guard<std::mutex> lock(mu_);
+        for (auto & r : pending_) {
+            if (r->spec.id == id) return r.get();
+        }
+        return nullptr;
+    };
+    for (const auto & [op, id] : ops) {
+        Request * r = find_req(id);
+        if (r == nullptr) continue;
+        switch (op) {
+            case ControlOp::Cancel:
+                r->cancelled = true;
+                break;
+            case ControlOp::Pause:
+                if (!r->paused) r->stats.pauses++;
+                r->paused = true;
+                break;
+            case ControlOp::Resume:
+                r->paused = false;
+                break;
+        }
+    }
+    // Cancelled requests end now, wherever they are.
+    for (auto & s : slot_) {
+        if (s->req && s->req->cancelled) finish(*s, FinishReason::Cancelled);
+    }
+    for (auto it = swapped_.begin(); it != swapped_.end();) {
+        if ((*it)->cancelled) {
+            finish_request(**it, FinishReason::Cancelled, {});
+            it = swapped_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    std::vector<std::unique_ptr<Request>> dropped;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (auto it = pending_.begin(); it != pending_.end();) {
+            if ((*it)->cancelled) {
+                dropped.push_back(std::move(*it));
+                it = pending_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    for (auto & r : dropped) finish_request(*r, FinishReason::Cancelled, {});
+}
+
+// Next candidate: resumed swapped-out requests first, then the queue (skipping paused ones).
+std::unique_ptr<Batcher::Request> Batcher::next_candidate(bool & from_swap) {
+    from_swap = false;
+    for (auto it = swapped_.begin(); it != swapped_.end(); ++it) {
+        if (!(*it)->paused) {
+            std::unique_ptr<Request> req = std::move(*it);
+            swapped_.erase(it);
+            from_swap = true;
+            return req;
+        }
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+        if (!(*it)->paused) {
+            std::unique_ptr<Request> req = std::move(*it);
+            pending_.erase(it);
+            return req;
+        }
+    }
+    return nullptr;
+}
+
+void Batcher::admit() {
+    static const std::vector<llama_token> kNoPrompt;
+    for (;;) {
+        bool from_swap = false;
+        std::unique_ptr<Request> req = next_candidate(from_swap);
+        if (!req) return;
+
+        // A swapped-out request restores its own state: it reuses no cache (an empty prompt).
+        const std::vector<llama_token> & prompt = from_swap ? kNoPrompt : req->spec.prompt;
+        std::vector<SlotView> views;
+        views.reserve(slot_.size());
+        for (const auto & s : slot_) views.push_back(slot_view(s->cache, prompt, s->req != nullptr, s->last_used));
+        const SlotChoice choice = choose_slot(views, prompt.size());
+        Slot * best = choice.slot >= 0 ? slot_[static_cast<size_t>(choice.slot)].get() : nullptr;
+        size_t reuse = static_cast<size_t>(choice.reuse);
+        if (!best) {
+            // No free slot: move a paused request out of its slot to make room.
+            for (auto & s : slot_) {
+                if (s->req && s->req->paused) {
+                    swap_out(*s);
+                    best = s.get();
+                    reuse = 0;
+                    break;
+                }
+            }
+        }
+        if (!best) {
+            // Put it back where it was and wait for a slot.
+            if (from_swap) {
+                swapped_.push_front(std::move(req));
+            } else {
+                std::lock_guard<std::mutex> lock(mu_);
+                pending_.push_front(std::move(req));
+            }
+            return;
+        }
+
+        Slot & s = *best;
+        Request & r = *req;
+        r.t_admit = Clock::now();
+        r.stats.slot = s.index;
+        if (from_swap) {
+            ctx_.kv_seq_rm(s.index, -1, -1);
+            ctx_.seq_state_load(r.saved_state, s.index);
+            r.saved_state.clear();
+            r.saved_state.shrink_to_fit();
+            s.cache.clear();
+        } else {
+            r.stats.queue_ms = ms_between(r.t_submit, r.t_admit);
+            const bool evicted = reuse == 0 && !s.cache.empty();  // a cached prefix thrown away whole
+            r.stats.evicted_tokens = static_cast<int32_t>(s.cache.size() - std::min(reuse, s.cache.size()));
+            ctx_.kv_seq_rm(s.index, static_cast<llama_pos>(reuse), -1);
+            s.cache.resize(reuse);
+            r.n_past = static_cast<int32_t>(reuse);
+            r.stats.cached_tokens = static_cast<int32_t>(reuse);
+            std::lock_guard<std::mutex> lock(mu_);
+            if (reuse > 0) {
+                counters_.prefix_hits++;
+                counters_.cached_tokens += reuse;
+            } else {
+                counters_.prefix_misses++;
+            }
+            if (evicted) counters_.prefix_evictions++;
+        }
+        s.req = std::move(req);
+        s.last_used = ++tick_;
+    }
+}
+
+}  // namespace mullama

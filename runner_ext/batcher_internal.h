@@ -1,0 +1,43 @@
+// The Batcher's private request and slot records, shared by batcher.cpp,
+// batcher_admit.cpp and batcher_step.cpp. Not part of the engine's interface.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "batcher.h"
+
+namespace mullama {
+
+inline double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+struct Batcher::Request {
+    RequestSpec spec;
+    std::unique_ptr<Sampler> sampler;
+    std::unique_ptr<TextStream> stream;
+    std::vector<llama_token> generated;
+    llama_token pending = -1;           // sampled, not yet decoded
+    int32_t n_past = 0;                 // tokens in the KV (prompt + decoded generated)
+    bool paused = false;
+    bool cancelled = false;
+    std::vector<uint8_t> saved_state;   // when swapped out
+    RequestStats stats;
+    Clock::time_point t_submit, t_admit, t_prefill_start, t_first, t_last;
+    bool prefill_started = false;
+    std::vector<double> gaps;
+};
+
+struct Batcher::Slot {
+    int32_t index = 0;
+    std::unique_ptr<Request> req;       // null: idle
+    std::vector<llama_token> cache;     // tokens whose KV this sequence holds (idle slots: the prefix cache)
+    int32_t i_batch = -1;               // logits index in the current batch
+    int32_t chunk = 0;                  // prompt tokens added to the current batch
+    uint64_t last_used = 0;
+};
+
+}  // namespace mullama

@@ -1,0 +1,236 @@
+// One decode step of the batching loop: build the batch (a token for every
+// running stream, then prompt chunks), decode, handle a full KV cache, sample,
+// and end requests (EOS, stop strings, limits, the repetition detector).
+#include <algorithm>
+#include <cmath>
+
+#include "batcher.h"
+#include "batcher_internal.h"
+#include "errors.h"
+
+namespace mullama {
+
+namespace {
+
+// True when the last tokens are one block of k (1..8) tokens repeated more than `limit` times.
+bool repeats(const std::vector<llama_token> & t, int32_t limit) {
+    if (limit <= 0) return false;
+    const size_t reps = static_cast<size_t>(limit) + 1;
+    for (size_t k = 1; k <= 8; ++k) {
+        if (t.size() < k * reps) break;
+        const size_t base = t.size() - k;
+        bool all = true;
+        for (size_t r = 1; r < reps && all; ++r) {
+            for (size_t j = 0; j < k; ++j) {
+                if (t[base + j] != t[base - r * k + j]) {
+                    all = false;
+                    break;
+                }
+            }
+        }
+        if (all) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+double percentile(std::vector<double> values, double q) {
+    if (values.empty()) return 0.0;
+    std::sort(values.begin(), values.end());
+    const double pos = q * static_cast<double>(values.size());
+    size_t idx = pos <= 1.0 ? 0 : static_cast<size_t>(std::ceil(pos)) - 1;
+    return values[std::min(idx, values.size() - 1)];
+}
+
+void Batcher::finish_request(Request & r, FinishReason reason, const std::string & error) {
+    const auto now = Clock::now();
+    Event ev;
+    ev.id = r.spec.id;
+    if (reason != FinishReason::Stop || r.stream->matched_stop().empty()) {
+        ev.text = r.stream->flush();
+    }
+    ev.done = true;
+    ev.finish_reason = reason;
+    ev.stop_string = r.stream->matched_stop();
+    ev.error = error;
+    r.stats.completion_tokens = static_cast<int32_t>(r.generated.size());
+    r.stats.total_ms = ms_between(r.t_submit, now);
+    if (!r.generated.empty()) {
+        r.stats.decode_ms = ms_between(r.t_first, r.t_last);
+    }
+    r.stats.itl_p50_ms = percentile(r.gaps, 0.50);
+    r.stats.itl_p95_ms = percentile(r.gaps, 0.95);
+    ev.stats = r.stats;
+    publish(std::move(ev));
+}
+
+void Batcher::finish(Slot & s, FinishReason reason, const std::string & error) {
+    Request & r = *s.req;
+    // The slot keeps what its sequence holds as a prefix for the next request.
+    s.cache = r.spec.prompt;
+    s.cache.insert(s.cache.end(), r.generated.begin(), r.generated.end());
+    s.cache.resize(std::min(s.cache.size(), static_cast<size_t>(std::max(r.n_past, 0))));
+    if (reason == FinishReason::Error) {
+        ctx_.kv_seq_rm(s.index, -1, -1);
+        s.cache.clear();
+    }
+    std::unique_ptr<Request> done = std::move(s.req);
+    s.i_batch = -1;
+    s.last_used = ++tick_;
+    snapshot();  // a reader that sees the done event sees the slot idle
+    finish_request(*done, reason, error);
+}
+
+void Batcher::sample_slot(Slot & s) {
+    Request & r = *s.req;
+    const auto now = Clock::now();
+    llama_token tok;
+    try {
+        tok = r.sampler->sample(ctx_, s.i_batch);
+    } catch (const std::exception & e) {
+        finish(s, FinishReason::Error, e.what());
+        return;
+    }
+    s.i_batch = -1;
+    if (r.generated.empty()) {
+        r.t_first = now;
+        r.stats.ttft_ms = ms_between(r.t_submit, now);
+        r.stats.prefill_ms = ms_between(r.t_prefill_start, now);
+    } else {
+        r.gaps.push_back(ms_between(r.t_last, now));
+    }
+    r.t_last = now;
+    const GenerateParams & p = r.spec.params;
+    if (p.max_tokens == 0) {
+        finish(s, FinishReason::Length);
+        return;
+    }
+    if (!p.ignore_eos && model_.is_eog(tok)) {
+        finish(s, FinishReason::Stop);
+        return;
+    }
+    r.generated.push_back(tok);
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        counters_.tokens_out++;
+    }
+    Event ev;
+    ev.id = r.spec.id;
+    ev.first = r.generated.size() == 1;
+    ev.text = r.stream->push(model_.token_to_piece(tok, false));
+    ev.tokens.push_back(tok);
+    publish(std::move(ev));
+    if (r.stream->stopped()) {
+        finish(s, FinishReason::Stop);
+    } else if (p.max_tokens >= 0 && static_cast<int32_t>(r.generated.size()) >= p.max_tokens) {
+        finish(s, FinishReason::Length);
+    } else if (repeats(r.generated, r.spec.repeat_limit)) {
+        finish(s, FinishReason::RepeatLimit);
+    } else if (static_cast<uint32_t>(r.n_past) >= n_ctx_slot_) {
+        finish(s, FinishReason::ContextFull);
+    } else {
+        r.pending = tok;
+    }
+}
+
+void Batcher::step() {
+    Batch & batch = *batch_;
+    batch.clear();
+    // 1. One token for every running stream: they keep decoding while prompts are split.
+    for (auto & sp : slot_) {
+        Slot & s = *sp;
+        s.i_batch = -1;
+        s.chunk = 0;
+        if (!s.req || s.req->paused || s.req->pending < 0) continue;
+        s.i_batch = batch.add(s.req->pending, s.req->n_past, s.index, true);
+    }
+    // 2. Prompt chunks fill the rest of the batch, oldest admission first.
+    std::vector<Slot *> prefill;
+    for (auto & sp : slot_) {
+        if (sp->req && !sp->req->paused && sp->req->pending < 0 &&
+            sp->req->n_past < static_cast<int32_t>(sp->req->spec.prompt.size())) {
+            prefill.push_back(sp.get());
+        }
+    }
+    std::sort(prefill.begin(), prefill.end(), [](Slot * a, Slot * b) { return a->last_used < b->last_used; });
+    for (Slot * sp : prefill) {
+        Request & r = *sp->req;
+        const int32_t n_prompt = static_cast<int32_t>(r.spec.prompt.size());
+        const int32_t room = static_cast<int32_t>(n_batch_) - batch.size();
+        if (room <= 0) break;
+        const int32_t n = std::min(room, n_prompt - r.n_past);
+        for (int32_t k = 0; k < n; ++k) {
+            const int32_t pos = r.n_past + k;
+            const bool last = pos == n_prompt - 1;
+            const int32_t idx = batch.add(r.spec.prompt[pos], pos, sp->index, last);
+            if (last) sp->i_batch = idx;
+        }
+        sp->chunk = n;
+        if (!r.prefill_started) {
+            r.prefill_started = true;
+            r.t_prefill_start = Clock::now();
+        }
+    }
+    if (batch.size() == 0) return;
+
+    try {
+        ctx_.decode(batch);
+    } catch (const Error & e) {
+        handle_decode_error(e);
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        counters_.decode_steps++;
+        counters_.batch_tokens += static_cast<uint64_t>(batch.size());
+    }
+    // 3. Advance positions, sample where logits were asked for.
+    for (auto & sp : slot_) {
+        Slot & s = *sp;
+        if (!s.req) continue;
+        Request & r = *s.req;
+        if (r.pending >= 0 && s.i_batch >= 0) {
+            r.n_past++;
+            r.pending = -1;
+        } else if (s.chunk > 0) {
+            r.n_past += s.chunk;
+            std::lock_guard<std::mutex> lock(mu_);
+            counters_.tokens_in += static_cast<uint64_t>(s.chunk);
+        }
+        if (s.i_batch >= 0) sample_slot(s);
+    }
+}
+
+// A failed decode: a full KV cache (ContextOverflow) is recovered from below; any
+// other failure ends every running request with an error.
+void Batcher::handle_decode_error(const Error & e) {
+    if (e.kind() == ErrorKind::ContextOverflow) {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            counters_.kv_full++;
+        }
+        // Nothing of this batch was kept: free the prefix caches of idle slots; if
+        // there were none, the longest running request ends with context_full.
+        bool had_cache = false;
+        for (auto & s : slot_) had_cache = had_cache || (!s->req && !s->cache.empty());
+        if (had_cache) {
+            free_idle_caches();
+        } else {
+            Slot * longest = nullptr;
+            for (auto & s : slot_) {
+                if (s->req && (!longest || s->req->n_past > longest->req->n_past)) longest = s.get();
+            }
+            if (longest) finish(*longest, FinishReason::ContextFull);
+        }
+        for (auto & s : slot_) {
+            if (s->req) ctx_.kv_seq_rm(s->index, s->req->n_past, -1);  // drop partial writes
+        }
+        return;
+    }
+    for (auto & s : slot_) {
+        if (s->req) finish(*s, FinishReason::Error, e.what());
+    }
+}
+
+}  // namespace mullama
