@@ -8,7 +8,7 @@ setup:
 	bash scripts/setup.sh
 
 model: setup
-	$(PY) -m mullama.assets
+	$(PY) -m mullama.models.assets
 
 run: model
 	$(PY) -m mullama.cli serve --threads $(THREADS) --threads-batch $(THREADS)

@@ -51,8 +51,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines  # noqa: E402
+from engine_vs_llama_report import ROWS, TARGET, markdown, med, summarize
+from machine_load import OtherLoad, cpu_pressure, loadavg, wait_quiet
 
-TARGET = 0.97
 N_PROMPT = 512
 N_GEN = 128
 
@@ -60,76 +61,6 @@ N_GEN = 128
 # ---------------------------------------------------------------- machine
 
 cpu_model = baselines.cpu_model
-
-
-def cpu_times() -> dict[str, int]:
-    """Aggregate /proc/stat CPU ticks (user, nice, system, idle, iowait, irq, softirq, steal)."""
-    try:
-        parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
-        names = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
-        return dict(zip(names, map(int, parts)))
-    except (OSError, ValueError, IndexError):
-        return {}
-
-
-def busy_ticks() -> tuple[int, int]:
-    """(busy, total) CPU ticks of the whole machine so far."""
-    t = cpu_times()
-    if not t:
-        return 0, 0
-    total = sum(t.values())
-    return total - t["idle"] - t["iowait"], total
-
-
-def own_ticks() -> float:
-    """CPU ticks used by this process and its waited-for children (llama-bench)."""
-    t = os.times()
-    return (t.user + t.system + t.children_user + t.children_system) * os.sysconf("SC_CLK_TCK")
-
-
-class OtherLoad:
-    """Share of the machine's CPU time that other processes used between start() and stop(), in %."""
-
-    def start(self) -> None:
-        self.b0, self.t0 = busy_ticks()
-        self.o0 = own_ticks()
-
-    def stop(self) -> float:
-        b1, t1 = busy_ticks()
-        total = t1 - self.t0
-        if total <= 0:
-            return float("nan")
-        return max(0.0, (b1 - self.b0 - (own_ticks() - self.o0)) / total * 100)
-
-
-def wait_quiet(threshold: float, timeout: float) -> float:
-    """Wait until the machine is at most `threshold` % busy over one second (or `timeout` s passed).
-
-    Returns the busy % of the last one-second sample.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        b0, t0 = busy_ticks()
-        time.sleep(1.0)
-        b1, t1 = busy_ticks()
-        busy = (b1 - b0) / (t1 - t0) * 100 if t1 > t0 else 0.0
-        if busy <= threshold or time.monotonic() >= deadline:
-            return busy
-        time.sleep(2.0)
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def cpu_pressure() -> str:
-    try:
-        return Path("/proc/pressure/cpu").read_text().splitlines()[0]
-    except (OSError, IndexError):
-        return ""
 
 
 # ---------------------------------------------------------------- llama-bench
@@ -262,88 +193,6 @@ class EngineBench:
         self.model.close()
 
 
-# ---------------------------------------------------------------- stats + report
-
-ROWS = [
-    # key, test, llama-bench test, description, is target
-    ("pp_decode", "pp512", "pp", "engine low-level: `Batch` + `Context.decode`", True),
-    ("pp_generate", "pp512", "pp", "engine high-level: `Context.generate` `prompt_ms`", False),
-    ("tg_decode_sample", "tg128", "tg", "engine low-level: `Context.decode` + greedy `Sampler.sample`", True),
-    ("tg_decode_only", "tg128", "tg", "engine low-level: `Context.decode` only, random next token "
-                                      "(llama-bench's loop)", False),
-    ("tg_generate", "tg128", "tg", "engine high-level: `Context.generate` `decode_ms`", False),
-]
-
-
-def med(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
-
-
-def sd(xs: list[float]) -> float:
-    return statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-
-def summarize(raw: dict) -> list[dict]:
-    rows = []
-    for key, test, lb_key, desc, target in ROWS:
-        lb_rounds = raw["llama_bench"][lb_key]          # list of per-round sample lists
-        en_rounds = raw["engine"][key]
-        lb_all = [x for r in lb_rounds for x in r]
-        en_all = [x for r in en_rounds for x in r]
-        paired = [statistics.mean(e) / statistics.mean(b) for e, b in zip(en_rounds, lb_rounds) if e and b]
-        lb_med, en_med = med(lb_all), med(en_all)
-        rows.append({
-            "key": key, "test": test, "description": desc, "target": target,
-            "llama_bench_median": lb_med, "llama_bench_stdev": sd(lb_all),
-            "engine_median": en_med, "engine_stdev": sd(en_all),
-            "ratio": en_med / lb_med if lb_med else float("nan"),
-            "paired_ratio_median": med(paired),
-            "llama_bench_best": max(lb_all, default=float("nan")), "engine_best": max(en_all, default=float("nan")),
-            "best_ratio": max(en_all, default=float("nan")) / max(lb_all, default=float("nan")),
-            "paired_ratios": paired,
-            "n_samples": [len(lb_all), len(en_all)],
-        })
-    return rows
-
-
-def markdown(rows: list[dict], meta: dict) -> str:
-    out = []
-    out.append(f"| test | path | llama-bench tok/s | mullama tok/s | ratio | paired ratio | best-of ratio | target ≥ {TARGET} |")
-    out.append("|---|---|---:|---:|---:|---:|---:|:---:|")
-    for r in rows:
-        verdict = ("pass" if r["ratio"] >= TARGET else "**fail**") if r["target"] else "(info)"
-        out.append(
-            f"| {r['test']} | {r['description']} | {r['llama_bench_median']:.1f} ± {r['llama_bench_stdev']:.1f} "
-            f"| {r['engine_median']:.1f} ± {r['engine_stdev']:.1f} | {r['ratio']:.3f} "
-            f"| {r['paired_ratio_median']:.3f} | {r['best_ratio']:.3f} | {verdict} |")
-    m = meta
-    out.append("")
-    out.append(f"Medians over {m['rounds']} interleaved rounds × {m['inner_reps']} repetitions per side "
-               f"(± is the standard deviation of all repetitions). *ratio* = mullama median / llama-bench "
-               f"median; *paired ratio* = median over rounds of the per-round ratio of means "
-               f"(llama-bench and the engine ran back to back, order alternating between rounds); "
-               f"*best-of ratio* = fastest engine repetition / fastest llama-bench repetition (least "
-               f"disturbed by other processes). The target applies to the *ratio* of the low-level rows.")
-    out.append("")
-    out.append(f"- Machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']:.0f} GiB; threads used: {m['threads']}; "
-               f"{m['platform']}")
-    out.append(f"- llama.cpp {m['llama_cpp_commit']} (engine `{m['engine_commit']}`, llama-bench build "
-               f"`{m['llama_bench_commit']}`), Release, GGML_NATIVE=ON, static; threads: llama-bench "
-               f"{m['llama_bench_threading']}, engine {m['engine_threading']}; engine CPU features: "
-               f"{m['system_info']}")
-    out.append(f"- Model: {m['model']} ({m['model_desc']})")
-    out.append(f"- Settings on both sides: n_batch {m['n_batch']}, n_ubatch {m['n_ubatch']}, flash_attn "
-               f"`{m['flash_attn']}`, KV f16, mmap, repack default; llama-bench n_ctx = test size (padded to 256), "
-               f"engine n_ctx {m['n_ctx']} (same attended KV length: llama.cpp pads n_kv to 256).")
-    out.append(f"- Greedy sampling = temperature 0, top_k 1. Date: {m['date']}. Load average before/after: "
-               f"{m['load_before']} / {m['load_after']}; other processes used a median {m['other_cpu_pct']:.0f}% "
-               f"(max {m['other_cpu_max_pct']:.0f}%) of the machine's CPU time during the measurements"
-               + (f"; each round waited for < {m['quiet_below']:.0f}% busy" if m['quiet_below'] else "")
-               + (f"; {m['discarded']} round(s) redone because others used > {m['max_other']:g}%"
-                  if m['discarded'] else "") + ".")
-    return "\n".join(out) + "\n"
-
-
 # ---------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                        else args.baseline_openmp == "on")
     exe = args.llama_bench or baselines.build_tool("llama-bench", openmp=baseline_openmp)
     if args.model is None:
-        from mullama.assets import default_model_path
+        from mullama.models.assets import default_model_path
         args.model = default_model_path()
     model = Path(args.model).resolve()
     n_ctx = max(args.n_ctx, N_PROMPT + N_GEN)

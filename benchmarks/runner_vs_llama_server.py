@@ -233,7 +233,7 @@ def llama_bench_tg(exe: Path, model: Path, threads: int, flash_attn: str) -> flo
 
 
 async def main_async(a: argparse.Namespace) -> dict:
-    from mullama.assets import default_model_path
+    from mullama.models.assets import default_model_path
 
     model = Path(a.model) if a.model else default_model_path()
     tools = build_tools(["llama-server", "llama-bench"])

@@ -155,7 +155,7 @@ async def swap_latency(a: argparse.Namespace, session: aiohttp.ClientSession) ->
 
 
 async def main_async(a: argparse.Namespace) -> dict:
-    from mullama.assets import default_model_path
+    from mullama.models.assets import default_model_path
 
     if a.only == "swap":
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:

@@ -2,7 +2,7 @@
 
 Everything heavy runs in C++ with the GIL released: loading, decoding,
 sampling, generation, embeddings, fit and quantisation. Errors are the typed
-exceptions of :mod:`mullama.errors`.
+exceptions of :mod:`mullama.core.errors`.
 
     >>> from mullama import engine
     >>> with engine.Model(path, engine.ModelParams(n_gpu_layers=0)) as model:
@@ -73,6 +73,16 @@ def set_llama_log_level(level: str | int) -> None:
         except KeyError:
             raise ValueError(f"unknown log level {level!r}") from None
     _engine.set_log_sink(_sink, int(level))
+
+
+def follow_log_level(level: str) -> None:
+    """llama.cpp's threshold for a process logging at ``level`` (``core.logs.configure``): its info lines
+    are load-time chatter, so they show at "debug" only; above that, warnings and worse."""
+    numeric = logging.getLevelName(level.upper())
+    if isinstance(numeric, int) and numeric <= logging.DEBUG:
+        set_llama_log_level("debug")
+    else:
+        set_llama_log_level(max(level.lower(), "warning", key=lambda name: logging.getLevelName(name.upper())))
 
 
 set_llama_log_level("warning")

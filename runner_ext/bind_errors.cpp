@@ -1,4 +1,4 @@
-// mullama::Error -> the Python class of the same kind in mullama.errors.
+// mullama::Error -> the Python class of the same kind in mullama.core.errors.
 #include <new>
 
 #include "bindings.h"
@@ -44,9 +44,9 @@ bool call_progress(py::handle fn, float value) {
 }
 
 void register_errors(py::module_ & m) {
-    // Resolved once; mullama.errors never needs the extension, so no cycle.
+    // Resolved once; mullama.core.errors never needs the extension, so no cycle.
     // Leaked on purpose: a static py::object would be released after the interpreter.
-    static auto * classes = new py::object(py::module_::import("mullama.errors").attr("ENGINE_ERRORS"));
+    static auto * classes = new py::object(py::module_::import("mullama.core.errors").attr("ENGINE_ERRORS"));
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);

@@ -1,5 +1,5 @@
 // Typed engine errors. C++ code throws these; bind_errors.cpp maps each kind
-// to its Python class in mullama.errors (the one place the mapping lives).
+// to its Python class in mullama.core.errors (the one place the mapping lives).
 #pragma once
 
 #include <stdexcept>

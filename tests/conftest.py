@@ -21,8 +21,8 @@ from mullama import engine
 
 @pytest.fixture(scope="session")
 def smollm_path() -> Path:
-    from mullama import assets
-    from mullama.errors import AssetError
+    from mullama.models import assets
+    from mullama.core.errors import AssetError
 
     try:
         return assets.default_model_path()

@@ -28,7 +28,7 @@ from typing import Any
 
 import psutil
 
-from mullama.errors import MullamaError
+from mullama.core.errors import MullamaError
 
 _PORT_LINE = re.compile(r"mullama serving on http://[^:]+:(\d+)")
 START_TIMEOUT = 120.0

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 import tomllib
 
-from mullama.errors import ConfigError
+from mullama.core.errors import ConfigError
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 NonNeg = Annotated[int, msgspec.Meta(ge=0)]

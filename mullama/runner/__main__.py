@@ -20,9 +20,10 @@ import sys
 import structlog
 from aiohttp import web
 
-from mullama import logs
-from mullama.runner.engine import RunnerEngine
+from mullama import engine
+from mullama.core import logs
 from mullama.runner.server import create_app
+from mullama.runner.service import RunnerService
 
 log = structlog.get_logger("mullama.runner")
 
@@ -49,9 +50,9 @@ async def watch_parent(parent: int) -> None:
 
 
 async def serve(args: argparse.Namespace, token: str) -> None:
-    engine = RunnerEngine(max_queue=args.max_queue, repeat_limit=args.repeat_limit,
-                          stream_interval_ms=args.stream_interval_ms)
-    app = create_app(engine, token)
+    service = RunnerService(max_queue=args.max_queue, repeat_limit=args.repeat_limit,
+                            stream_interval_ms=args.stream_interval_ms)
+    app = create_app(service, token)
     # Signals first: a SIGTERM that arrives right after the port line still drains.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -68,7 +69,7 @@ async def serve(args: argparse.Namespace, token: str) -> None:
     watcher = asyncio.create_task(watch_parent(args.parent))
     await stop.wait()
     log.info("draining", timeout_s=args.drain_timeout)
-    await engine.drain(args.drain_timeout)
+    await service.drain(args.drain_timeout)
     watcher.cancel()
     await runner.cleanup()
     log.info("stopped")
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("MULLAMA_RUNNER_TOKEN is not set: the runner refuses to serve without a token")
     die_with_parent(args.parent)
     logs.configure(args.log_level, args.log_format)
+    engine.follow_log_level(args.log_level)
     asyncio.run(serve(args, token))
     return 0
 

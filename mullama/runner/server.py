@@ -2,7 +2,7 @@
 
 Every request needs ``Authorization: Bearer <MULLAMA_RUNNER_TOKEN>``. Errors are
 ``{"error": {"type", "message"}}`` with the status of the typed error
-(``mullama.errors``), mapped in ``error_middleware`` and nowhere else.
+(``mullama.core.errors``), mapped in ``error_middleware`` and nowhere else.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from mullama import protocol as wire
-from mullama.errors import ContextOverflow, InvalidArgument, InvalidGrammar, MullamaError
-from mullama.runner.engine import RunnerEngine, stats_of
+from mullama import wire
+from mullama.core.errors import ContextOverflow, InvalidArgument, InvalidGrammar, MullamaError
+from mullama.runner.params import stats_of
+from mullama.runner.service import RunnerService
 
 log = structlog.get_logger("mullama.runner")
 
-ENGINE = web.AppKey("engine", RunnerEngine)
+SERVICE = web.AppKey("service", RunnerService)
 MAX_BODY = 32 << 20
 #: Deepest nesting of ( ) groups a GBNF grammar may have: llama.cpp's grammar parser recurses once per
 #: level, and ~100k levels overflow the stack and kill the runner (see test_malformed_requests.py).
@@ -108,7 +109,7 @@ def check_completion(req: wire.CompletionRequest) -> None:
 
 
 async def health(request: web.Request) -> web.Response:
-    return _json(request.app[ENGINE].health())
+    return _json(request.app[SERVICE].health())
 
 
 def clamp_batch(params: wire.LoadParams) -> wire.LoadParams:
@@ -124,15 +125,15 @@ def clamp_batch(params: wire.LoadParams) -> wire.LoadParams:
 
 async def load(request: web.Request) -> web.Response:
     params = clamp_batch(await _body(request, wire.LoadParams))
-    return _json(await request.app[ENGINE].load(params))
+    return _json(await request.app[SERVICE].load(params))
 
 
 async def completion(request: web.Request) -> web.StreamResponse:
     req = await _body(request, wire.CompletionRequest)
     check_completion(req)
-    engine = request.app[ENGINE]
+    service = request.app[SERVICE]
     t0 = time.perf_counter()
-    stream = await engine.submit(req)
+    stream = await service.submit(req)
     final = None
     try:
         if not req.stream:
@@ -176,56 +177,56 @@ async def embedding(request: web.Request) -> web.Response:
     texts = [req.input] if isinstance(req.input, str) else req.input
     if not texts:
         raise InvalidArgument("input is empty")
-    engine = request.app[ENGINE]
-    n_ctx = engine.kv().cells_total  # the model's context: no input may be longer (its memory grows with it)
-    model = engine.model()
+    service = request.app[SERVICE]
+    n_ctx = service.kv().cells_total  # the model's context: no input may be longer (its memory grows with it)
+    model = service.model()
     for i, text in enumerate(texts):
         n = len(model.tokenize(text, True, False))
         if n > n_ctx:
             raise ContextOverflow(f"input[{i}] has {n} tokens but the context holds {n_ctx}")
-    vectors, n = await engine.embed(texts)
+    vectors, n = await service.embed(texts)
     return _json(wire.EmbeddingResult(embeddings=vectors, prompt_tokens=n))
 
 
 async def tokenize(request: web.Request) -> web.Response:
     req = await _body(request, wire.TokenizeRequest)
-    model = request.app[ENGINE].model()
+    model = request.app[SERVICE].model()
     return _json(wire.TokenizeResult(tokens=model.tokenize(req.content, req.add_special, req.parse_special)))
 
 
 async def detokenize(request: web.Request) -> web.Response:
     req = await _body(request, wire.DetokenizeRequest)
-    return _json(wire.DetokenizeResult(content=request.app[ENGINE].model().detokenize(req.tokens)))
+    return _json(wire.DetokenizeResult(content=request.app[SERVICE].model().detokenize(req.tokens)))
 
 
 async def apply_template(request: web.Request) -> web.Response:
     req = await _body(request, wire.ApplyTemplateRequest)
     messages = [{"role": m.role, "content": m.content or ""} for m in req.messages]
-    prompt = request.app[ENGINE].model().apply_chat_template(messages, req.add_generation_prompt)
+    prompt = request.app[SERVICE].model().apply_chat_template(messages, req.add_generation_prompt)
     return _json(wire.ApplyTemplateResult(prompt=prompt))
 
 
 def _control(op: str):
     async def handler(request: web.Request) -> web.Response:
         req = await _body(request, wire.ControlRequest)
-        return _json(wire.ControlResult(id=req.id, ok=request.app[ENGINE].control(op, req.id)))
+        return _json(wire.ControlResult(id=req.id, ok=request.app[SERVICE].control(op, req.id)))
 
     return handler
 
 
 async def kv(request: web.Request) -> web.Response:
-    return _json(request.app[ENGINE].kv())
+    return _json(request.app[SERVICE].kv())
 
 
 async def stats(request: web.Request) -> web.Response:
-    return _json(request.app[ENGINE].stats())
+    return _json(request.app[SERVICE].stats())
 
 
-def create_app(engine: RunnerEngine, token: str) -> web.Application:
+def create_app(service: RunnerService, token: str) -> web.Application:
     if not token:
         raise ValueError("a runner token is required")
     app = web.Application(middlewares=[error_middleware, auth_middleware(token)], client_max_size=MAX_BODY)
-    app[ENGINE] = engine
+    app[SERVICE] = service
     app.router.add_get("/health", health)
     app.router.add_post("/load", load)
     app.router.add_post("/completion", completion)

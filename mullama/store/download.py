@@ -33,7 +33,7 @@ from pathlib import Path
 import aiohttp
 import filelock
 
-from mullama.errors import (
+from mullama.core.errors import (
     DigestMismatch,
     HubUnavailable,
     InsufficientStorage,
@@ -42,7 +42,7 @@ from mullama.errors import (
     PullNotFound,
     PullUnauthorized,
 )
-from mullama.units import format_size
+from mullama.core.units import format_size
 
 __all__ = ["FileJob", "check_space", "disk_free", "fetch", "lock_path", "partial_path", "sha256_file"]
 

@@ -13,8 +13,8 @@ import asyncio
 import os
 from dataclasses import dataclass
 
-from mullama.errors import HubUnavailable, PullError, PullForbidden, PullNotFound, PullUnauthorized
-from mullama.store.names import RemoteFile
+from mullama.core.errors import HubUnavailable, PullError, PullForbidden, PullNotFound, PullUnauthorized
+from mullama.models.names import RemoteFile
 
 __all__ = ["DEFAULT_ENDPOINT", "Hub", "Listing"]
 

@@ -26,8 +26,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from mullama.catalog import DEFAULT_PREFERENCE, Catalog, slugify, validate_name
-from mullama.errors import (
+from mullama.core.errors import (
     InsufficientStorage,
     InvalidArgument,
     InvalidModelName,
@@ -35,16 +34,21 @@ from mullama.errors import (
     MullamaError,
     PullError,
 )
-from mullama.store import download, manifest
-from mullama.store.hub import Hub
-from mullama.store.manifest import Manifest, ManifestFile
-from mullama.store.names import (
+from mullama.models import manifest
+from mullama.models.catalog import Catalog
+from mullama.models.manifest import Manifest, ManifestFile
+from mullama.models.names import (
+    DEFAULT_PREFERENCE,
     PullRef,
     RemoteFile,
     choose_files,
     family_for_repo,
     parse_pull_name,
+    slugify,
+    validate_name,
 )
+from mullama.store import download
+from mullama.store.hub import Hub
 
 __all__ = ["Plan", "Progress", "Store", "check_new_name"]
 

@@ -58,8 +58,8 @@ atexit.register(_kill_leftovers)
 
 
 def model_path() -> str:
-    from mullama.assets import default_model_path
-    from mullama.errors import AssetError
+    from mullama.models.assets import default_model_path
+    from mullama.core.errors import AssetError
 
     try:
         return str(default_model_path())

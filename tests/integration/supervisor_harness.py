@@ -48,7 +48,7 @@ atexit.register(_kill_leftovers)
 
 
 def models_cache_dir() -> Path:
-    from mullama.assets import cache_dir
+    from mullama.models.assets import cache_dir
 
     return cache_dir() / "test-models"
 
@@ -56,7 +56,7 @@ def models_cache_dir() -> Path:
 def q8_variant() -> Path:
     """SmolLM2 Q8_0, made once (atomically) from the bundled Q4_1 with the engine's quantize."""
     from mullama import engine
-    from mullama.assets import default_model_path
+    from mullama.models.assets import default_model_path
 
     target = models_cache_dir() / "smollm2" / "SmolLM2-135M-Instruct.Q8_0.gguf"
     if target.exists():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from supervisor_harness import Server, base_settings
 
-from mullama import cli
+from mullama.cli import main as cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mullama.errors import TemplateError
+from mullama.core.errors import TemplateError
 
 SYSTEM = {"role": "system", "content": "You are terse."}
 USER = {"role": "user", "content": "Hello"}

@@ -61,7 +61,7 @@ def test_other_poolings_give_unit_vectors(smollm, pooling):
 
 
 def test_pooling_none_raises_engine_error(smollm):
-    from mullama.errors import EngineError
+    from mullama.core.errors import EngineError
 
     with engine.Context(smollm, ctx_params(n_ctx=512, embeddings=True, pooling="none")) as ctx:
         with pytest.raises(EngineError):

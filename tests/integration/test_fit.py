@@ -67,7 +67,7 @@ def test_fit_reports_host_last(smollm_path):
 
 def test_fit_errors_are_typed(tmp_path, tiny_path):
     import gguf_factory
-    from mullama.errors import CorruptModelFile, InvalidArgument, ModelFileNotFound
+    from mullama.core.errors import CorruptModelFile, InvalidArgument, ModelFileNotFound
 
     with pytest.raises(ModelFileNotFound):
         engine.fit(tmp_path / "missing.gguf")
@@ -87,7 +87,7 @@ def _overcommit_refuses_huge_allocations() -> bool:
 
 @pytest.mark.skipif(not _overcommit_refuses_huge_allocations(), reason="needs vm.overcommit_memory 0 or 2")
 def test_impossible_context_is_predicted_by_fit_and_raises_out_of_memory(smollm, smollm_path):
-    from mullama.errors import OutOfMemory
+    from mullama.core.errors import OutOfMemory
 
     n_ctx = 1 << 24  # the largest n_ctx accepted: a ~360 GiB KV cache for SmolLM2
     report = engine.fit(smollm_path, engine.ModelParams(), ctx_params(n_ctx=n_ctx))

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import MiB, cpu_params, ctx_params, decode_prompt
 from mullama import engine
-from mullama.errors import EngineClosed
+from mullama.core.errors import EngineClosed
 
 CYCLES = 20
 #: RSS growth allowed over 20 cycles, measured after two warm-up cycles.

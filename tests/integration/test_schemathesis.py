@@ -7,7 +7,7 @@ The run is bounded: ``EXAMPLES`` per operation in plain ``pytest`` (well under a
 costs a few tokens. Left out, each for a reason that is about the test, not the server:
 
 * ``GET /internal/events``: without ``follow=0`` it is a live event stream that never ends;
-  ``tests/unit/test_openapi_spec.py::test_events_is_an_event_stream`` checks its shape.
+  ``tests/unit/test_openapi_app.py::test_events_is_an_event_stream`` checks its shape.
 * ``POST /api/pull``, ``DELETE /api/delete``, ``POST /api/copy``: the model store's routes (another
   module's owner tests them against a local fake hub); generated names would try to reach a real hub,
   delete or copy model files in the models directory the rest of this run serves from.
@@ -29,7 +29,8 @@ from schemathesis.specs.openapi.checks import (
 )
 from supervisor_harness import Server, base_settings, q8_variant
 
-from mullama import openai, openapi_spec
+from mullama.http.openai import format as openai
+from mullama.http.openapi import spec as openapi_spec
 
 EXAMPLES = 30
 HEAVY_EXAMPLES = 10

@@ -173,8 +173,9 @@ async def test_keys_are_compared_in_constant_time_against_every_key(tmp_path: Pa
 
     from aiohttp.test_utils import TestClient, TestServer
 
-    from mullama import api, config
-    from mullama.app import create_app
+    from mullama import config
+    from mullama.http import middleware
+    from mullama.http.app import create_app
 
     calls: list[tuple[bytes, bytes]] = []
     compare = hmac.compare_digest
@@ -183,7 +184,7 @@ async def test_keys_are_compared_in_constant_time_against_every_key(tmp_path: Pa
         calls.append((a, b))
         return compare(a, b)
 
-    monkeypatch.setattr(api.hmac, "compare_digest", counting)
+    monkeypatch.setattr(middleware.hmac, "compare_digest", counting)
     keys = ("k-one", "k-two", "k-three")
     settings = config.Settings(models_dirs=(str(tmp_path),), bundled_model=False, api_keys=keys)
     client = TestClient(TestServer(create_app(settings)))

@@ -6,7 +6,7 @@ import pytest
 
 from helpers import ctx_params, decode_prompt, greedy_continue
 from mullama import engine
-from mullama.errors import InvalidArgument
+from mullama.core.errors import InvalidArgument
 
 N_BEFORE = 6  # tokens generated before the snapshot
 N_AFTER = 10  # tokens compared after it

@@ -9,115 +9,34 @@ shows up here as an exception rather than as a dict key nobody looked at.
 Every test stands alone (module-scoped server, no shared state beyond it); outputs are compared
 only under greedy decoding (temperature 0) or a fixed seed; max_tokens stays at 24 or below except
 in the disconnect test, whose generation must outlive the client.
+
+The errors (bad parameters and bodies, context overflow) and a client that goes away mid-stream are in
+``test_supervisor_openai_errors.py``; shared fixtures and helpers in ``openai_sdk_harness.py``.
 """
 
+# ruff: noqa: F811  (test parameters named after the fixtures imported from openai_sdk_harness)
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import math
-import struct
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from typing import Any
 
 import jsonschema
 import openai
 import pytest
-
-from supervisor_harness import Server, base_settings, q8_variant
-from supervisor_harness import assert_openai_error as _assert_openai_error
-
-DEFAULT = "smollm2:q4_1"
-Q8 = "smollm2:q8_0"
-HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
-STORY = [{"role": "user", "content": "Tell me a story about a dragon."}]
-#: an instruction SmolLM2 answers with a short, closed JSON object well inside 24 tokens
-JSON_PROMPT = [{"role": "user", "content": 'Reply with JSON: {"name": "Tom", "ok": true}'}]
-SCHEMA = {"type": "object",
-          "properties": {"name": {"type": "string", "maxLength": 8}, "ok": {"type": "boolean"}},
-          "required": ["name", "ok"], "additionalProperties": False}
-#: ~3000 tokens: more than the runner's whole 2048-token context (a slot may use all of it: the KV cache is
-#: unified across the 4 slots)
-TOO_LONG = "apple " * 3000
-SETTLE_S = 10.0
-#: well under the ~15 s the disconnect test's generation would take if nothing cancelled it
-DISCONNECT_SETTLE_S = 5.0
-
-
-# ---------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    q8_variant()
-    srv = Server(tmp_path_factory.mktemp("supervisor-openai"), base_settings())
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120) as c:
-        yield c
-
-
-@pytest.fixture
-async def aclient(server: Server):
-    """Per test: the async client's connections belong to the test's own event loop."""
-    async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0,
-                                  timeout=120) as c:
-        yield c
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _check_usage(usage: Any, max_tokens: int, finish: str | None) -> None:
-    assert usage is not None
-    assert usage.prompt_tokens > 0
-    assert 0 < usage.completion_tokens <= max_tokens
-    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
-    if finish == "length":
-        assert usage.completion_tokens == max_tokens
-
-
-def _raw_post(server: Server, path: str, data: bytes,
-              content_type: str = "application/json") -> tuple[int, Any]:
-    """POST bytes as they are (the harness's ``call`` always sends valid JSON)."""
-    req = urllib.request.Request(server.url + path, data=data, method="POST",
-                                 headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def _in_flight(server: Server) -> dict[str, int]:
-    status, body = server.call("GET", "/api/ps")
-    assert status == 200, body
-    return {row["name"]: row["in_flight"] for row in body["models"]}
-
-
-def _wait_idle(server: Server, timeout: float = SETTLE_S) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        counts = _in_flight(server)
-        if not any(counts.values()) or time.monotonic() > deadline:
-            return counts
-        time.sleep(0.1)
-
-
-def _decode_b64(text: str) -> list[float]:
-    raw = base64.b64decode(text)
-    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
-
+from openai_sdk_harness import (  # noqa: F401  (server, client and aclient are fixtures)
+    DEFAULT,
+    HELLO,
+    JSON_PROMPT,
+    Q8,
+    SCHEMA,
+    STORY,
+    _check_usage,
+    _decode_b64,
+    aclient,
+    client,
+    server,
+)
 
 # ---------------------------------------------------------------------- chat completions
 
@@ -396,88 +315,3 @@ def test_model_choice(client: openai.OpenAI, asked: str, served: str) -> None:
     assert resp.model == served
     assert resp.choices[0].message.content
 
-
-# ---------------------------------------------------------------------- errors through the SDK
-
-
-def test_unknown_model_is_not_found(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.NotFoundError) as info:
-        client.chat.completions.create(model="no-such-model", messages=HELLO, max_tokens=4)
-    assert info.value.status_code == 404
-    assert "no-such-model" in info.value.message
-
-
-def test_n_above_one_is_refused(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="smollm2", messages=HELLO, max_tokens=4, n=2)
-    assert info.value.param == "n"
-    assert "n=1" in info.value.message
-
-
-@pytest.mark.parametrize("param,value", [("temperature", 5), ("top_p", 1.5), ("presence_penalty", -3),
-                                         ("max_tokens", 0), ("seed", -2)])
-def test_out_of_range_parameter_is_named(client: openai.OpenAI, param: str, value: float) -> None:
-    with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="smollm2", messages=HELLO, **{param: value})
-    assert info.value.param == param
-    assert param in info.value.message
-    assert info.value.type == "invalid_request_error"
-
-
-def test_empty_messages_is_bad_request(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="smollm2", messages=[], max_tokens=4)
-    assert info.value.status_code == 400
-    assert info.value.param == "messages"
-
-
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"])
-@pytest.mark.parametrize("data", [b'{"model": "smollm2", "messages": [', b"not json at all", b"[1, 2]", b""],
-                         ids=["truncated", "garbage", "array", "empty"])
-def test_malformed_body_is_400_in_openai_shape(server: Server, path: str, data: bytes) -> None:
-    status, body = _raw_post(server, path, data)
-    assert status == 400
-    err = _assert_openai_error(body)
-    assert err["type"] == "invalid_request_error"
-
-
-def test_prompt_longer_than_the_context_is_400_and_serving_goes_on(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": TOO_LONG}],
-                                       max_tokens=4)
-    assert "context_length_exceeded" in (info.value.type, info.value.code)
-    assert "token" in info.value.message
-    with pytest.raises(openai.BadRequestError):
-        client.completions.create(model="smollm2", prompt=TOO_LONG, max_tokens=4)
-    with pytest.raises(openai.BadRequestError):
-        list(client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": TOO_LONG}],
-                                            max_tokens=4, stream=True))
-    resp = client.chat.completions.create(model="smollm2", messages=HELLO, max_tokens=4, temperature=0)
-    assert resp.choices[0].message.content
-
-
-def test_context_overflow_error_has_openais_type_and_code(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": TOO_LONG}],
-                                       max_tokens=4)
-    assert (info.value.type, info.value.code) == ("invalid_request_error", "context_length_exceeded")
-
-
-def test_stream_closed_by_the_client_frees_the_slot(server: Server, client: openai.OpenAI) -> None:
-    """The one place max_tokens is large: left alone this generation runs for ~15 s on 2 cores (2000 tokens,
-    end-of-sequence ignored), so a slot that is free again within DISCONNECT_SETTLE_S was freed by the
-    disconnect, not by the generation ending on its own."""
-    stream = client.chat.completions.create(model="smollm2", messages=STORY, max_tokens=2000, temperature=0,
-                                            stream=True, extra_body={"ignore_eos": True})
-    received = 0
-    for _ in stream:
-        received += 1
-        if received == 2:
-            break
-    stream.close()
-    assert received == 2
-    counts = _wait_idle(server, DISCONNECT_SETTLE_S)
-    assert not any(counts.values()), f"a slot is still held after the client went away: {counts}"
-    resp = client.chat.completions.create(model="smollm2", messages=HELLO, max_tokens=8, temperature=0)
-    assert resp.choices[0].message.content
-    assert not any(_wait_idle(server).values())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mullama.errors import InvalidArgument
+from mullama.core.errors import InvalidArgument
 
 ROUND_TRIP = [
     "Hello, world!",

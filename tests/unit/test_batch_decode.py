@@ -7,7 +7,7 @@ import pytest
 
 from helpers import ctx_params, decode_prompt, greedy, greedy_continue
 from mullama import engine
-from mullama.errors import ContextOverflow, InvalidArgument
+from mullama.core.errors import ContextOverflow, InvalidArgument
 
 
 def test_batch_add_returns_indices_and_tracks_length():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mullama import cli_bench
+from mullama.cli import bench as cli_bench
 from mullama.bench import memory, plots, report
 
 PNG = b"\x89PNG\r\n\x1a\n"

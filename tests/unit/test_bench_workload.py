@@ -12,7 +12,7 @@ import pytest
 
 from mullama.bench import trace, workload
 from mullama.bench.workload import WorkloadError
-from mullama.errors import MullamaError
+from mullama.core.errors import MullamaError
 
 WORKLOADS = Path(__file__).resolve().parents[2] / "benchmarks" / "workloads"
 

@@ -11,11 +11,12 @@ import gguf
 import numpy as np
 import pytest
 
-from mullama import catalog as catalog_mod
-from mullama.catalog import (
-    SYMLINK_ESCAPE, Catalog, ModelEntry, family_from_stem, quant_from_filename, slugify, validate_name,
-)
-from mullama.errors import InvalidModelName, ModelNotFound, ModelUnavailable
+from mullama.core.errors import InvalidModelName, ModelNotFound, ModelUnavailable
+from mullama.models import discovery
+from mullama.models.catalog import Catalog
+from mullama.models.discovery import SYMLINK_ESCAPE
+from mullama.models.entry import ModelEntry
+from mullama.models.names import family_from_stem, quant_from_filename, slugify, validate_name
 
 FT = gguf.LlamaFileType
 
@@ -370,13 +371,13 @@ def test_previous_reuses_unchanged_headers(tmp_path: Path, monkeypatch: pytest.M
     write_model(tmp_path / "b.gguf", FT.MOSTLY_Q8_0)
     (tmp_path / "bad.gguf").write_text("x")
     calls: list[Path] = []
-    real = catalog_mod.read_header
+    real = discovery.read_header
 
     def counting(path, **kw):
         calls.append(path)
         return real(path, **kw)
 
-    monkeypatch.setattr(catalog_mod, "read_header", counting)
+    monkeypatch.setattr(discovery, "read_header", counting)
     first = Catalog.scan([tmp_path])
     assert len(calls) == 3
     second = Catalog.scan([tmp_path], previous=first)

@@ -15,7 +15,7 @@ PRELUDE = """
 import os, sys, tempfile
 import gguf_factory
 from mullama import engine
-from mullama.errors import EngineError, InvalidArgument
+from mullama.core.errors import EngineError, InvalidArgument
 tmp = tempfile.mkdtemp()
 path = str(gguf_factory.write_tiny_llama(os.path.join(tmp, "tiny.gguf")))
 cp = lambda **kw: engine.ContextParams(n_threads=2, n_threads_batch=2, **kw)

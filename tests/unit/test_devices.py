@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from mullama import devices
-from mullama.devices import FAKE_GPUS_ENV, Devices, Gpu, Host
-from mullama.errors import ConfigError
+from mullama.hardware import devices
+from mullama.hardware.devices import FAKE_GPUS_ENV, Devices, Gpu, Host
+from mullama.core.errors import ConfigError
 
 GiB = 1 << 30
 

@@ -6,7 +6,7 @@ import pytest
 
 from helpers import ctx_params, greedy
 from mullama import engine
-from mullama.errors import ContextOverflow
+from mullama.core.errors import ContextOverflow
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import greedy
 from mullama import engine
-from mullama.errors import InvalidGrammar, InvalidSchema
+from mullama.core.errors import InvalidGrammar, InvalidSchema
 
 BAD_GBNF = {
     "unclosed group": "root ::= (",
@@ -97,9 +97,9 @@ def test_grammar_that_only_accepts_the_empty_string_stops_at_once(tiny_ctx, tiny
 def test_the_runner_refuses_grammars_that_would_overflow_its_stack(grammar: str, fragment: str) -> None:
     """llama.cpp's grammar code recurses per nesting level and per rule of a chain; 120 000 chained
     rules segfaulted a runner. These are refused before they reach it."""
-    from mullama import protocol
-    from mullama.errors import InvalidGrammar
+    from mullama import wire
+    from mullama.core.errors import InvalidGrammar
     from mullama.runner.server import check_completion
 
     with pytest.raises(InvalidGrammar, match=fragment):
-        check_completion(protocol.CompletionRequest(prompt="x", grammar=grammar))
+        check_completion(wire.CompletionRequest(prompt="x", grammar=grammar))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from mullama.app import install_hooks
-from mullama.observe import Observer
+from mullama.observe.hooks import install_hooks
+from mullama.observe.events import Observer
 
 
 async def test_a_setup_function_registers_callbacks_and_receives_events(tmp_path, monkeypatch):

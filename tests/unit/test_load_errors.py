@@ -9,12 +9,8 @@ import pytest
 import gguf_factory
 from helpers import cpu_params
 from mullama import engine
-from mullama.errors import (
-    CorruptModelFile,
-    InvalidModelFile,
-    ModelFileNotFound,
-    OperationAborted,
-    UnsupportedModel,
+from mullama.core.errors import (
+    CorruptModelFile, InvalidModelFile, ModelFileNotFound, OperationAborted, UnsupportedModel,
 )
 
 

@@ -40,7 +40,7 @@ def test_error_level_suppresses_info_and_warning_lines(caplog, tiny_path):
 
 
 def test_error_level_still_forwards_errors(caplog, tiny_path, tmp_path):
-    from mullama.errors import CorruptModelFile
+    from mullama.core.errors import CorruptModelFile
 
     bad = gguf_factory.write_truncated(tiny_path, tmp_path / "cut.gguf", "data")
     caplog.set_level(logging.DEBUG, logger="llama.cpp")

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import cpu_params, ctx_params, greedy
 from mullama import engine
-from mullama.errors import InvalidArgument
+from mullama.core.errors import InvalidArgument
 
 # ---------------------------------------------------------------- construction-time checks
 
@@ -184,7 +184,7 @@ def test_token_to_piece_out_of_range(tiny_model):
 
 
 def test_embed_arguments(tiny_model, tiny_ctx):
-    from mullama.errors import ContextOverflow
+    from mullama.core.errors import ContextOverflow
 
     with pytest.raises(InvalidArgument, match="embeddings=True"):
         tiny_ctx.embed([[1, 5]])

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from mullama import protocol
-from mullama.devices import Devices, Gpu, Host
-from mullama.errors import ConfigError, NoFit
-from mullama.placement import ModelCost, Placement, cost_from_fit, plan
-from mullama.units import format_size
+from mullama import wire
+from mullama.hardware.devices import Devices, Gpu, Host
+from mullama.core.errors import ConfigError, NoFit
+from mullama.hardware.placement import ModelCost, Placement, cost_from_fit, plan
+from mullama.core.units import format_size
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -368,8 +368,8 @@ def test_model_cost_total_and_validation():
                   compute_gpu=0, compute_cpu=0)
 
 
-def _dev(type_: str, context: int, compute: int, name: str = "CUDA0") -> protocol.DeviceMemory:
-    return protocol.DeviceMemory(device=name, description=name, type=type_, free=8 * GiB, total=8 * GiB,
+def _dev(type_: str, context: int, compute: int, name: str = "CUDA0") -> wire.DeviceMemory:
+    return wire.DeviceMemory(device=name, description=name, type=type_, free=8 * GiB, total=8 * GiB,
                                  model=0, context=context, compute=compute)
 
 

@@ -1,54 +1,36 @@
-"""Scheduling policies: ordering tables, fairness, rotation, victims, make_policy, and a property test."""
+"""Scheduling policies: ordering tables, round-robin fairness and rotation, queue bookkeeping, and a
+property test that order() is exactly the queue."""
 
 from __future__ import annotations
 
 import itertools
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from mullama.errors import ConfigError
-from mullama.policies import (
-    MAX_PREEMPTIONS, POLICIES, BasePolicy, FifoPolicy, Policy, PreemptivePolicy, PriorityPolicy, Request,
-    RoundRobinPolicy, make_policy, transfer, urgency,
+from policy_helpers import (
+    EXAMPLE_SPEC,
+    MODELS,
+    NOW,
+    USERS,
+    all_policies,
+    example_importable,  # noqa: F401 (an autouse fixture)
+    filled,
+    ids,
+    reqs,
 )
 
-HERE = Path(__file__).parent
-EXAMPLE = HERE / "example_policy.py"
-DOC = HERE.parent.parent / "docs" / "scheduling.md"
-EXAMPLE_SPEC = "example_policy:ShortestPromptFirst"
-NOW = 1000.0
-
-
-@pytest.fixture(autouse=True)
-def example_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The example policy is imported by path, as a user's module on PYTHONPATH would be."""
-    monkeypatch.syspath_prepend(str(HERE))
-
-
-def reqs(*rows: dict[str, Any]) -> list[Request]:
-    """Requests from table rows; ``id`` defaults to r<i> and ``seq`` to the row index."""
-    return [Request(**{"id": f"r{i}", "model": "m", "user": "u", "seq": i, **row})
-            for i, row in enumerate(rows)]
-
-
-def filled(policy: Policy, rows: list[Request]) -> Policy:
-    for r in rows:
-        policy.add(r)
-    return policy
-
-
-def ids(policy: Policy, now: float = NOW) -> list[str]:
-    return [r.id for r in policy.order(now)]
-
-
-def all_policies() -> list[Policy]:
-    return [cls() for cls in POLICIES.values()] + [make_policy(EXAMPLE_SPEC)]
-
+from mullama.serving.policies import (
+    POLICIES,
+    FifoPolicy,
+    Policy,
+    PriorityPolicy,
+    Request,
+    RoundRobinPolicy,
+    make_policy,
+    transfer,
+)
 
 # ---------------------------------------------------------------- ordering tables
 
@@ -230,193 +212,9 @@ def test_transfer_moves_the_queue_in_the_old_order() -> None:
     assert ids(new) == ["r1", "r0", "r2"]  # b joined the rotation first, as the old order had it
 
 
-# ---------------------------------------------------------------- victims
-
-
-def running(*rows: dict[str, Any]) -> list[Request]:
-    return [Request(**{"id": f"run{i}", "model": "m", "user": "u", "seq": 10 + i, **row})
-            for i, row in enumerate(rows)]
-
-
-VICTIM_TABLE = [
-    # urgent, running, expected victim id (None: let it wait)
-    ({"priority": 5}, [], None),
-    ({"priority": 5}, [{"priority": 5}, {"priority": 7}], None),  # nothing lower
-    ({}, [{}, {}], None),  # equal urgency never preempts
-    ({"priority": 5}, [{"priority": 0}, {"priority": -1}, {"priority": 3}], "run1"),  # lowest priority
-    ({"priority": 1}, [{}, {}, {"deadline": 50.0}], "run1"),  # no deadline, then most recent arrival
-    ({"priority": 1}, [{"deadline": 30.0}, {"deadline": 40.0}], "run1"),  # latest deadline
-    ({"priority": 1}, [{"deadline": 40.0, "seq": 1}, {"deadline": 40.0, "seq": 2}], "run1"),
-    # equal priority: only for a sooner deadline than theirs (none counts as latest)
-    ({"deadline": 10.0}, [{}], "run0"),
-    ({"deadline": 10.0}, [{"deadline": 20.0}], "run0"),
-    ({"deadline": 10.0}, [{"deadline": 10.0}], None),
-    ({"deadline": 10.0}, [{"deadline": 5.0}], None),
-    ({}, [{"deadline": 10.0}], None),
-    ({"deadline": 10.0}, [{"priority": -1, "deadline": 5.0}, {"deadline": 20.0}], "run0"),  # priority first
-    ({"deadline": 10.0, "priority": -1}, [{}], None),  # a deadline does not beat a priority
-    # starvation guard
-    ({"priority": 5}, [{"preemptions": MAX_PREEMPTIONS}], None),
-    ({"priority": 5}, [{"preemptions": MAX_PREEMPTIONS - 1}], "run0"),
-    ({"priority": 5}, [{"priority": 0, "preemptions": MAX_PREEMPTIONS}, {"priority": 1}], "run1"),
-    ({"priority": 5}, [{"priority": 0, "preemptions": 7}, {"priority": 1, "preemptions": 3}], None),
-    # a paused-and-resumed request is a victim like any other while under the guard
-    ({"priority": 5}, [{"paused": True, "preemptions": 1}, {"priority": 1}], "run0"),
-]
-
-
-@pytest.mark.parametrize("urgent, run, expected", VICTIM_TABLE)
-def test_preemptive_victim(urgent: dict[str, Any], run: list[dict[str, Any]], expected: str | None) -> None:
-    urgent_req = Request(**{"id": "urgent", "model": "m", "user": "u", "seq": 99, **urgent})
-    chosen = PreemptivePolicy().victim(urgent_req, running(*run), NOW)
-    assert (chosen.id if chosen else None) == expected
-
-
-@pytest.mark.parametrize("name", ["fifo", "round_robin", "priority", EXAMPLE_SPEC])
-def test_non_preemptive_policies_never_pick_a_victim(name: str) -> None:
-    urgent = Request(id="urgent", model="m", user="u", priority=1000, deadline=1.0, seq=99)
-    run = running({"priority": -1000}, {})
-    policy = make_policy(name)
-    policy.add(urgent)
-    assert policy.victim(urgent, run, NOW) is None
-
-
-def test_preemption_and_order_agree() -> None:
-    """What the priority order puts ahead is never paused for what it puts behind (no ping-pong)."""
-    rows = reqs({}, {"deadline": 5.0}, {"priority": 1}, {"paused": True}, {"deadline": 5.0, "paused": True},
-                {"priority": -1, "deadline": 1.0}, {"deadline": 9.0, "paused": True})
-    policy = filled(PreemptivePolicy(), rows)
-    ordered = list(policy.order(NOW))
-    for i, first in enumerate(ordered):
-        for later in ordered[i + 1:]:
-            assert policy.victim(later, [first], NOW) is None, (later.id, first.id)
-
-
-# ---------------------------------------------------------------- make_policy
-
-
-@pytest.mark.parametrize("spec, cls", [
-    ("fifo", FifoPolicy), ("round_robin", RoundRobinPolicy), ("priority", PriorityPolicy),
-    ("preemptive", PreemptivePolicy), ("  FIFO ", FifoPolicy), ("round-robin", RoundRobinPolicy),
-    ("Round_Robin", RoundRobinPolicy), ("mullama.policies:PriorityPolicy", PriorityPolicy),
-    (" mullama.policies:PreemptivePolicy ", PreemptivePolicy),
-])
-def test_make_policy(spec: str, cls: type) -> None:
-    policy = make_policy(spec)
-    assert type(policy) is cls
-    assert policy.name == cls.name
-    assert make_policy(spec) is not policy  # a fresh one each time: no shared queue
-
-
-def test_make_policy_by_import_path_loads_the_example() -> None:
-    policy = make_policy(EXAMPLE_SPEC)
-    assert type(policy).__name__ == "ShortestPromptFirst"
-    assert policy.name == "shortest_prompt"
-
-
-def test_registry() -> None:
-    assert list(POLICIES) == ["fifo", "round_robin", "priority", "preemptive"]
-    assert all(issubclass(cls, BasePolicy) and cls.name == name for name, cls in POLICIES.items())
-    with pytest.raises(TypeError):
-        POLICIES["mine"] = FifoPolicy  # type: ignore[index]
-
-
-BROKEN_MODULES = {
-    "raises": "1 / 0\n",
-    "syntax": "def broken(:\n",
-    "imports_missing": "import mullama_no_such_dependency_zz\n",
-    "classes": '''
-class NeedsArgs:
-    def __init__(self, size: int) -> None: ...
-class Explodes:
-    def __init__(self) -> None:
-        raise RuntimeError("no config for me")
-class NoVictim:
-    name = "no_victim"
-    def add(self, req): ...
-    def remove(self, req, dispatched): ...
-    def order(self, now): return iter(())
-class Nameless:
-    def add(self, req): ...
-    def remove(self, req, dispatched): ...
-    def order(self, now): return iter(())
-    def victim(self, urgent, running, now): return None
-class NotMethods:
-    name = ""
-    add = remove = order = victim = 3
-def factory():
-    return NoVictim()
-VALUE = 42
-''',
-}
-
-MAKE_POLICY_ERRORS = [
-    ("", r"expected a policy name \(fifo, round_robin, priority, preemptive\) or 'package\.module:Class', "
-         r"got ''"),
-    ("   ", r"expected a policy name .* got '   '"),
-    (None, r"expected a policy name .* got None"),
-    ("fifoo", r"unknown policy 'fifoo' \(did you mean 'fifo'\?\); "
-              r"known: fifo, round_robin, priority, preemptive"),
-    ("roundrobin", r"did you mean 'round_robin'\?"),
-    ("lottery", r"^scheduler: unknown policy 'lottery'; known: fifo, round_robin, priority, preemptive, "
-                r"or 'package\.module:Class'$"),
-    ("mypkg.policies.Mine", r"unknown policy 'mypkg\.policies\.Mine' \(a custom policy is written "
-                            r"'package\.module:Class'\)"),
-    ("a:b:c", r"'a:b:c' is not a valid import path; expected 'package\.module:Class'"),
-    (":Cls", r"is not a valid import path"),
-    ("mod:", r"is not a valid import path"),
-    ("mod:Cls()", r"is not a valid import path"),
-    ("1mod:Cls", r"is not a valid import path"),
-    ("mod..sub:Cls", r"is not a valid import path"),
-    ("mullama_no_such_module_zz:Cls", r"cannot import 'mullama_no_such_module_zz' for policy "
-                                      r"'mullama_no_such_module_zz:Cls': "
-                                      r"No module named 'mullama_no_such_module_zz'"),
-    ("mullama.no_such_module_zz:Cls", r"cannot import 'mullama\.no_such_module_zz'.*No module named"),
-    ("pol_raises:Cls", r"importing 'pol_raises' for policy 'pol_raises:Cls' failed: "
-                       r"ZeroDivisionError: division"),
-    ("pol_syntax:Cls", r"importing 'pol_syntax' .* failed: SyntaxError"),
-    ("pol_imports_missing:Cls", r"cannot import 'pol_imports_missing' .*No module named "
-                                r"'mullama_no_such_dependency_zz'"),
-    ("mullama.policies:Nope", r"'mullama\.policies' has no attribute 'Nope' "
-                              r"\(policy 'mullama\.policies:Nope'\)"),
-    ("mullama.policies:FifoPolicy.nope", r"'mullama\.policies\.FifoPolicy' has no attribute 'nope'"),
-    ("mullama.policies:MAX_PREEMPTIONS", r"'mullama\.policies:MAX_PREEMPTIONS' is a int, not a policy class"),
-    ("mullama.policies:Request", r"creating 'mullama\.policies:Request' with no arguments failed: TypeError"),
-    ("pol_classes:NeedsArgs", r"creating 'pol_classes:NeedsArgs' with no arguments failed: "
-                              r"TypeError: .*size"),
-    ("pol_classes:Explodes", r"failed: RuntimeError: no config for me"),
-    ("pol_classes:NoVictim", r"'pol_classes:NoVictim' is not a policy: it lacks victim \(a policy has"),
-    ("pol_classes:factory", r"'pol_classes:factory' is a function, not a policy class"),
-    ("pol_classes:Nameless", r"it lacks name \("),
-    ("pol_classes:NotMethods", r"it lacks name, add, remove, order, victim \("),
-    ("pol_classes:VALUE", r"is a int, not a policy class"),
-]
-
-
-@pytest.mark.parametrize("spec, message", MAKE_POLICY_ERRORS)
-def test_make_policy_errors(spec: Any, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, text in BROKEN_MODULES.items():
-        (tmp_path / f"pol_{name}.py").write_text(text)
-        monkeypatch.delitem(sys.modules, f"pol_{name}", raising=False)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ConfigError, match=message) as info:
-        make_policy(spec)
-    assert str(info.value).startswith("scheduler: ")
-    assert info.value.status == 400
-
-
-# ---------------------------------------------------------------- the documented example
-
-
-def test_example_policy_is_short_and_shown_verbatim_in_the_docs() -> None:
-    text = EXAMPLE.read_text()
-    assert len(text.splitlines()) < 50
-    assert f"```python\n{text}```" in DOC.read_text()
-
 
 # ---------------------------------------------------------------- property: order() is exactly the queue
 
-MODELS, USERS = ["x", "y", "z"], ["a", "b", "c", "d"]
 OPS = st.lists(st.one_of(
     st.tuples(st.just("add"), st.sampled_from(MODELS), st.sampled_from(USERS), st.integers(-2, 2),
               st.one_of(st.none(), st.floats(0, 50)), st.integers(0, 5000)),
@@ -478,22 +276,3 @@ def check_shape(policy: Policy, order: list[Request], now: float) -> None:
             for user in users:
                 mine = [(not r.paused, r.seq) for r in line if r.user == user]
                 assert mine == sorted(mine)  # FIFO within a user, paused first
-
-
-REQUEST = st.builds(Request, id=st.uuids().map(str), model=st.just("m"), user=st.sampled_from(USERS),
-                    priority=st.integers(-3, 3),
-                    deadline=st.one_of(st.none(), st.sampled_from([1.0, 2.0, 3.0])),
-                    seq=st.integers(0, 10_000), paused=st.booleans(), preemptions=st.integers(0, 5))
-
-
-@settings(max_examples=300, deadline=None)
-@given(urgent=REQUEST, run=st.lists(REQUEST, max_size=8))
-def test_victim_is_the_least_urgent_eligible(urgent: Request, run: list[Request]) -> None:
-    chosen = PreemptivePolicy().victim(urgent, run, NOW)
-    eligible = [r for r in run if r.preemptions < MAX_PREEMPTIONS and urgency(r) < urgency(urgent)]
-    if not eligible:
-        assert chosen is None
-        return
-    assert chosen is not None and any(chosen is r for r in eligible)
-    assert urgency(chosen) == min(urgency(r) for r in eligible)
-    assert chosen.seq == max(r.seq for r in eligible if urgency(r) == urgency(chosen))

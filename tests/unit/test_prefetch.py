@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mullama.errors import ConfigError
-from mullama.prefetch import PREDICTORS, MarkovPredictor, Predictor, make_predictor
+from mullama.core.errors import ConfigError
+from mullama.serving.prefetch import PREDICTORS, MarkovPredictor, Predictor, make_predictor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from prefetch_trace import make_trace  # noqa: E402

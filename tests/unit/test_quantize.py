@@ -9,13 +9,8 @@ import pytest
 import gguf_factory
 from helpers import cpu_params, ctx_params, greedy
 from mullama import engine
-from mullama.errors import (
-    CorruptModelFile,
-    EngineError,
-    InvalidArgument,
-    InvalidModelFile,
-    ModelFileNotFound,
-    OperationAborted,
+from mullama.core.errors import (
+    CorruptModelFile, EngineError, InvalidArgument, InvalidModelFile, ModelFileNotFound, OperationAborted,
 )
 
 

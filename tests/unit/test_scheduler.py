@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from mullama import errors
-from mullama.policies import Request, make_policy
-from mullama.scheduler import Scheduler
+from mullama.core import errors
+from mullama.serving.policies import Request, make_policy
+from mullama.serving.scheduler import Scheduler
 
 
 class Effects:

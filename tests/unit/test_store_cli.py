@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from mullama import cli, cli_client
-from mullama.cli_store import _Display
-from mullama.errors import InvalidArgument
+from mullama.cli import main as cli, client as cli_client
+from mullama.cli.store import _Display
+from mullama.core.errors import InvalidArgument
 
 ORIGIN = {
     "name": "org/repo:q4_k_m",
@@ -104,7 +104,7 @@ def test_serve_model_flags_are_checked(
 
 
 def test_serve_model_without_slash_is_the_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mullama import app
+    from mullama.http import app
 
     seen = {}
     monkeypatch.setattr(app, "main_serve", lambda settings: seen.setdefault("s", settings) and 0)

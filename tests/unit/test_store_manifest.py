@@ -10,17 +10,14 @@ import gguf
 import numpy as np
 import pytest
 
-from mullama.catalog import Catalog
-from mullama.errors import (
-    InsufficientStorage,
-    InvalidArgument,
-    InvalidModelName,
-    InvalidState,
-    ModelNotFound,
+from mullama.models.catalog import Catalog
+from mullama.core.errors import (
+    InsufficientStorage, InvalidArgument, InvalidModelName, InvalidState, ModelNotFound,
 )
-from mullama.store import download, manifest
+from mullama.store import download
+from mullama.models import manifest
 from mullama.store.hub import Hub
-from mullama.store.manifest import Manifest, ManifestFile
+from mullama.models.manifest import Manifest, ManifestFile
 from mullama.store.store import Store, check_new_name
 
 FT = gguf.LlamaFileType
@@ -147,7 +144,7 @@ def store(models: Path) -> Store:
 
 
 def test_present_checks_the_files(models: Path) -> None:
-    from mullama.store.names import parse_pull_name
+    from mullama.models.names import parse_pull_name
 
     m = pulled(models)
     s = store(models)

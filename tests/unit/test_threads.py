@@ -8,7 +8,7 @@ import pytest
 
 from helpers import cpu_params, ctx_params, greedy
 from mullama import engine
-from mullama.errors import EngineClosed
+from mullama.core.errors import EngineClosed
 
 PROMPT = [1, 259, 264, 107, 263]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mullama import units
-from mullama.units import FOREVER, format_duration, format_size, parse_duration, parse_size
+from mullama.core import units
+from mullama.core.units import FOREVER, format_duration, format_size, parse_duration, parse_size
 
 
 @pytest.mark.parametrize("text, seconds", [

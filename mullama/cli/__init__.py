@@ -1,0 +1,1 @@
+"""The ``mullama`` command: ``main.py`` builds the parser; one module per group of verbs."""

@@ -1,0 +1,18 @@
+"""The settings: one typed, frozen schema (``schema.py``) read once from its sources (``sources.py``).
+
+Import from here: ``from mullama.config import Settings, load_settings, model_settings``.
+"""
+
+from mullama.config.schema import (
+    CACHE_TYPES,
+    SETTING_NAMES,
+    ModelSettings,
+    RunnerConfig,
+    Settings,
+    is_loopback,
+    load_settings,
+    model_settings,
+)
+
+__all__ = ["CACHE_TYPES", "SETTING_NAMES", "ModelSettings", "RunnerConfig", "Settings", "is_loopback",
+           "load_settings", "model_settings"]

@@ -1,0 +1,365 @@
+"""The server's settings: one typed schema, read once as defaults ← TOML file ← MULLAMA_* env ← flags.
+
+Every other module gets a frozen ``Settings`` (and, per model, a resolved ``RunnerConfig``) and never
+looks at a file or the environment again, so a setting means the same thing everywhere and a bad one
+fails at start with a message naming where it came from: ``MULLAMA_PORT: ...``, ``--port: ...`` or
+``/etc/mullama.toml: models.smollm2.n_ctx: ...``. Reading is pure apart from the file and ``~``
+expansion; the environment is a parameter so tests never touch ``os.environ``.
+
+This module holds the schema, the checks the types alone do not make and the entry points; reading
+each source into a normalised layer is ``sources.py``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from mullama.config.sources import (
+    INT_RANGES,
+    LOWERCASE,
+    MAPPINGS,
+    Schema,
+    env_layer,
+    file_layer,
+    flag_layer,
+    normalize_layer,
+    range_text,
+)
+from mullama.core.errors import ConfigError
+
+FlashAttn = Literal["auto", "on", "off"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["console", "json"]
+
+#: KV-cache element types llama.cpp accepts for ``--cache-type-k/-v``.
+CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+
+
+class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Overrides for one model or family (``[models."family:variant"]``); None inherits the server value."""
+
+    path: str | None = None  # declare a model file outside the models dirs under this name
+    n_ctx: int | None = None
+    n_parallel: int | None = None
+    n_batch: int | None = None
+    n_ubatch: int | None = None
+    cache_type_k: str | None = None
+    cache_type_v: str | None = None
+    n_gpu_layers: int | None = None
+    tensor_split: tuple[float, ...] | None = None
+    threads: int | None = None
+    threads_batch: int | None = None
+    flash_attn: FlashAttn | None = None
+    keep_alive: float | None = None  # seconds; -1 forever, 0 unload when idle
+    require_full: bool | None = None  # refuse to load unless fully on GPU
+    pinned: bool = False  # never evicted (a family entry pins every variant)
+    preload: bool = False  # loaded at start
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every server-wide setting; see docs/configuration.md for the meaning of each."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    models_dirs: tuple[str, ...] = ("~/.mullama/models",)
+    bundled_model: bool = True
+    default_model: str | None = None
+    n_ctx: int = 8192
+    n_parallel: int = 4
+    n_batch: int = 2048
+    n_ubatch: int = 512
+    threads: int = 0
+    threads_batch: int = 0
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+    flash_attn: FlashAttn = "auto"
+    n_gpu_layers: int = -1
+    keep_alive: float = 300.0
+    max_loaded_models: int = 0
+    memory_budget: int | None = None
+    load_timeout: float = 300.0
+    drain_timeout: float = 30.0
+    prefetch: str = "markov"
+    prefetch_min_confidence: float = 0.6
+    prefetch_idle: float = 0.5
+    scheduler: str = "fifo"
+    max_queue: int = 512
+    max_queue_per_model: int = 128
+    api_keys: tuple[str, ...] = ()
+    allow_public: bool = False
+    max_body_bytes: int = 16 << 20
+    max_tokens_limit: int = 32768
+    max_messages: int = 2048
+    max_stop: int = 16
+    event_log: str | None = None
+    hooks: tuple[str, ...] = ()          # "module:function" each called at start with the Hooks registry
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "console"
+    aliases: Mapping[str, str] = {}
+    default_variants: Mapping[str, str] = {}
+    models: Mapping[str, ModelSettings] = {}
+
+    def __post_init__(self) -> None:
+        # frozen=True stops rebinding a field; read-only views stop editing a dict in place
+        for name in MAPPINGS:
+            value = getattr(self, name)
+            if not isinstance(value, types.MappingProxyType):
+                msgspec.structs.force_setattr(self, name, types.MappingProxyType(dict(value)))
+
+    def redacted(self) -> dict[str, Any]:
+        """JSON-able settings for logs and ``/internal/config``: api_keys replaced by their count."""
+        data: dict[str, Any] = {name: getattr(self, name) for name in self.__struct_fields__}
+        data["api_keys"] = len(self.api_keys)
+        data["aliases"], data["default_variants"] = dict(self.aliases), dict(self.default_variants)
+        data["models"] = {
+            key: {f: v for f, v in msgspec.structs.asdict(entry).items() if v is not None and v is not False}
+            for key, entry in self.models.items()
+        }
+        return typing.cast(dict[str, Any], msgspec.json.decode(msgspec.json.encode(data)))
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """One model's effective settings, every field resolved (no None)."""
+
+    n_ctx: int
+    n_parallel: int
+    n_batch: int
+    n_ubatch: int
+    cache_type_k: str
+    cache_type_v: str
+    n_gpu_layers: int
+    tensor_split: tuple[float, ...]
+    threads: int
+    threads_batch: int
+    flash_attn: str
+    keep_alive: float
+    require_full: bool
+    pinned: bool
+    preload: bool
+
+
+# ---------------------------------------------------------------- field metadata
+
+#: The names ``load_settings`` accepts as flags (and as top-level TOML keys).
+SETTING_NAMES: frozenset[str] = frozenset(Settings.__struct_fields__)
+_RUNNER_FIELDS = tuple(RunnerConfig.__dataclass_fields__)
+_SCHEMA = Schema(Settings, ModelSettings)
+
+Where = Callable[[str], str]
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _convert(raw: Any, cls: type[msgspec.Struct], where: Where) -> Any:
+    """msgspec.convert with its error rewritten to name the source and the field."""
+    try:
+        return msgspec.convert(raw, cls)
+    except msgspec.ValidationError as exc:
+        message, _, path = str(exc).partition(" - at `$")
+        path = path.rstrip("`").lstrip(".").replace("[...]", "")
+        field = re.match(r"\w*", path).group()  # type: ignore[union-attr]
+        message = message.replace(" | null`", "`")  # `int | null`: TOML has no null, so say `int`
+        raise ConfigError(f"{where(field)}{path[len(field):]}: {message}") from None
+
+
+def _check_name(name: str, where: str) -> None:
+    """Model names and aliases become file lookups and URL parts: no path pieces, no blanks."""
+    bad = next((part for part in ("/", "\\", "..") if part in name), None)
+    if not name:
+        problem = "is empty"
+    elif bad:
+        problem = f"must not contain {bad!r}"
+    elif any(ch.isspace() or not ch.isprintable() for ch in name):
+        problem = "must not contain whitespace or control characters"
+    elif name.count(":") > 1 or name.startswith(":") or name.endswith(":"):
+        problem = "must be 'family' or 'family:variant'"
+    else:
+        return
+    raise ConfigError(f"{where}: invalid model name {name!r}: {problem}")
+
+
+def _check_entry(entry: msgspec.Struct, label: Where) -> None:
+    """Integer ranges and cache types, shared by Settings and ModelSettings."""
+    for name in entry.__struct_fields__:
+        value = getattr(entry, name)
+        low, high = INT_RANGES.get(name, (None, None))
+        if value is not None and low is not None and (value < low or (high is not None and value > high)):
+            raise ConfigError(f"{label(name)}: expected {range_text(name)}, got {value!r}")
+        if value is not None and name in LOWERCASE and value not in CACHE_TYPES:
+            raise ConfigError(f"{label(name)}: expected one of {', '.join(CACHE_TYPES)}, got {value!r}")
+
+
+def is_loopback(host: str) -> bool:
+    """True for "localhost" and loopback addresses (127.0.0.0/8, ::1, ::ffff:127.x.y.z)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def _check(s: Settings, where: Where) -> None:
+    """Everything the types alone do not say; messages name the source of the offending value."""
+    _check_entry(s, where)
+    if s.n_ubatch > s.n_batch:
+        raise ConfigError(f"{where('n_ubatch')}: n_ubatch ({s.n_ubatch}) must not exceed n_batch "
+                          f"({s.n_batch}, from {where('n_batch')})")
+    for name, value in (("load_timeout", s.load_timeout), ("drain_timeout", s.drain_timeout)):
+        if value <= 0:
+            raise ConfigError(f"{where(name)}: expected a positive duration, got {value!r}")
+    for name, size in (("memory_budget", s.memory_budget), ("max_body_bytes", s.max_body_bytes)):
+        if size is not None and size < 1:
+            raise ConfigError(f"{where(name)}: expected a positive size such as '8GiB', got {size!r}")
+    if not s.host or any(ch.isspace() for ch in s.host):
+        raise ConfigError(f"{where('host')}: expected a host name or address, got {s.host!r}")
+    if not s.scheduler.strip():
+        raise ConfigError(f"{where('scheduler')}: expected a policy name or 'module:Class', "
+                          f"got {s.scheduler!r}")
+    _check_prefetch(s, where)
+    for spec in s.hooks:
+        module, _, attr = spec.partition(":")
+        if not module or not attr:
+            raise ConfigError(f"{where('hooks')}: {spec!r} is not 'module:function'")
+    for i, key in enumerate(s.api_keys):
+        if not key or any(ch.isspace() for ch in key):  # never echo a key: it may be a real secret
+            raise ConfigError(f"{where('api_keys')}: key #{i + 1} is empty or contains whitespace")
+    if any(not d for d in s.models_dirs):
+        raise ConfigError(f"{where('models_dirs')}: a directory is an empty string")
+    if s.default_model is not None:
+        _check_name(s.default_model, where("default_model"))
+    _check_names(s, where)
+    _check_models(s, where)
+    if not is_loopback(s.host) and not s.api_keys and not s.allow_public:
+        raise ConfigError(
+            f"{where('host')}: host {s.host!r} is not a loopback address and no api_keys are set, so anyone "
+            "who can reach it could use the server; set api_keys (MULLAMA_API_KEYS) or pass --allow-public "
+            "(MULLAMA_ALLOW_PUBLIC=1) to serve without keys")
+
+
+def _check_prefetch(s: Settings, where: Where) -> None:
+    """The predictor itself is resolved when the app starts (``prefetch.make_predictor``)."""
+    if not s.prefetch.strip():
+        raise ConfigError(f"{where('prefetch')}: expected 'none', a predictor name or "
+                          f"'package.module:Class', got {s.prefetch!r}")
+    if not 0 < s.prefetch_min_confidence <= 1:  # NaN fails this too
+        raise ConfigError(f"{where('prefetch_min_confidence')}: expected a number in (0, 1], "
+                          f"got {s.prefetch_min_confidence!r}")
+    if s.prefetch_idle < 0:  # parse_duration reads any negative as "forever", which means nothing here
+        raise ConfigError(f"{where('prefetch_idle')}: expected a duration >= 0, got a negative one")
+
+
+def _check_names(s: Settings, where: Where) -> None:
+    for alias, target in s.aliases.items():
+        label = f"{where('aliases')}.{alias}"
+        _check_name(alias, label)
+        _check_name(target, label)
+        if target == alias or target in s.aliases:
+            raise ConfigError(f"{label}: alias target {target!r} must be a model or family, not an alias")
+    for family, variant in s.default_variants.items():
+        label = f"{where('default_variants')}.{family}"
+        _check_name(f"{family}:{variant}", label)
+
+
+def _check_models(s: Settings, where: Where) -> None:
+    for key, entry in s.models.items():
+        base = f"{where('models')}.{key}"
+        _check_name(key, base)
+        _check_entry(entry, lambda name: f"{base}.{name}")
+        if entry.path is not None and not entry.path.strip():
+            raise ConfigError(f"{base}.path: expected a file path, got an empty string")
+        split = entry.tensor_split
+        if split is not None and (any(x < 0 for x in split) or sum(split) <= 0):
+            raise ConfigError(f"{base}.tensor_split: expected non-negative shares with a positive sum, "
+                              f"got {list(split)}")
+        target = s.aliases.get(key)
+        if target is not None and target in s.models:
+            raise ConfigError(f"{base}: {key!r} is an alias of {target!r}, which has its own [models] "
+                              "entry; keep one of the two")
+        name = target or key
+        resolved = model_settings(s, name, name.split(":", 1)[0])
+        if resolved.n_ubatch > resolved.n_batch:
+            raise ConfigError(f"{base}: n_ubatch ({resolved.n_ubatch}) must not exceed n_batch "
+                              f"({resolved.n_batch}) once server-wide values are applied")
+
+
+def _expand_paths(s: Settings) -> Settings:
+    models = {key: msgspec.structs.replace(entry, path=os.path.expanduser(entry.path)) if entry.path
+              else entry for key, entry in s.models.items()}
+    return msgspec.structs.replace(
+        s, models_dirs=tuple(os.path.expanduser(d) for d in s.models_dirs),
+        event_log=os.path.expanduser(s.event_log) if s.event_log else s.event_log, models=models)
+
+
+# ---------------------------------------------------------------- public entry points
+
+
+def load_settings(flags: Mapping[str, Any] | None = None, *, env: Mapping[str, str] | None = None,
+                  config_path: str | Path | None = None) -> Settings:
+    """Defaults ← TOML file (``config_path``, else ``$MULLAMA_CONFIG``) ← ``MULLAMA_*`` env ← ``flags``.
+
+    ``flags`` maps field names to values, None meaning "not given" (argparse defaults must be None).
+    Unknown ``MULLAMA_*`` variables are ignored: the runner and the tests use their own.
+    Raises ConfigError naming the source and the field of the first bad value.
+    """
+    env = os.environ if env is None else env
+    path = config_path if config_path is not None else (env.get("MULLAMA_CONFIG") or None)
+    layers = [file_layer(_SCHEMA, path, via_env=config_path is None)] if path else []
+    layers += [env_layer(_SCHEMA, env), flag_layer(_SCHEMA, flags or {})]
+    raw: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for values, where in layers:
+        normalize_layer(_SCHEMA, values, where)
+        raw.update(values)
+        origins.update(where)
+
+    def where_of(name: str) -> str:
+        return origins.get(name, f"{name} (default)")
+
+    for key, entry in (raw["models"].items() if isinstance(raw.get("models"), Mapping) else ()):
+        base = f"{where_of('models')}.{key}"
+        _convert(entry, ModelSettings, lambda name, base=base: f"{base}.{name}" if name else base)
+    settings = _expand_paths(_convert(raw, Settings, where_of))
+    _check(settings, where_of)
+    return settings
+
+
+def _overrides(settings: Settings, key: str) -> list[ModelSettings]:
+    """The [models] entries for ``key``: under its own name and under any alias of it."""
+    found = [settings.models[key]] if key in settings.models else []
+    found += [settings.models[alias] for alias, target in settings.aliases.items()
+              if target == key and alias in settings.models]
+    return found
+
+
+def model_settings(settings: Settings, name: str, family: str) -> RunnerConfig:
+    """``name``'s effective settings: "family:variant" overrides beat "family" overrides beat server-wide.
+
+    ``name`` may be an alias. ``pinned``/``preload`` are true if any matching entry sets them.
+    """
+    name = settings.aliases.get(name, name)
+    values: dict[str, Any] = {f: getattr(settings, f, None) for f in _RUNNER_FIELDS}
+    values.update(tensor_split=(), require_full=False, pinned=False, preload=False)
+    entries = _overrides(settings, family) + (_overrides(settings, name) if name != family else [])
+    for entry in entries:
+        for field in _RUNNER_FIELDS:
+            value = getattr(entry, field)
+            if field in ("pinned", "preload"):
+                values[field] = values[field] or value
+            elif value is not None:
+                values[field] = value
+    return RunnerConfig(**values)

@@ -1,0 +1,209 @@
+"""The views inside serving: ``/internal/*`` and ``/metrics``.
+
+``GET /internal/scheduler`` (policy, queue with positions, in-flight per model
+and slot, counters), ``POST /internal/scheduler`` (switch the policy at run
+time; queued requests carry over), ``GET /internal/models`` (lifecycle states,
+history, loads/evictions/crashes with durations, memory per device),
+``GET /internal/kv/{model}`` (the runner's slots and prefix-cache counters),
+``GET /internal/events`` (a live SSE stream of events) and ``GET /metrics``
+(Prometheus). Errors go through the error middleware like everywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from mullama.core import errors
+from mullama.http.keys import SUPERVISOR
+from mullama.http.shapes import SSE_HEADERS, decode_body, json_response
+from mullama.models.names import validate_name
+from mullama.serving.policies import POLICIES, make_policy
+from mullama.serving.runtime import Runtime
+from mullama.serving.supervisor import Supervisor
+
+log = structlog.get_logger("mullama.internal")
+
+_KV_TIMEOUT = 2.0
+
+
+async def _kv(rt: Runtime):
+    if not rt.serving:
+        return None
+    try:
+        return await asyncio.wait_for(rt.handle.client.kv(), _KV_TIMEOUT)
+    except (errors.MullamaError, TimeoutError):
+        return None
+
+
+async def scheduler_view(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    view = sup.scheduler.snapshot()
+    # in-flight requests get their runner slot from the runners' own KV views
+    models = [rt for m in view["running"] if (rt := sup.lifecycle.get(m)) is not None]
+    kvs = await asyncio.gather(*(_kv(rt) for rt in models))
+    for rt, kv in zip(models, kvs):
+        slots = {s.request_id: s.index for s in kv.slots if s.request_id} if kv else {}
+        for row in view["running"][rt.name]:
+            row["slot"] = slots.get(row["id"])
+    view["n_parallel"] = {rt.name: rt.config.n_parallel for rt in sup.lifecycle.all()}
+    return json_response(view)
+
+
+class _PolicyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    policy: str
+
+
+async def set_scheduler(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    body = decode_body(await request.read(), _PolicyBody, '{"policy": NAME}')
+    configured = sup.settings.scheduler
+    if ":" in body.policy and body.policy != configured:
+        # importing by path runs code: only the custom policy the operator configured may be named here
+        raise errors.InvalidArgument(
+            f"scheduler: only built-in policies ({', '.join(POLICIES)}) or the configured one ({configured!r}) "
+            "can be chosen at run time; a new custom policy must be set in the configuration")
+    try:
+        policy = make_policy(body.policy)
+    except errors.ConfigError as exc:
+        raise errors.InvalidArgument(str(exc)) from None
+    previous = sup.scheduler.policy.name
+    sup.scheduler.set_policy(policy)
+    await asyncio.sleep(0)  # let the scheduler task take it before we answer
+    return json_response({"policy": policy.name, "previous": previous})
+
+
+def model_view(sup: Supervisor, rt: Runtime) -> dict:
+    p = rt.placement
+    return {
+        "name": rt.name, "family": rt.entry.family, "variant": rt.entry.variant, "state": str(rt.state),
+        "progress": round(rt.progress, 3), "error": rt.error, "pinned": rt.config.pinned,
+        "pid": rt.handle.pid if rt.handle else None, "port": rt.handle.port if rt.handle else None,
+        "in_flight": rt.in_flight, "waiting": rt.waiting, "keep_alive": rt.keep_alive, "expires_at": rt.expires_at,
+        "memory": rt.memory,
+        "devices": [{"device": d.device, "type": d.type, "model": d.model, "context": d.context,
+                     "compute": d.compute} for d in rt.devices],
+        "placement": p.describe() if p else None, "n_ctx": rt.n_ctx, "crashes": rt.crashes,
+        "config": dict(rt.config.__dict__), "history": list(rt.history), "loads": list(rt.loads),
+    }
+
+
+async def models_view(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    return json_response({"models": [model_view(sup, rt) for rt in sup.lifecycle.all()],
+                  "counters": dict(sup.lifecycle.counters), "memory_budget": sup.settings.memory_budget,
+                  "max_loaded_models": sup.settings.max_loaded_models,
+                  "devices": sup.devices().describe(),
+                  "variants": dict(sup.variants.serving), "swaps": list(sup.variants.history),
+                  "prefetch": sup.prefetcher.snapshot()})
+
+
+class _VariantBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    variant: str
+
+
+async def switch_variant(request: web.Request) -> web.Response:
+    """POST /internal/models/{family}/variant {"variant": "q8_0"}: hot-swap the family's serving variant."""
+    sup = request.app[SUPERVISOR]
+    body = decode_body(await request.read(), _VariantBody, '{"variant": NAME}')
+    if not body.variant.strip():
+        raise errors.InvalidArgument("'variant' is empty: name a variant of the family, e.g. \"q8_0\"",
+                                     param="variant")
+    family, variant = request.match_info["family"], body.variant
+    for param, name in (("family", family), ("variant", variant)):
+        try:
+            validate_name(name)  # no path pieces ("..", "/", absolute) in either half: 400, never a lookup
+        except errors.InvalidModelName as exc:
+            exc.param = param
+            raise
+    return json_response(await sup.variants.switch(family.strip().lower(), variant.strip().lower()))
+
+
+async def kv_view(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    entry = sup.resolve(request.match_info["model"])
+    rt = sup.lifecycle.get(entry.name)
+    if rt is None or not rt.serving:
+        raise errors.NotReady(f"{entry.name} is not loaded (state: {rt.state if rt else 'discovered'}); "
+                              "its KV cache lives in its runner")
+    kv = await rt.handle.client.kv()
+    body = msgspec.to_builtins(kv)
+    body["model"] = entry.name
+    body["usage_ratio"] = round(kv.cells_used / kv.cells_total, 4) if kv.cells_total else 0.0
+    return json_response(body)
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Live events as SSE; ``backlog=N`` first replays the last N; ``follow=0`` ends after the backlog."""
+    sup = request.app[SUPERVISOR]
+    backlog = _int_query(request, "backlog", 0)
+    follow = request.query.get("follow", "1") not in ("0", "false", "no")
+    resp = web.StreamResponse(headers=SSE_HEADERS)
+    await resp.prepare(request)
+    sub = sup.observer.subscribe()
+    try:
+        await resp.write(b": mullama events\n\n")
+        for record in sup.observer.recent(backlog):
+            await resp.write(_sse(record))
+        if follow:
+            async for record in sub:
+                await resp.write(_sse(record))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        sub.close()
+    with contextlib.suppress(ConnectionResetError):
+        await resp.write_eof()
+    return resp
+
+
+def _int_query(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 100_000:
+        raise errors.InvalidArgument(f"query parameter {name!r} must be an integer in 0..100000, got {raw[:40]!r}",
+                                     param=name)
+    return value
+
+
+def _sse(record: dict) -> bytes:
+    return b"event: " + str(record.get("event", "event")).encode() + b"\ndata: " + \
+        json.dumps(record, default=str).encode() + b"\n\n"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    m = sup.observer.metrics
+    m.set_queue(sup.scheduler.running(), sup.scheduler.waiting())
+    loaded = sup.lifecycle.serving()
+    kvs = await asyncio.gather(*(_kv(rt) for rt in loaded))
+    for rt, kv in zip(loaded, kvs):
+        if kv is not None and kv.cells_total:
+            m.set_kv(rt.name, kv.cells_used / kv.cells_total)
+        m.set_memory(rt.name, {d.device: d.model + d.context + d.compute for d in rt.devices})
+    for rt in sup.lifecycle.all():
+        if not rt.serving and rt.handle is None:
+            m.forget_model(rt.name)
+    body, content_type = m.render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/internal/scheduler", scheduler_view)
+    r.add_post("/internal/scheduler", set_scheduler)
+    r.add_get("/internal/models", models_view)
+    r.add_post("/internal/models/{family}/variant", switch_variant)
+    r.add_get("/internal/kv/{model:.+}", kv_view)
+    r.add_get("/internal/events", events)
+    r.add_get("/metrics", metrics)

@@ -1,0 +1,11 @@
+"""The typed keys under which the composition root (``app.py``) hands services to the route modules."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mullama.serving.supervisor import Supervisor
+from mullama.store.store import Store
+
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+STORE = web.AppKey("store", Store)

@@ -1,0 +1,110 @@
+"""The middlewares every request passes: errors mapped to responses in one place, and API keys.
+
+A ``MullamaError`` carries its status, type, ``param`` and ``retry_after``; aiohttp's own HTTP errors
+get a type by status (``shapes.HTTP_TYPES``); anything else is a 500 that is logged and never takes the
+server down. The shape is the API's own: Ollama's ``{"error": "..."}`` on the Ollama routes (the paths
+their route tables declare), OpenAI's everywhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+
+import structlog
+from aiohttp import web
+
+from mullama.config import Settings
+from mullama.core import errors
+from mullama.http.ollama import format as ollama
+from mullama.http.openai import format as openai
+from mullama.http.shapes import HTTP_TYPES, openai_kind
+
+log = structlog.get_logger("mullama.api")
+
+OPEN_PATHS = frozenset({"/health"})
+
+
+def error_response(request: web.Request, status: int, type_: str, message: str, param: str | None,
+                   ollama_paths: frozenset[str]) -> web.Response:
+    """The error in the shape of the API the route belongs to."""
+    if request.path in ollama_paths:
+        return web.Response(body=ollama.error_body(message), status=status, content_type="application/json")
+    kind, code = openai_kind(status, type_)
+    return web.Response(body=openai.error_body(message, kind, param=param, code=code), status=status,
+                        content_type="application/json")
+
+
+def error_middleware(ollama_paths: Iterable[str]):
+    """Errors -> responses; ``ollama_paths`` answer in Ollama's shape."""
+    paths = frozenset(ollama_paths)
+
+    @web.middleware
+    async def handle_errors(request: web.Request, handler):
+        try:
+            return await handler(request)
+        except errors.MullamaError as exc:
+            if exc.status >= 500:
+                log.warning("request_failed", path=request.path, status=exc.status, type=exc.type, error=str(exc))
+            resp = error_response(request, exc.status, exc.type, str(exc), exc.param, paths)
+            if exc.retry_after:
+                resp.headers["Retry-After"] = str(exc.retry_after)
+            return resp
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            message = exc.text if exc.status != 413 else f"request body too large: {exc.text}"
+            return error_response(request, exc.status, HTTP_TYPES.get(exc.status, "invalid_request_error"),
+                                  message or exc.reason, None, paths)
+        except (ConnectionResetError, TimeoutError):
+            raise
+        except Exception as exc:  # a bug: say so, keep serving
+            log.exception("unhandled", path=request.path)
+            return error_response(request, 500, "server_error", f"internal error: {type(exc).__name__}", None,
+                                  paths)
+
+    return handle_errors
+
+
+def given_key(request: web.Request) -> str:
+    """The API key the client sent: ``Authorization: Bearer <key>``, else ``X-Api-Key``."""
+    auth = request.headers.get("Authorization", "")
+    return auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("X-Api-Key", "")
+
+
+def auth_middleware(keys: tuple[str, ...]):
+    encoded = [k.encode() for k in keys]
+
+    @web.middleware
+    async def check(request: web.Request, handler):
+        if request.path not in OPEN_PATHS:
+            given = given_key(request)
+            # compare against every key, always: the time taken says nothing about which one matched
+            ok = False
+            for key in encoded:
+                ok |= hmac.compare_digest(given.encode("utf-8", "surrogateescape"), key)
+            if not ok:
+                raise errors.Unauthorized("missing or invalid API key (send 'Authorization: Bearer <key>' "
+                                          "or 'X-Api-Key: <key>')")
+        return await handler(request)
+
+    return check
+
+
+def middlewares(settings: Settings, ollama_paths: Iterable[str]) -> list:
+    chain = [error_middleware(ollama_paths)]
+    if settings.api_keys:
+        chain.append(auth_middleware(settings.api_keys))
+    return chain
+
+
+def user_key(request: web.Request, user: str | None, api_keys: tuple[str, ...]) -> str:
+    """The fairness key: the API key's fingerprint, else the request's ``user`` field, else the client address."""
+    key = given_key(request)
+    if key and api_keys:
+        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:8]
+    if user:
+        return "user:" + user
+    return "addr:" + (request.remote or "?")
+

@@ -1,0 +1,211 @@
+"""Ollama-compatible HTTP routes: /api/generate, /api/chat, /api/embed, /api/embeddings, /api/tags,
+/api/show, /api/version and ``GET /`` ("Ollama is running").
+
+Generation goes through ``serving.generation.generate``, the path the OpenAI routes take (resolve,
+schedule, acquire, runner), with a ``respond`` that writes Ollama's NDJSON lines or one JSON object;
+parsing and shapes live in ``request.py`` and ``format.py`` (pure). Errors on the paths of ``ROUTES``
+come out as ``{"error": "..."}`` from the error middleware. /api/ps is ``manage.ps``: one row shape for
+both APIs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from mullama import __version__
+from mullama.core import errors
+from mullama.http.keys import SUPERVISOR
+from mullama.http.middleware import user_key
+from mullama.http.ollama import format as ollama
+from mullama.http.openai.routes import limits, wants_profile
+from mullama.http.shapes import NDJSON_HEADERS, json_response
+from mullama.serving.generation import Generation, generate
+from mullama.serving.supervisor import Supervisor
+
+log = structlog.get_logger("mullama.ollama")
+
+
+def _warn_ignored(route: str, ignored: tuple[str, ...]) -> None:
+    if ignored:
+        log.info("ollama_options_ignored", route=route, options=list(ignored))
+
+
+# ---------------------------------------------------------------------- generation
+
+
+async def generate_route(request: web.Request) -> web.StreamResponse:
+    return await _generation(request, ollama.parse_generate)
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    return await _generation(request, ollama.parse_chat)
+
+
+async def _generation(request: web.Request, parse) -> web.StreamResponse:
+    sup = request.app[SUPERVISOR]
+    gen: ollama.Generation = parse(await request.read(), limits(sup.settings))
+    _warn_ignored(request.path, gen.ignored)
+    if gen.job is None:
+        return await _load_only(sup, gen)
+    job, kind = gen.job, gen.kind
+
+    async def respond(run: Generation, stream) -> web.StreamResponse:
+        return await _respond(kind, request, run, stream)
+
+    return await generate(sup, job, respond, user=user_key(request, job.user, sup.settings.api_keys),
+                          profile=wants_profile(request))
+
+
+async def _load_only(sup: Supervisor, gen: ollama.Generation) -> web.Response:
+    """Nothing to generate: load the model (Ollama's preload), or unload it when keep_alive is 0."""
+    sup.check_open()
+    entry = sup.resolve(gen.model)
+    if gen.keep_alive == 0:
+        rt = sup.lifecycle.get(entry.name)
+        if rt is not None:
+            await sup.lifecycle.unload(rt, reason="api")
+        return json_response(ollama.load_record(gen.kind, entry.name, "unload"))
+    lease = await sup.lifecycle.acquire(entry, keep_alive=gen.keep_alive)
+    sup.lifecycle.release(lease)  # idle now: its keep-alive timer starts
+    return json_response(ollama.load_record(gen.kind, entry.name, "load"))
+
+
+def _final(kind: str, run: Generation, final, text: str) -> dict:
+    profile = run.done(final)
+    return ollama.final_record(kind, run.model, text, final.stats, final.finish_reason,
+                               total_ms=(time.perf_counter() - run.t0) * 1000,
+                               load_ms=run.lease.load_wait_ms if run.lease else 0.0,
+                               extra={"profile": profile} if run.want_profile else None)
+
+
+async def _respond(kind: str, request: web.Request, run: Generation, stream) -> web.StreamResponse:
+    if not run.job.stream:
+        final, text = await run.gather(stream)
+        return json_response(_final(kind, run, final, text))
+
+    resp = web.StreamResponse(headers=NDJSON_HEADERS)
+    await resp.prepare(request)
+    chunk = ollama.chat_chunk if kind == "chat" else ollama.generate_chunk
+    try:
+        await run.relay(stream, lambda text: resp.write(chunk(run.model, text)))
+    except errors.MullamaError as exc:
+        await resp.write_eof(ollama.error_line(str(run.failed(exc))))
+        return resp
+    final = stream.final
+    if final.finish_reason == "error":
+        run.generation_failed()
+        await resp.write_eof(ollama.error_line(f"generation failed: {final.error}"))
+        return resp
+    await resp.write_eof(msgspec.json.encode(_final(kind, run, final, "")) + b"\n")
+    return resp
+
+
+# ---------------------------------------------------------------------- embeddings
+
+
+async def _embed(sup: Supervisor, job: ollama.EmbedJob) -> tuple[str, list[list[float]], int, float, float]:
+    """(model, vectors, prompt tokens, load ms, total ms); no inputs: only load the model."""
+    sup.check_open()
+    t0 = time.perf_counter()
+    entry = sup.resolve(job.model)
+    lease = await sup.lifecycle.acquire(entry, keep_alive=job.keep_alive)
+    try:
+        vectors, tokens = [], 0
+        if job.inputs:
+            result = await lease.client.embedding(job.inputs)
+            vectors, tokens = result.embeddings, result.prompt_tokens
+    finally:
+        sup.lifecycle.release(lease)
+    return entry.name, vectors, tokens, lease.load_wait_ms, (time.perf_counter() - t0) * 1000
+
+
+async def embed(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    job = ollama.parse_embed(await request.read(), limits(sup.settings))
+    _warn_ignored(request.path, job.ignored)
+    model, vectors, tokens, load_ms, total_ms = await _embed(sup, job)
+    vectors = [ollama.truncate(v, job.dimensions) for v in vectors]
+    return json_response(ollama.embed_response(model, vectors, tokens, total_ms=total_ms, load_ms=load_ms))
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    """The legacy route: one prompt, one vector (L2-normalised, like /api/embed's)."""
+    sup = request.app[SUPERVISOR]
+    job = ollama.parse_embeddings(await request.read(), limits(sup.settings))
+    _warn_ignored(request.path, job.ignored)
+    _, vectors, _, _, _ = await _embed(sup, job)
+    return json_response({"embedding": vectors[0] if vectors else []})
+
+
+# ---------------------------------------------------------------------- models
+
+
+async def tags(request: web.Request) -> web.Response:
+    """Every servable model by its catalog name, and again by each name it was pulled or copied as
+    (as Ollama lists ``hf.co/org/repo:quant``): clients check ``list()`` after a pull."""
+    catalog = request.app[SUPERVISOR].catalog()
+    servable = {e.name: e for e in catalog.entries() if e.error is None}
+    named = [(name, e) for name, e in servable.items()]
+    named += [(alias, servable[target]) for alias, target in catalog.pulled_names().items() if target in servable]
+    models = [{"name": name, "model": name, "modified_at": ollama.rfc3339(e.modified), "size": e.size_bytes,
+               "digest": ollama.entry_digest(e), "details": ollama.header_details(e.header)}
+              for name, e in named]
+    return json_response({"models": models})
+
+
+async def show(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    entry = sup.resolve(ollama.parse_model(await request.read()))
+    h = entry.header
+    metadata = h.metadata if h is not None else {}
+    cfg = sup.runner_config(entry)
+    parameters = f"num_ctx {cfg.n_ctx}"
+    return json_response({
+        "license": str(metadata.get("general.license", "")),
+        "modelfile": ollama.modelfile(entry.name, str(entry.path), parameters),
+        "parameters": parameters,
+        "template": (h.chat_template or "") if h is not None else "",
+        "details": ollama.header_details(entry.header),
+        "model_info": ollama.model_info(metadata, h.parameters if h else 0),
+        "capabilities": ollama.capabilities(metadata),
+        "modified_at": ollama.rfc3339(entry.modified),
+    })
+
+
+
+
+# ---------------------------------------------------------------------- misc
+
+
+async def version(request: web.Request) -> web.Response:
+    return json_response({"version": __version__})
+
+
+async def root(request: web.Request) -> web.Response:
+    return web.Response(text="Ollama is running")
+
+
+#: (method, path, handler) of every Ollama-compatible route; their errors are in Ollama's shape
+ROUTES = (
+    ("GET", "/", root),  # HEAD too: clients probe it
+    ("POST", "/api/generate", generate_route),
+    ("POST", "/api/chat", chat),
+    ("POST", "/api/embed", embed),
+    ("POST", "/api/embeddings", embeddings),
+    ("GET", "/api/tags", tags),
+    ("POST", "/api/show", show),
+    ("GET", "/api/version", version),
+)
+PATHS = frozenset(path for _, path, _ in ROUTES)
+
+
+def add_routes(app: web.Application) -> None:
+    for method, path, handler in ROUTES:
+        if method == "GET":
+            app.router.add_get(path, handler)  # and HEAD
+        else:
+            app.router.add_route(method, path, handler)

@@ -1,0 +1,168 @@
+"""Internal results in, OpenAI-shaped JSON and SSE bytes out; the OpenAI request parsers re-exported.
+
+Pure: no I/O. Every ``*_chunk`` function and ``sse_error`` return one whole SSE event; the
+``*_response`` functions and ``error_body`` return plain JSON. Parsing lives in
+``openai_request.py`` (``parse_chat``, ``parse_completion``, ``parse_embeddings``, ``Limits``,
+``Job``, ``EmbeddingJob``, ``keep_alive_seconds``) and is re-exported here, so callers use one
+``openai`` namespace for both directions; the dependency points one way (the parsers never import
+this module).
+"""
+
+from __future__ import annotations
+
+import array
+import base64
+import sys
+from typing import Any, Literal
+
+import msgspec
+
+from mullama import wire
+from mullama.http.openai.request import (
+    MAX_KEEP_ALIVE_S,
+    EmbeddingJob,
+    Job,
+    Limits,
+    _ChatBody,
+    _CompletionBody,
+    _EmbeddingBody,
+    keep_alive_seconds,
+    parse_chat,
+    parse_completion,
+    parse_embeddings,
+)
+
+__all__ = [
+    # formatting (this module)
+    "DONE", "SYSTEM_FINGERPRINT", "chat_chunk", "chat_response", "completion_chunk", "completion_response",
+    "embeddings_response", "error_body", "finish_reason", "model_object", "models_list", "sse_error",
+    "usage", "usage_chunk",
+    # parsing (openai_request.py)
+    "MAX_KEEP_ALIVE_S", "EmbeddingJob", "Job", "Limits", "_ChatBody", "_CompletionBody", "_EmbeddingBody",
+    "keep_alive_seconds", "parse_chat", "parse_completion", "parse_embeddings",
+]
+
+DONE: bytes = b"data: [DONE]\n\n"
+SYSTEM_FINGERPRINT = "mullama"
+
+
+# OpenAI has only "stop" and "length" for a text-only answer. A full context is a length limit;
+# cancelled / repeat_limit / error ended the text early without a limit the client set, so they read
+# as "stop" (the runner's own reason stays visible in the profile extension).
+_FINISH = {"stop": "stop", "length": "length", "context_full": "length", "repeat_limit": "stop",
+           "cancelled": "stop", "error": "stop"}
+
+
+def finish_reason(reason: str) -> str:
+    """The runner's finish reason as OpenAI's; OpenAI's own values map to themselves."""
+    try:
+        return _FINISH[reason]
+    except KeyError:
+        raise ValueError(f"unknown finish reason {reason!r}") from None
+
+
+def usage(stats: wire.CompletionStats) -> dict[str, Any]:
+    return {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
+            "total_tokens": stats.prompt_tokens + stats.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": stats.cached_tokens}}
+
+
+def _sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + msgspec.json.encode(obj) + b"\n\n"
+
+
+def _head(id: str, object_: str, created: int, model: str) -> dict[str, Any]:
+    return {"id": id, "object": object_, "created": created, "model": model,
+            "system_fingerprint": SYSTEM_FINGERPRINT}
+
+
+def chat_response(*, id: str, created: int, model: str, final: wire.CompletionFinal, text: str,
+                  extra: dict[str, Any] | None = None) -> bytes:
+    """A whole chat.completion; ``extra`` (e.g. {"profile": ...}) joins the top level."""
+    message = {"role": "assistant", "content": text, "refusal": None}
+    choice = {"index": 0, "message": message, "logprobs": None,
+              "finish_reason": finish_reason(final.finish_reason)}
+    return msgspec.json.encode({**_head(id, "chat.completion", created, model), "choices": [choice],
+                                "usage": usage(final.stats), **(extra or {})})
+
+
+def chat_chunk(*, id: str, created: int, model: str, content: str | None = None, role: bool = False,
+               finish: str | None = None, include_usage: bool = False) -> bytes:
+    """One chat.completion.chunk event. ``role`` marks the first (delta role+content ""); ``finish`` the last
+    (empty delta). With ``include_usage`` the chunk carries "usage": null, as OpenAI's do."""
+    delta: dict[str, Any] = {}
+    if role:
+        delta = {"role": "assistant", "content": content or "", "refusal": None}
+    elif content is not None:
+        delta = {"content": content}
+    choice = {"index": 0, "delta": delta, "logprobs": None,
+              "finish_reason": finish_reason(finish) if finish is not None else None}
+    obj = {**_head(id, "chat.completion.chunk", created, model), "choices": [choice]}
+    if include_usage:
+        obj["usage"] = None
+    return _sse(obj)
+
+
+def completion_response(*, id: str, created: int, model: str, final: wire.CompletionFinal, text: str,
+                        extra: dict[str, Any] | None = None) -> bytes:
+    """A whole text_completion; ``extra`` joins the top level."""
+    choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason(final.finish_reason)}
+    return msgspec.json.encode({**_head(id, "text_completion", created, model), "choices": [choice],
+                                "usage": usage(final.stats), **(extra or {})})
+
+
+def completion_chunk(*, id: str, created: int, model: str, content: str = "", finish: str | None = None,
+                     include_usage: bool = False) -> bytes:
+    """One streamed text_completion event: the whole response's shape, finish_reason null until the end.
+    The text is ``content``, as in chat_chunk, so a caller can stream either kind the same way."""
+    choice = {"text": content, "index": 0, "logprobs": None,
+              "finish_reason": finish_reason(finish) if finish is not None else None}
+    obj = {**_head(id, "text_completion", created, model), "choices": [choice]}
+    if include_usage:
+        obj["usage"] = None
+    return _sse(obj)
+
+
+def usage_chunk(*, id: str, created: int, model: str, kind: Literal["chat", "completion"],
+                stats: wire.CompletionStats, extra: dict[str, Any] | None = None) -> bytes:
+    """The event after the last choice when stream_options.include_usage: no choices, the usage."""
+    object_ = "chat.completion.chunk" if kind == "chat" else "text_completion"
+    return _sse({**_head(id, object_, created, model), "choices": [], "usage": usage(stats), **(extra or {})})
+
+
+def _base64_f32(vector: list[float]) -> str:
+    packed = array.array("f", vector)
+    if sys.byteorder == "big":
+        packed.byteswap()               # the wire format is little-endian float32
+    return base64.b64encode(packed.tobytes()).decode("ascii")
+
+
+def embeddings_response(*, model: str, vectors: list[list[float]], prompt_tokens: int,
+                        encoding_format: str) -> bytes:
+    """A list of embedding objects; ``base64`` packs each vector as little-endian float32."""
+    enc = _base64_f32 if encoding_format == "base64" else list
+    data = [{"object": "embedding", "index": i, "embedding": enc(v)} for i, v in enumerate(vectors)]
+    return msgspec.json.encode({"object": "list", "data": data, "model": model,
+                                "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
+
+
+def model_object(name: str, created: int, owned_by: str = "mullama", extra: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": owned_by, **(extra or {})}
+
+
+def models_list(objects: list[dict[str, Any]]) -> bytes:
+    return msgspec.json.encode({"object": "list", "data": objects})
+
+
+def _error(message: str, type_: str, param: str | None, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_body(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> bytes:
+    return msgspec.json.encode(_error(message, type_, param, code))
+
+
+def sse_error(message: str, type_: str, code: str | None = None) -> bytes:
+    """An error inside a stream; the openai SDK raises APIError on an event with an "error" key."""
+    return _sse(_error(message, type_, None, code))

@@ -1,0 +1,146 @@
+"""The OpenAI-compatible routes: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``,
+``/v1/models``.
+
+Generation goes through ``serving.generation.generate``, the path every front end shares; this module
+parses the body (``request.py``), and writes the answer as SSE chunks or one JSON object
+(``format.py``). Errors are answered by the error middleware, or go into an open stream as an SSE error
+event.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mullama.config import Settings
+from mullama.core import errors
+from mullama.http.keys import SUPERVISOR
+from mullama.http.middleware import user_key
+from mullama.http.openai import format as openai
+from mullama.http.shapes import SSE_HEADERS, json_response, openai_kind
+from mullama.serving.generation import Generation, generate
+from mullama.serving.job import Job
+from mullama.serving.runtime import State
+from mullama.serving.supervisor import Supervisor
+
+
+def limits(settings: Settings) -> openai.Limits:
+    """The server's caps on one request, as both front ends' parsers take them."""
+    return openai.Limits(max_tokens=settings.max_tokens_limit, max_messages=settings.max_messages,
+                         max_stop=settings.max_stop)
+
+
+def wants_profile(request: web.Request) -> bool:
+    return request.headers.get("X-Profile", "").lower() in ("1", "true", "yes")
+
+
+# ---------------------------------------------------------------------- generation
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    sup = request.app[SUPERVISOR]
+    return await _generate(request, sup, openai.parse_chat(await request.read(), limits(sup.settings)))
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    sup = request.app[SUPERVISOR]
+    return await _generate(request, sup, openai.parse_completion(await request.read(), limits(sup.settings)))
+
+
+async def _generate(request: web.Request, sup: Supervisor, job: Job) -> web.StreamResponse:
+    async def respond(run: Generation, stream) -> web.StreamResponse:
+        return await (_stream(request, run, stream) if job.stream else _collect(run, stream))
+
+    return await generate(sup, job, respond, user=user_key(request, job.user, sup.settings.api_keys),
+                          profile=wants_profile(request))
+
+
+async def _collect(run: Generation, stream) -> web.Response:
+    final, text = await run.gather(stream)
+    profile = run.done(final)
+    fmt = openai.chat_response if run.chat else openai.completion_response
+    body = fmt(id=run.rid, created=run.created, model=run.model, final=final, text=text,
+               extra={"profile": profile} if run.want_profile else None)
+    return web.Response(body=body, content_type="application/json")
+
+
+async def _stream(request: web.Request, run: Generation, stream) -> web.StreamResponse:
+    rid, created, model, usage = run.rid, run.created, run.model, run.job.include_usage
+    resp = web.StreamResponse(headers=SSE_HEADERS)
+    await resp.prepare(request)
+    chunk = openai.chat_chunk if run.chat else openai.completion_chunk
+    if run.chat:
+        await resp.write(openai.chat_chunk(id=rid, created=created, model=model, role=True, include_usage=usage))
+    try:
+        await run.relay(stream, lambda text: resp.write(chunk(id=rid, created=created, model=model,
+                                                                content=text, include_usage=usage)))
+    except errors.MullamaError as exc:
+        exc = run.failed(exc)
+        await resp.write(openai.sse_error(str(exc), *openai_kind(exc.status, exc.type)))
+        await resp.write_eof()
+        return resp
+    final = stream.final
+    if final.finish_reason == "error":
+        run.generation_failed()
+        await resp.write(openai.sse_error(f"generation failed: {final.error}", "server_error", "generation_failed"))
+        await resp.write_eof()
+        return resp
+    profile = run.done(final)
+    tail = [chunk(id=rid, created=created, model=model, finish=final.finish_reason, include_usage=usage)]
+    if usage or run.want_profile:
+        tail.append(openai.usage_chunk(id=rid, created=created, model=model, kind=run.job.kind,
+                                       stats=final.stats, extra={"profile": profile} if run.want_profile else None))
+    tail.append(openai.DONE)
+    await resp.write_eof(b"".join(tail))  # one write for the closing frames
+    return resp
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    job = openai.parse_embeddings(await request.read())
+    sup.check_open()
+    if job.inputs and not isinstance(job.inputs[0], str):
+        raise errors.InvalidArgument("token-id input is not supported for embeddings; send text")
+    entry = sup.resolve(job.model)
+    lease = await sup.lifecycle.acquire(entry)
+    try:
+        result = await lease.client.embedding(list(job.inputs))
+    finally:
+        sup.lifecycle.release(lease)
+    return web.Response(body=openai.embeddings_response(model=entry.name, vectors=result.embeddings,
+                                                        prompt_tokens=result.prompt_tokens,
+                                                        encoding_format=job.encoding_format),
+                        content_type="application/json")
+
+
+# ---------------------------------------------------------------------- models
+
+
+def _model_object(sup: Supervisor, entry) -> dict:
+    rt = sup.lifecycle.get(entry.name)
+    extra = {"family": entry.family, "variant": entry.variant, "size": entry.size_bytes,
+             "state": str(rt.state) if rt else str(State.DISCOVERED)}
+    if entry.header is not None:
+        extra.update(quantization=entry.header.quantization, context_length=entry.header.context_length,
+                     architecture=entry.header.architecture)
+    return openai.model_object(entry.name, int(entry.modified), extra=extra)
+
+
+async def list_models(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    objects = [_model_object(sup, e) for e in sup.catalog().entries() if e.error is None]
+    return web.Response(body=openai.models_list(objects), content_type="application/json")
+
+
+async def get_model(request: web.Request) -> web.Response:
+    sup = request.app[SUPERVISOR]
+    entry = sup.resolve(request.match_info["name"])
+    return json_response(_model_object(sup, entry))
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/v1/chat/completions", chat_completions)
+    r.add_post("/v1/completions", completions)
+    r.add_post("/v1/embeddings", embeddings)
+    r.add_get("/v1/models", list_models)
+    r.add_get("/v1/models/{name:.+}", get_model)

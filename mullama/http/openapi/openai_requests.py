@@ -1,0 +1,178 @@
+"""The OpenAI request bodies' schemas, for the supervisor's OpenAPI document (``spec``).
+
+Request schemas of the OpenAI routes are generated from the msgspec Structs that ``openai_request.py``
+decodes into, so a field added there shows up here; the range and "not supported" checks that
+``openai_request.py`` makes by hand are laid over them (``_constraints``), because a schema-driven
+fuzzer treats the schema as the contract: what the schema allows must be accepted, what it forbids
+must be refused.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import msgspec
+
+from mullama.http.openai import request as openai_request
+from mullama.http.openapi.schema import DURATION, Schema
+
+_INT32_MAX = 2**31 - 1
+#: logit_bias keys: ASCII digits (leading zeros allowed) naming a token id from 0 to 2**31-1.
+TOKEN_ID_KEY = (r"^0*([0-9]{1,9}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}|2147[0-3][0-9]{5}"
+                r"|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}|21474836[0-3][0-9]"
+                r"|214748364[0-7])$")
+
+
+class _Replace(dict):
+    """An overlay that replaces the generated property schema (the Struct says ``Any`` or too little)."""
+
+
+# Values Python reads as false: openai_request.py refuses only truthy values of unsupported fields.
+_FALSY: Schema = {"anyOf": [{"type": "null"}, {"const": False}, {"const": 0}, {"const": ""},
+                            {"type": "array", "maxItems": 0}, {"type": "object", "maxProperties": 0}]}
+_UNSUPPORTED = _Replace(_FALSY, description="Not supported by this server; only empty or false values.")
+_KEEP_ALIVE: Schema = {"pattern": DURATION, "maxLength": 64,
+                       "description": "How long the model stays loaded after this request: seconds, or a "
+                                      "duration such as '5m' or '1h30m'; negative means forever."}
+_TOKEN_ID: Schema = {"type": "integer", "minimum": 0, "maximum": _INT32_MAX}
+
+# openai_request.py's private request Structs -> public component names.
+_NAMES = {"_ChatBody": "ChatCompletionRequest", "_CompletionBody": "CompletionRequest",
+          "_EmbeddingBody": "EmbeddingRequest", "_Message": "ChatMessage", "_Part": "ContentPart",
+          "_ResponseFormat": "ResponseFormat", "_JsonSchema": "JsonSchemaFormat",
+          "_StreamOptions": "StreamOptions"}
+
+
+def _shared_constraints(limits: openai_request.Limits) -> dict[str, Schema]:
+    """``openai_request._job``'s checks, shared by chat and completion bodies. Keywords of one JSON
+    type do not constrain the others, so ``minimum`` merged into ``number | null`` still allows null."""
+    max_tokens = {"minimum": 1, "maximum": limits.max_tokens}
+    stop_len = {"minLength": 1, "maxLength": limits.max_stop_len}
+    return {
+        "max_tokens": max_tokens, "max_completion_tokens": max_tokens,
+        "temperature": {"minimum": 0, "maximum": 2}, "top_p": {"minimum": 0, "maximum": 1},
+        "top_k": {"minimum": 0, "maximum": _INT32_MAX}, "min_p": {"minimum": 0, "maximum": 1},
+        "repeat_penalty": {"exclusiveMinimum": 0},
+        "presence_penalty": {"minimum": -2, "maximum": 2}, "frequency_penalty": {"minimum": -2, "maximum": 2},
+        "seed": {"minimum": -1, "maximum": 2**32 - 1, "description": "-1: random"},
+        "stop": {**stop_len, "maxItems": limits.max_stop, "items": {"type": "string", **stop_len}},
+        "logit_bias": {"propertyNames": {"pattern": TOKEN_ID_KEY},
+                       "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}},
+        "n": {"minimum": 1, "maximum": 1, "description": "Only 1 is supported."},
+        "priority": {"minimum": -1000, "maximum": 1000, "description": "Scheduling priority (mullama)."},
+        "deadline_ms": {"exclusiveMinimum": 0, "description": "Give up after this many ms (mullama)."},
+        "keep_alive": _KEEP_ALIVE,
+        "grammar": {"description": "GBNF grammar (llama.cpp); not together with a JSON response_format."},
+    }
+
+
+def _constraints(limits: openai_request.Limits) -> dict[str, dict[str, Schema]]:
+    """Per component, per property: keywords merged into msgspec's schema, or a ``_Replace``."""
+    shared = _shared_constraints(limits)
+    tool_choice = {"enum": [None, "none", "auto"]}
+    one_prompt = {"type": "array", "minItems": 1, "maxItems": 1}
+    return {
+        "ChatCompletionRequest": {
+            **shared, "messages": {"type": "array", "minItems": 1, "maxItems": limits.max_messages},
+            "logprobs": {"not": {"const": True}}, "top_logprobs": {"minimum": 0, "maximum": 0},
+            "tools": _UNSUPPORTED, "functions": _UNSUPPORTED, "audio": {"type": "null"},
+            "tool_choice": tool_choice, "function_call": tool_choice,
+            "modalities": {"items": {"const": "text"}},
+        },
+        "CompletionRequest": {
+            **shared,
+            "prompt": _Replace(description="A string, or token ids; one prompt per request.", anyOf=[
+                {"type": "string"}, {**one_prompt, "items": {"type": "string"}},
+                {"type": "array", "minItems": 1, "items": _TOKEN_ID},
+                {**one_prompt, "items": {"type": "array", "minItems": 1, "items": _TOKEN_ID}}]),
+            "echo": {"not": {"const": True}}, "best_of": {"minimum": 1, "maximum": 1},
+            "suffix": {"maxLength": 0}, "logprobs": {"minimum": 0, "maximum": 0},
+        },
+        "EmbeddingRequest": {
+            "input": _Replace(description="Text to embed: a string or an array of strings (not token ids).",
+                              anyOf=[{"type": "string", "minLength": 1},
+                                     {"type": "array", "minItems": 1, "maxItems": limits.max_inputs,
+                                      "items": {"type": "string", "minLength": 1}}]),
+            "encoding_format": {"enum": [None, "", "float", "base64"], "description": "null or '': float"},
+            "dimensions": {"type": "null", "description": "Not supported: vectors keep the model's size."},
+        },
+        "ChatMessage": {"role": {"enum": ["system", "developer", "user", "assistant"]},
+                        "content": {"minItems": 1}, "tool_calls": _UNSUPPORTED,
+                        "function_call": _UNSUPPORTED},
+        "ContentPart": {"type": {"const": "text"}, "text": {"type": "string"}},
+        "ResponseFormat": {"type": {"enum": ["text", "json_object", "json_schema"]}},
+    }
+
+
+# Whole-object rules the per-property overlay cannot say.
+_REQUIRED = {"ChatCompletionRequest": ["messages"], "CompletionRequest": ["prompt"],
+             "EmbeddingRequest": ["input"], "ContentPart": ["type", "text"]}
+_STREAM_OPTIONS_NEED_STREAM: Schema = {
+    "if": {"required": ["stream_options"], "properties": {"stream_options": {"type": "object"}}},
+    "then": {"required": ["stream"], "properties": {"stream": {"const": True}}}}
+_GRAMMAR_OR_JSON: Schema = {"not": {
+    "required": ["grammar", "response_format"],
+    "properties": {"grammar": {"type": "string"},
+                   "response_format": {"type": "object", "required": ["type"],
+                                       "properties": {"type": {"enum": ["json_object", "json_schema"]}}}}}}
+# Both token caps may be given only when equal; JSON Schema cannot compare two fields, so: give one.
+_ONE_TOKEN_CAP: Schema = {"not": {
+    "required": ["max_tokens", "max_completion_tokens"],
+    "properties": {"max_tokens": {"type": "integer"}, "max_completion_tokens": {"type": "integer"}}}}
+_NULL_ONLY_FOR_ASSISTANT: Schema = {
+    "if": {"properties": {"role": {"const": "assistant"}}},
+    "else": {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}}}
+_JSON_SCHEMA_NEEDS_SCHEMA: Schema = {
+    "if": {"properties": {"type": {"const": "json_schema"}}},
+    "then": {"required": ["json_schema"], "properties": {"json_schema": {
+        "type": "object", "required": ["schema"],
+        "properties": {"schema": {"type": ["object", "boolean"]}}}}}}
+_OBJECT_RULES: dict[str, list[Schema]] = {
+    "ChatCompletionRequest": [_STREAM_OPTIONS_NEED_STREAM, _GRAMMAR_OR_JSON, _ONE_TOKEN_CAP],
+    "CompletionRequest": [_STREAM_OPTIONS_NEED_STREAM, _GRAMMAR_OR_JSON, _ONE_TOKEN_CAP],
+    "ChatMessage": [_NULL_ONLY_FOR_ASSISTANT],
+    "ResponseFormat": [_JSON_SCHEMA_NEEDS_SCHEMA],
+}
+
+
+def _public(name: str) -> str:
+    return _NAMES.get(name, name.lstrip("_"))
+
+
+def _rename_refs(node: Any) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                prefix, _, name = value.rpartition("/")
+                value = f"{prefix}/{_public(name)}"
+            out[key] = _rename_refs(value)
+        return out
+    if isinstance(node, list):
+        return [_rename_refs(v) for v in node]
+    return node
+
+
+def request_schemas(limits: openai_request.Limits | None = None) -> dict[str, Schema]:
+    """The OpenAI request bodies as components: ``openai_request.py``'s Structs plus its hand-made checks."""
+    limits = limits or openai_request.Limits()
+    _, generated = msgspec.json.schema_components(
+        # the real shapes, private to the OpenAI request parsing
+        [openai_request._ChatBody, openai_request._CompletionBody, openai_request._EmbeddingBody],
+        ref_template="#/components/schemas/{name}")
+    components = {_public(name): _rename_refs(schema) for name, schema in generated.items()}
+    for name, overlay in _constraints(limits).items():
+        props = components[name]["properties"]
+        for field, extra in overlay.items():
+            if isinstance(extra, _Replace):
+                props[field] = copy.deepcopy(dict(extra))
+            else:
+                props[field] = {**props[field], **copy.deepcopy(extra)}
+    for name, required in _REQUIRED.items():
+        components[name]["required"] = sorted(set(components[name].get("required", [])) | set(required))
+    for name, rules in _OBJECT_RULES.items():
+        components[name]["allOf"] = copy.deepcopy(rules)
+    for schema in components.values():
+        schema.pop("title", None)
+    return components

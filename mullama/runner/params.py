@@ -1,0 +1,63 @@
+"""The runner's conversions between the wire types and the engine's: load parameters to model and
+context parameters, a completion request to sampling parameters, device memory and completion stats
+back to the wire.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from mullama import _engine, engine, wire
+from mullama.core.errors import InvalidArgument
+
+
+def device_list(devices: list) -> list[wire.DeviceMemory]:
+    return [
+        wire.DeviceMemory(device=d.device, description=d.description, type=d.type, free=d.free, total=d.total,
+                          model=d.model, context=d.context, compute=d.compute)
+        for d in devices
+    ]
+
+
+def model_params(p: wire.LoadParams) -> engine.ModelParams:
+    return engine.ModelParams(n_gpu_layers=p.n_gpu_layers, main_gpu=p.main_gpu, split_mode=p.split_mode,
+                              tensor_split=p.tensor_split, use_mmap=p.use_mmap, use_mlock=p.use_mlock)
+
+
+def context_params(p: wire.LoadParams) -> engine.ContextParams:
+    if p.n_parallel < 1:
+        raise InvalidArgument("n_parallel must be >= 1")
+    return engine.ContextParams(n_ctx=p.n_ctx, n_batch=p.n_batch, n_ubatch=p.n_ubatch, n_seq_max=p.n_parallel,
+                                n_threads=p.n_threads, n_threads_batch=p.n_threads_batch, flash_attn=p.flash_attn,
+                                type_k=p.type_k, type_v=p.type_v, kv_unified=p.kv_unified)
+
+
+def sampling_params(req: wire.CompletionRequest, n_vocab: int) -> engine.SamplingParams:
+    if isinstance(req.logit_bias, dict):
+        try:
+            bias = [(int(k), float(v)) for k, v in req.logit_bias.items()]
+        except ValueError:
+            raise InvalidArgument("logit_bias keys must be token ids") from None
+        if any(not 0 <= t < n_vocab for t, _ in bias):
+            raise InvalidArgument(f"logit_bias token ids must be in [0, {n_vocab})")
+    else:
+        bias = [(int(t), float(v)) for t, v in req.logit_bias]
+    schema = ""
+    if req.json_schema is not None and req.json_schema is not False:
+        schema = msgspec.json.encode(req.json_schema if req.json_schema is not True else {}).decode()
+    return engine.SamplingParams(
+        temperature=req.temperature, top_k=req.top_k, top_p=req.top_p, min_p=req.min_p,
+        repeat_penalty=req.repeat_penalty, repeat_last_n=req.repeat_last_n,
+        presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty, seed=req.seed,
+        logit_bias=bias, grammar=req.grammar or "", json_schema=schema,
+    )
+
+
+def stats_of(ev: _engine.Event) -> wire.CompletionStats:
+    s = ev.stats
+    return wire.CompletionStats(
+        prompt_tokens=s.prompt_tokens, cached_tokens=s.cached_tokens, completion_tokens=s.completion_tokens,
+        queue_ms=s.queue_ms, prefill_ms=s.prefill_ms, ttft_ms=s.ttft_ms, decode_ms=s.decode_ms,
+        total_ms=s.total_ms, inter_token_ms_p50=s.itl_p50_ms, inter_token_ms_p95=s.itl_p95_ms, slot=s.slot,
+        pauses=s.pauses, swaps=s.swaps, evicted_tokens=s.evicted_tokens,
+    )

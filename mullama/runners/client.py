@@ -1,0 +1,158 @@
+"""Async client for one runner's localhost API (``docs/runner-protocol.md``).
+
+Errors the runner answers with come back as the same typed errors
+(``mullama.core.errors``) by their ``type``; a lost connection is ``RunnerCrashed``.
+Completion streams hand out each NDJSON line raw *and* decoded, so the
+supervisor can forward without re-encoding what it does not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+import aiohttp
+import msgspec
+
+from mullama import wire
+from mullama.core import errors
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+_HTTP_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)
+#: runner error ``type`` -> class, for the errors the supervisor treats specially
+_BY_TYPE: dict[str, type[errors.MullamaError]] = {
+    "context_length_exceeded": errors.ContextOverflow,
+    "queue_full": errors.QueueFull,
+    "insufficient_memory": errors.OutOfMemory,
+    "invalid_state": errors.InvalidState,
+    "unavailable": errors.NotReady,
+    "not_found_error": errors.RequestNotFound,
+    "invalid_model_error": errors.InvalidModelFile,
+    "cancelled": errors.OperationAborted,
+}
+_FINAL_MARK = b'"done":true'
+
+
+def _error_from(status: int, body: bytes) -> errors.MullamaError:
+    try:
+        detail = wire.decode(body, wire.ErrorBody).error
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return errors.RunnerError(f"runner answered {status}: {body[:300].decode(errors='replace')}", 502)
+    cls = _BY_TYPE.get(detail.type)
+    if cls is not None:
+        return cls(detail.message)
+    if status == 400:
+        return errors.InvalidArgument(detail.message)
+    return errors.RunnerError(detail.message, status, detail.type)
+
+
+class CompletionStream:
+    """``async for raw, event in stream``: each NDJSON line and its decoded chunk/final.
+
+    ``close()`` drops the connection, which makes the runner cancel the request. A stream that
+    breaks off marks its client ``broken`` (the lifecycle counts the requests a crash took down).
+    """
+
+    def __init__(self, resp: aiohttp.ClientResponse, client: RunnerClient | None = None) -> None:
+        self._resp = resp
+        self._client = client
+        self.final: wire.CompletionFinal | None = None
+
+    def __aiter__(self) -> AsyncIterator[tuple[bytes, wire.CompletionChunk | wire.CompletionFinal]]:
+        return self._lines()
+
+    async def _lines(self) -> AsyncIterator[tuple[bytes, wire.CompletionChunk | wire.CompletionFinal]]:
+        try:
+            async for line in self._resp.content:
+                if not line.strip():
+                    continue
+                if _FINAL_MARK in line:
+                    self.final = wire.decode(line, wire.CompletionFinal)
+                    yield line, self.final
+                    return
+                yield line, wire.decode(line, wire.CompletionChunk)
+        except _HTTP_ERRORS as exc:
+            self._broke()
+            raise errors.RunnerCrashed(f"the runner's stream broke off: {type(exc).__name__}: {exc}") from None
+        finally:
+            self.close()
+        if self.final is None:
+            self._broke()
+            raise errors.RunnerCrashed("the runner's stream ended without a final event")
+
+    def _broke(self) -> None:
+        if self._client is not None:
+            self._client.broken = True
+
+    def close(self) -> None:
+        if not self._resp.closed:
+            self._resp.close()
+
+
+class RunnerClient:
+    """Requests to one runner; shares the caller's aiohttp session."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str) -> None:
+        self._session = session
+        self.base_url = base_url
+        self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.broken = False  # a completion stream broke off: the runner is most likely gone
+
+    async def _call(self, method: str, path: str, body: msgspec.Struct | None, kind: type[T],
+                    timeout: float | None = 30.0) -> T:
+        data = wire.encoder.encode(body) if body is not None else None
+        try:
+            async with self._session.request(method, self.base_url + path, data=data, headers=self._headers,
+                                             timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise _error_from(resp.status, raw)
+                return wire.decode(raw, kind)
+        except _HTTP_ERRORS as exc:
+            raise errors.RunnerCrashed(f"runner at {self.base_url} unreachable: {type(exc).__name__}: {exc}") from None
+
+    async def health(self, timeout: float = 5.0) -> wire.Health:
+        return await self._call("GET", "/health", None, wire.Health, timeout)
+
+    async def load(self, params: wire.LoadParams, timeout: float | None = None) -> wire.LoadResult:
+        return await self._call("POST", "/load", params, wire.LoadResult, timeout)
+
+    async def completion(self, req: wire.CompletionRequest) -> CompletionStream:
+        """Start a streaming completion; errors before the first byte raise here."""
+        try:
+            resp = await self._session.post(self.base_url + "/completion", data=wire.encoder.encode(req),
+                                            headers=self._headers, timeout=aiohttp.ClientTimeout(total=None))
+        except _HTTP_ERRORS as exc:
+            raise errors.RunnerCrashed(f"runner at {self.base_url} unreachable: {type(exc).__name__}: {exc}") from None
+        if resp.status != 200:
+            try:
+                raw = await resp.read()
+            except _HTTP_ERRORS:
+                raw = b""
+            finally:
+                resp.release()
+            raise _error_from(resp.status, raw)
+        return CompletionStream(resp, self)
+
+    async def embedding(self, inputs: str | list[str]) -> wire.EmbeddingResult:
+        return await self._call("POST", "/embedding", wire.EmbeddingRequest(input=inputs), wire.EmbeddingResult,
+                                None)
+
+    async def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        req = wire.TokenizeRequest(content=text, add_special=add_special)
+        return (await self._call("POST", "/tokenize", req, wire.TokenizeResult)).tokens
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        req = wire.DetokenizeRequest(tokens=tokens)
+        return (await self._call("POST", "/detokenize", req, wire.DetokenizeResult)).content
+
+    async def control(self, op: str, rid: str) -> bool:
+        """``cancel`` / ``pause`` / ``resume`` one request."""
+        return (await self._call("POST", f"/{op}", wire.ControlRequest(id=rid), wire.ControlResult)).ok
+
+    async def kv(self) -> wire.KvView:
+        return await self._call("GET", "/kv", None, wire.KvView)
+
+    async def stats(self) -> wire.StatsView:
+        return await self._call("GET", "/stats", None, wire.StatsView)

@@ -1,0 +1,160 @@
+"""The generation path every API front end shares: resolve, schedule, acquire, run on the runner.
+
+``generate(sup, job, ...)`` takes a parsed ``Job`` and a ``respond`` callback that writes the answer in
+its API's shape (OpenAI SSE or JSON, Ollama NDJSON or JSON); the scheduler slot and the lifecycle lease
+are always given back. ``Generation`` is one request in flight: what ``respond`` uses to read the
+runner's stream, and to turn its end into a profile, metrics and an event. No HTTP here.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import msgspec
+import structlog
+
+from mullama import wire
+from mullama.core import errors
+from mullama.observe.profiles import build_profile
+from mullama.serving.job import Job
+from mullama.serving.policies import Request
+from mullama.serving.runtime import State
+
+if TYPE_CHECKING:
+    from mullama.runners.client import CompletionStream
+    from mullama.serving.supervisor import Supervisor
+
+log = structlog.get_logger("mullama.api")
+
+T = TypeVar("T")
+
+#: How a front end answers one generation: given the ``Generation`` and the runner's stream, it writes
+#: the whole response (streamed or collected) and returns it.
+Respond = Callable[["Generation", "CompletionStream"], Awaitable[T]]
+
+
+async def generate(sup: Supervisor, job: Job, respond: Respond[T], *, user: str, profile: bool = False) -> T:
+    """Resolve, schedule, re-route, acquire, run on the runner; ``respond`` writes the answer in its API's
+    shape. ``user`` is the fairness key; ``profile`` asks for the X-Profile in the answer."""
+    sup.check_open()
+    entry = sup.resolve(job.model)
+    sup.lifecycle.runtime(entry)  # the scheduler reads its n_parallel
+    sup.prefetcher.observe(entry.name)
+    chat = job.kind == "chat"
+    rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+    created = int(time.time())
+    t0 = time.perf_counter()
+    prompt_chars = len(job.request.prompt or "") + sum(len(m.content or "") for m in job.request.messages or ())
+    req = Request(id=rid, model=entry.name, user=user, priority=job.priority,
+                  deadline=time.monotonic() + job.deadline_ms / 1000 if job.deadline_ms else None,
+                  prompt_chars=prompt_chars, max_tokens=job.request.max_tokens)
+    try:
+        ticket = await sup.scheduler.submit(req)
+    except errors.MullamaError as exc:
+        sup.observer.metrics.request_failed(entry.name, exc.type)
+        raise
+    try:
+        routed = _route_again(sup, job.model, entry)  # a variant switch while it was queued moves it over
+        if routed.name != entry.name:
+            entry = routed
+            sup.lifecycle.runtime(entry)
+        run = Generation(sup, job, rid, created, entry.name, t0, ticket, profile)
+        lease = await sup.lifecycle.acquire(entry, keep_alive=job.keep_alive)
+        try:
+            stream = await lease.client.completion(msgspec.structs.replace(job.request, id=rid, stream=True))
+            ticket.control = lambda op: lease.client.control(op, rid)
+            run.lease = lease
+            try:
+                return await respond(run, stream)
+            finally:
+                stream.close()  # before the end (client gone, error): the runner cancels the request
+        finally:
+            sup.lifecycle.release(lease)
+    except errors.MullamaError as exc:
+        sup.observer.metrics.request_failed(entry.name, exc.type)
+        raise
+    finally:
+        sup.scheduler.finish(ticket)
+        sup.prefetcher.idle()
+
+
+def _route_again(sup: Supervisor, name: str, entry):
+    try:
+        return sup.resolve(name)
+    except errors.MullamaError:
+        return entry
+
+
+class Generation:
+    """One generation in flight: reading the runner's stream, its profile, metrics and events."""
+
+    def __init__(self, sup: Supervisor, job: Job, rid: str, created: int, model: str, t0: float,
+                 ticket, profile: bool) -> None:
+        self.sup, self.job, self.rid, self.created, self.model, self.t0 = sup, job, rid, created, model, t0
+        self.ticket, self.want_profile = ticket, profile
+        self.lease = None
+        self.chat = job.kind == "chat"
+
+    def done(self, final: wire.CompletionFinal) -> dict:
+        """The profile (always built: it feeds the metrics); events and metrics for a finished request."""
+        lease = self.lease
+        profile = build_profile(stats=final.stats, model=self.model, scheduler=self.sup.scheduler.policy.name,
+                                runner_pid=lease.handle.pid if lease else None, queue_ms=self.ticket.queue_ms,
+                                load_ms=lease.load_wait_ms if lease else 0.0,
+                                total_ms=(time.perf_counter() - self.t0) * 1000,
+                                preemptions=self.ticket.request.preemptions,
+                                kv_evicted=final.stats.evicted_tokens)
+        self.sup.observer.metrics.request_done(self.model, profile, final.finish_reason)
+        self.sup.observer.emit("finished", id=self.rid, model=self.model, finish_reason=final.finish_reason,
+                               prompt_tokens=profile["prompt_tokens"], completion_tokens=profile["completion_tokens"],
+                               total_ms=profile["total_ms"])
+        return profile
+
+    def explain(self, exc: errors.MullamaError) -> errors.MullamaError:
+        """A runner crash caused by a timed-out drain, told as the unload it was; other errors as they are."""
+        rt = self.lease.runtime if self.lease else None
+        if isinstance(exc, errors.RunnerCrashed) and rt is not None and rt.drain_killed and rt.state in (
+                State.DRAINING, State.UNLOADING, State.UNLOADED):
+            return errors.RunnerError(f"{self.model} was unloaded before this request finished (the drain "
+                                      "timeout ran out)", 503, "model_unloaded")
+        return exc
+
+    def failed(self, exc: errors.MullamaError) -> errors.MullamaError:
+        """An error after the response started (it goes into the stream): explained, logged, counted."""
+        exc = self.explain(exc)
+        log.warning("stream_failed", id=self.rid, model=self.model, type=exc.type, error=str(exc))
+        self.sup.observer.metrics.request_failed(self.model, exc.type)
+        return exc
+
+    def generation_failed(self) -> None:
+        """The runner ended the stream with ``finish_reason: error`` (counted; the front end says so)."""
+        self.sup.observer.metrics.request_failed(self.model, "generation_failed")
+
+    async def gather(self, stream: CompletionStream) -> tuple[wire.CompletionFinal, str]:
+        """A non-streamed answer: the runner's final frame and the whole text. Errors are raised (nothing
+        was sent yet: the error middleware answers them and ``generate`` counts them)."""
+        text: list[str] = []
+        try:
+            async for _, ev in stream:
+                if ev.content and not text:
+                    self.sup.observer.emit("first_token", id=self.rid, model=self.model)
+                text.append(ev.content)
+        except errors.MullamaError as exc:
+            raise self.explain(exc) from None
+        final = stream.final
+        if final.finish_reason == "error":
+            raise errors.RunnerError(f"generation failed: {final.error}", 500, "server_error")
+        return final, "".join(text)
+
+    async def relay(self, stream: CompletionStream, write: Callable[[str], Awaitable[object]]) -> None:
+        """Each piece of text of a streamed answer to ``write`` (the first one is an event)."""
+        first = True
+        async for _, ev in stream:
+            if ev.content:
+                if first:
+                    first = False
+                    self.sup.observer.emit("first_token", id=self.rid, model=self.model)
+                await write(ev.content)

@@ -1,0 +1,112 @@
+"""Settings: per-model resolution (variant beats family beats server), redaction and immutability."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from config_helpers import load
+
+from mullama.config import ModelSettings, RunnerConfig, Settings, load_settings, model_settings
+
+# ---------------------------------------------------------------- per-model resolution
+
+
+MODELS_TOML = """
+n_ctx = 8192
+threads = 6
+keep_alive = "5m"
+
+[aliases]
+chat = "llama3:8b"
+ll = "llama3"
+
+[models.smollm2]
+n_ctx = 4096
+keep_alive = "10m"
+pinned = true
+cache_type_k = "Q8_0"
+
+[models."smollm2:135m"]
+n_ctx = 2048
+flash_attn = "on"
+tensor_split = [3, 1]
+require_full = true
+
+[models.chat]
+n_ctx = 1024
+preload = true
+
+[models.ll]
+threads = 3
+"""
+
+
+@pytest.mark.parametrize("name,family,expected", [
+    ("smollm2:135m", "smollm2", dict(n_ctx=2048, flash_attn="on", keep_alive=600.0, pinned=True, threads=6,
+                                     cache_type_k="q8_0", tensor_split=(3.0, 1.0), require_full=True)),
+    ("smollm2:360m", "smollm2", dict(n_ctx=4096, flash_attn="auto", keep_alive=600.0, pinned=True,
+                                     tensor_split=(), require_full=False)),
+    ("smollm2", "smollm2", dict(n_ctx=4096, pinned=True, preload=False)),
+    ("qwen:7b", "qwen", dict(n_ctx=8192, keep_alive=300.0, threads=6, pinned=False, cache_type_k="f16",
+                             n_gpu_layers=-1, n_parallel=4, n_batch=2048, n_ubatch=512)),
+    ("llama3:8b", "llama3", dict(n_ctx=1024, threads=3, preload=True)),
+    ("chat", "llama3", dict(n_ctx=1024, threads=3, preload=True)),
+    ("llama3:70b", "llama3", dict(n_ctx=8192, threads=3, preload=False)),
+])
+def test_variant_beats_family_beats_server(tmp_path: Path, name: str, family: str,
+                                           expected: dict[str, Any]) -> None:
+    config = model_settings(load(tmp_path, MODELS_TOML), name, family)
+    assert isinstance(config, RunnerConfig)
+    assert {k: getattr(config, k) for k in expected} == expected
+    assert None not in vars(config).values()
+
+
+def test_runner_config_is_frozen(tmp_path: Path) -> None:
+    config = model_settings(load_settings(env={}), "x:y", "x")
+    with pytest.raises(AttributeError):
+        config.n_ctx = 1  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- redaction and immutability
+
+
+def test_redacted_hides_keys_and_is_json(tmp_path: Path) -> None:
+    s = load(tmp_path, MODELS_TOML, {"MULLAMA_API_KEYS": "sk-one,sk-two"})
+    data = s.redacted()
+    assert data["api_keys"] == 2
+    text = json.dumps(data)
+    assert "sk-one" not in text and "sk-two" not in text
+    assert json.loads(text) == data
+    assert data["models"]["smollm2:135m"] == {"n_ctx": 2048, "flash_attn": "on", "tensor_split": [3.0, 1.0],
+                                              "require_full": True}
+    assert data["aliases"] == {"chat": "llama3:8b", "ll": "llama3"} and data["port"] == 8080
+
+
+def test_settings_are_immutable(tmp_path: Path) -> None:
+    s = load(tmp_path, MODELS_TOML)
+    with pytest.raises(AttributeError):
+        s.port = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        s.aliases["x"] = "y"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        s.models["x"] = ModelSettings()  # type: ignore[index]
+    with pytest.raises(TypeError):
+        s.default_variants["x"] = "y"  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        s.models["smollm2"].n_ctx = 1  # type: ignore[misc]
+    assert isinstance(s.api_keys, tuple) and isinstance(s.models_dirs, tuple)
+
+
+def test_directly_built_and_replaced_settings_are_immutable_too() -> None:
+    s = Settings(aliases={"a": "b"}, models={"m": ModelSettings(n_ctx=512)})
+    with pytest.raises(TypeError):
+        s.aliases["c"] = "d"  # type: ignore[index]
+    replaced = msgspec.structs.replace(s, port=1)
+    with pytest.raises(TypeError):
+        replaced.models["x"] = ModelSettings()  # type: ignore[index]
+    assert model_settings(replaced, "m", "m").n_ctx == 512 and replaced.redacted()["aliases"] == {"a": "b"}
+
