@@ -89,6 +89,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     memory_budget: int | None = None
     load_timeout: float = 300.0
     drain_timeout: float = 30.0
+    stream_write_timeout: float = 30.0  # a streamed answer the client stops reading is cut after this
     prefetch: str = "markov"
     prefetch_min_confidence: float = 0.6
     prefetch_idle: float = 0.5
@@ -97,6 +98,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_queue_per_model: int = 128
     api_keys: tuple[str, ...] = ()
     allow_public: bool = False
+    origins: tuple[str, ...] = ()        # browser Origins allowed besides the server's own ("*": any)
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides loopback ones (DNS-rebinding guard)
     max_body_bytes: int = 16 << 20
     max_tokens_limit: int = 32768
     max_messages: int = 2048
@@ -219,7 +222,8 @@ def _check(s: Settings, where: Where) -> None:
     if s.n_ubatch > s.n_batch:
         raise ConfigError(f"{where('n_ubatch')}: n_ubatch ({s.n_ubatch}) must not exceed n_batch "
                           f"({s.n_batch}, from {where('n_batch')})")
-    for name, value in (("load_timeout", s.load_timeout), ("drain_timeout", s.drain_timeout)):
+    for name, value in (("load_timeout", s.load_timeout), ("drain_timeout", s.drain_timeout),
+                        ("stream_write_timeout", s.stream_write_timeout)):
         if value <= 0:
             raise ConfigError(f"{where(name)}: expected a positive duration, got {value!r}")
     for name, size in (("memory_budget", s.memory_budget), ("max_body_bytes", s.max_body_bytes)):

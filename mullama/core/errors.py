@@ -231,6 +231,24 @@ class Unauthorized(MullamaError):
     type = "authentication_error"
 
 
+class Forbidden(MullamaError):
+    """A request refused for where it comes from: a Host or an Origin the server does not serve."""
+
+    status = 403
+    type = "forbidden"
+
+    def __init__(self, message: str, type_: str = "forbidden") -> None:
+        super().__init__(message)
+        self.type = type_
+
+
+class UnsupportedMediaType(MullamaError):
+    """A body that is not declared as JSON on a JSON route."""
+
+    status = 415
+    type = "unsupported_media_type"
+
+
 class ShuttingDown(MullamaError):
     """The server is draining and takes no new requests."""
 

@@ -29,7 +29,8 @@ from mullama.serving.supervisor import Supervisor
 
 log = structlog.get_logger("mullama.internal")
 
-_KV_TIMEOUT = 2.0
+_KV_TIMEOUT = 2.0      # a runner's KV view inside another view (scheduler, metrics): left out past this
+KV_VIEW_TIMEOUT = 5.0  # GET /internal/kv: 504 past this
 
 
 async def _kv(rt: Runtime):
@@ -131,7 +132,7 @@ async def kv_view(request: web.Request) -> web.Response:
     if rt is None or not rt.serving:
         raise errors.NotReady(f"{entry.name} is not loaded (state: {rt.state if rt else 'discovered'}); "
                               "its KV cache lives in its runner")
-    kv = await rt.handle.client.kv()
+    kv = await rt.handle.client.kv(timeout=KV_VIEW_TIMEOUT)  # a frozen runner: a 504 in the API's shape
     body = msgspec.to_builtins(kv)
     body["model"] = entry.name
     body["usage_ratio"] = round(kv.cells_used / kv.cells_total, 4) if kv.cells_total else 0.0

@@ -1,6 +1,9 @@
 """The middlewares every request passes: errors mapped to responses in one place, and API keys.
 
-A ``MullamaError`` carries its status, type, ``param`` and ``retry_after``; aiohttp's own HTTP errors
+``browser_guard`` refuses what a web page on another site could send to a local server: a foreign
+``Host`` (DNS rebinding), a foreign ``Origin``, and bodies not declared as JSON (a cross-site form or
+``text/plain`` POST needs no preflight). A ``MullamaError`` carries its status, type, ``param`` and
+``retry_after``; aiohttp's own HTTP errors
 get a type by status (``shapes.HTTP_TYPES``); anything else is a 500 that is logged and never takes the
 server down. The shape is the API's own: Ollama's ``{"error": "..."}`` on the Ollama routes (the paths
 their route tables declare), OpenAI's everywhere else.
@@ -10,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
 
-from mullama.config import Settings
+from mullama.config import Settings, is_loopback
 from mullama.core import errors
 from mullama.http.ollama import format as ollama
 from mullama.http.openai import format as openai
@@ -92,8 +97,76 @@ def auth_middleware(keys: tuple[str, ...]):
     return check
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def host_name(host: str) -> str:
+    """The name part of a ``Host`` header: ``[::1]:8080`` -> ``::1``, ``Localhost.:80`` -> ``localhost``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host[1:]
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
+
+def _loopback_name(name: str) -> bool:
+    if name == "localhost" or name.endswith(".localhost"):  # RFC 6761: always the loopback
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return is_loopback(str(address))
+
+
+def _json_type(content_type: str) -> bool:
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
+
+
+def browser_guard(settings: Settings):
+    """403 for a foreign ``Host`` or ``Origin``; 415 for a body that is not declared JSON."""
+    bound_to_loopback = is_loopback(settings.host)
+    hosts = frozenset(host_name(h) for h in settings.allowed_hosts)
+    if not bound_to_loopback and hosts:
+        hosts |= {host_name(settings.host)}
+    origins = frozenset(o.strip().rstrip("/").lower() for o in settings.origins)
+    any_origin = "*" in origins
+
+    def host_ok(host: str) -> bool:
+        name = host_name(host)
+        return _loopback_name(name) or name in hosts
+
+    def same_origin(origin: str, host: str | None) -> bool:
+        parts = urlsplit(origin)
+        return host is not None and parts.scheme in ("http", "https") and parts.netloc == host.strip().lower()
+
+    @web.middleware
+    async def guard(request: web.Request, handler):
+        host = request.headers.get("Host")
+        if host is not None and (bound_to_loopback or hosts) and not host_ok(host):
+            raise errors.Forbidden(f"host {host[:100]!r} is not served here (add it to allowed_hosts to serve "
+                                   "it)", "host_not_allowed")
+        origin = request.headers.get("Origin")
+        if origin is not None and not any_origin:
+            normal = origin.strip().rstrip("/").lower()
+            if normal not in origins and not same_origin(normal, host):
+                raise errors.Forbidden(f"origin {origin[:100]!r} is not allowed (add it to origins to allow it)",
+                                       "origin_not_allowed")
+        if request.method in _BODY_METHODS and request.body_exists:
+            declared = request.headers.get("Content-Type", "")
+            if not _json_type(declared):
+                raise errors.UnsupportedMediaType(
+                    f"send the body as JSON with 'Content-Type: application/json' (got {declared[:100]!r})"
+                    if declared else "send the body as JSON with 'Content-Type: application/json'")
+        return await handler(request)
+
+    return guard
+
+
 def middlewares(settings: Settings, ollama_paths: Iterable[str]) -> list:
-    chain = [error_middleware(ollama_paths)]
+    chain = [error_middleware(ollama_paths), browser_guard(settings)]
     if settings.api_keys:
         chain.append(auth_middleware(settings.api_keys))
     return chain

@@ -21,8 +21,9 @@ HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_fo
 
 #: OpenAI's error types; our finer types travel in ``code`` (e.g. context_length_exceeded, model_not_found)
 OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "invalid_request_error", 408: "timeout", 409: "invalid_request_error", 413: "invalid_request_error",
-                422: "invalid_request_error", 429: "rate_limit_error"}
+                404: "invalid_request_error", 405: "invalid_request_error", 408: "timeout",
+                409: "invalid_request_error", 413: "invalid_request_error", 414: "invalid_request_error",
+                415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error"}
 
 
 def openai_kind(status: int, type_: str) -> tuple[str, str | None]:

@@ -111,6 +111,9 @@ class RunnerClient:
                 return wire.decode(raw, kind)
         except _HTTP_ERRORS as exc:
             raise errors.RunnerCrashed(f"runner at {self.base_url} unreachable: {type(exc).__name__}: {exc}") from None
+        except TimeoutError:  # a frozen runner (SIGSTOP, a hung syscall): a typed error, never a bare timeout
+            raise errors.RunnerError(f"the model's runner did not answer {method} {path} within {timeout:g} s",
+                                     504, "runner_timeout") from None
 
     async def health(self, timeout: float = 5.0) -> wire.Health:
         return await self._call("GET", "/health", None, wire.Health, timeout)
@@ -151,8 +154,8 @@ class RunnerClient:
         """``cancel`` / ``pause`` / ``resume`` one request."""
         return (await self._call("POST", f"/{op}", wire.ControlRequest(id=rid), wire.ControlResult)).ok
 
-    async def kv(self) -> wire.KvView:
-        return await self._call("GET", "/kv", None, wire.KvView)
+    async def kv(self, timeout: float = 30.0) -> wire.KvView:
+        return await self._call("GET", "/kv", None, wire.KvView, timeout)
 
     async def stats(self) -> wire.StatsView:
         return await self._call("GET", "/stats", None, wire.StatsView)

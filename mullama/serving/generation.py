@@ -129,6 +129,12 @@ class Generation:
         self.sup.observer.metrics.request_failed(self.model, exc.type)
         return exc
 
+    def client_stalled(self, timeout: float) -> None:
+        """The client stopped reading a streamed answer for ``timeout`` s: its connection is cut (counted)."""
+        log.warning("client_stalled", id=self.rid, model=self.model, timeout_s=timeout)
+        self.sup.observer.metrics.request_failed(self.model, "client_stalled")
+        self.sup.observer.emit("client_stalled", id=self.rid, model=self.model, timeout_s=timeout)
+
     def generation_failed(self) -> None:
         """The runner ended the stream with ``finish_reason: error`` (counted; the front end says so)."""
         self.sup.observer.metrics.request_failed(self.model, "generation_failed")

@@ -129,8 +129,8 @@ class Loading:
             try:
                 h = await handle.client.health(timeout=max(5.0, HEALTH_POLL_S * 4))
                 mark = (h.status, h.phase, h.progress)
-            except errors.MullamaError:
-                mark = last  # a busy runner answering slowly is not progress, nor proof of a stall
+            except (errors.MullamaError, TimeoutError):
+                mark = last  # a busy (or frozen) runner answering slowly is not progress, nor proof of a stall
             if mark != last:
                 last, since = mark, time.monotonic()
                 if mark is not None:

@@ -62,6 +62,7 @@ class Scheduler:
         self.max_queue, self.max_queue_per_model = max_queue, max_queue_per_model
         self._commands: asyncio.Queue = asyncio.Queue()
         self._queued: dict[str, Ticket] = {}           # request id -> ticket (queued or paused)
+        self._pending: collections.Counter = collections.Counter()  # model -> submits not yet taken by the task
         self._running: dict[str, dict[str, Ticket]] = collections.defaultdict(dict)  # model -> id -> ticket
         self._seq = 0
         self._task: asyncio.Task | None = None
@@ -90,6 +91,7 @@ class Scheduler:
         request.arrived = time.monotonic()
         ticket = Ticket(request=request, future=asyncio.get_running_loop().create_future())
         self._check_bounds(request)
+        self._pending[request.model] += 1  # counted against the bounds until the task queues it
         self._commands.put_nowait(("submit", ticket))
         try:
             await asyncio.shield(ticket.future)
@@ -156,6 +158,9 @@ class Scheduler:
     def _apply(self, kind: str, arg: Any) -> None:
         if kind == "submit":
             ticket: Ticket = arg
+            self._pending[ticket.request.model] -= 1
+            if self._pending[ticket.request.model] <= 0:
+                del self._pending[ticket.request.model]
             if ticket.future.done():  # cancelled before we saw it
                 ticket.state = "done"
                 return
@@ -274,8 +279,9 @@ class Scheduler:
         return max(0.0, min(deadlines) - time.monotonic()) + 0.001
 
     def _check_bounds(self, request: Request) -> None:
-        total = len(self._queued) + self._commands.qsize()
-        per_model = sum(1 for t in self._queued.values() if t.request.model == request.model)
+        total = len(self._queued) + sum(self._pending.values())
+        per_model = sum(1 for t in self._queued.values() if t.request.model == request.model) \
+            + self._pending[request.model]
         if total >= self.max_queue or per_model >= self.max_queue_per_model:
             self.counters["rejected"] += 1
             scope = "the server" if total >= self.max_queue else f"model {request.model}"

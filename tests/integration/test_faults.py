@@ -206,3 +206,26 @@ def test_a_stalled_load_is_detected_and_reported(tmp_path):
     finally:
         server.stop()
 
+
+def test_a_runner_frozen_while_loading_fails_the_load_within_load_timeout(tmp_path):
+    """A runner that stops (SIGSTOP) mid-load answers nothing, not even /health: the health probe's
+    timeout is no crash of the monitor (issue 16); no progress for load_timeout kills the runner and the
+    request gets load_stalled in about load_timeout plus one probe, not after a fixed 60 s."""
+    freeze = Path(__file__).parent / "frozen_load"  # its sitecustomize SIGSTOPs every runner mid-load
+    server = Server(tmp_path, base_settings(load_timeout="3s"), env={"PYTHONPATH": f"{freeze}:{REPO_ROOT}"})
+    try:
+        t0 = time.monotonic()
+        status, body = server.call("POST", "/v1/chat/completions", _chat(Q4), timeout=120)
+        elapsed = time.monotonic() - t0
+        assert status == 503, body
+        assert assert_openai_error(body)["code"] == "load_stalled"
+        assert elapsed < 30, elapsed
+        deadline = time.monotonic() + 10
+        while _group(server) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _group(server) == [] and _zombie_children(server) == []  # the frozen runner was killed
+        status, body = server.call("GET", "/ready")
+        assert status == 200  # the server itself keeps serving
+    finally:
+        server.stop()
+

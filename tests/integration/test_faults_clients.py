@@ -10,7 +10,10 @@ polls, never sleeps.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import socket
+import time
 
 import aiohttp
 from faults_harness import (
@@ -74,3 +77,38 @@ async def test_100_clients_hanging_up_mid_stream_free_every_slot(tmp_path):
         assert len(_group(server)) == 1
     finally:
         server.stop()
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_frees_its_slot(tmp_path):
+    """A streaming client that keeps its socket open but reads nothing (issue 16: it held its slot for 330 s
+    and starved a one-slot model) is cut off after stream_write_timeout: the connection is aborted, the
+    runner stops generating for it, the slot serves the next request, and the event says why."""
+    server = Server(tmp_path, base_settings(n_parallel=1, stream_write_timeout="2s"))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        assert server.call("POST", "/v1/chat/completions", _chat(Q4, n=2))[0] == 200  # loaded
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        body = json.dumps({"model": Q4, "messages": [{"role": "user", "content": "Tell me a long story."}],
+                           "max_tokens": 3000, "stream": True, "ignore_eos": True, "temperature": 0}).encode()
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                     % (server.port, len(body), body))  # ... and never read the answer
+        deadline = time.monotonic() + 120  # ~48 KiB unread: a few hundred tokens, then 2 s
+        while not server.events("client_stalled") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [stalled] = server.events("client_stalled")
+        assert stalled["model"] == Q4 and stalled["timeout_s"] == 2
+        t0 = time.monotonic()
+        status, out = server.call("POST", "/v1/chat/completions", _chat(Q4, n=2), timeout=60)
+        assert status == 200 and out["choices"][0]["message"]["content"]
+        assert time.monotonic() - t0 < 30  # the one slot was free again, not held by the silent client
+        view = server.call("GET", "/internal/scheduler")[1]
+        assert not view["running"] and not view["queue"]
+        [finished] = [e for e in server.events("finished") if e["id"] == stalled["id"]] or [None]
+        assert finished is None  # it never finished: it was cancelled, not generated to the end
+        assert not server.events("unhandled")
+    finally:
+        sock.close()
+        server.stop()
+

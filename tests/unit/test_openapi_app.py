@@ -154,7 +154,7 @@ class FakeRunner:
     async def health(self, timeout: float = 5.0) -> wire.Health:
         return wire.Health(status="ready", progress=1.0)
 
-    async def kv(self) -> wire.KvView:
+    async def kv(self, timeout: float = 30.0) -> wire.KvView:
         slots = [wire.SlotView(index=0, state="busy", request_id=self.busy, n_tokens=7, n_cached=3,
                                    n_prompt=5, n_generated=2),
                  wire.SlotView(index=1, state="idle", request_id=None, n_tokens=0, n_cached=0, n_prompt=0,

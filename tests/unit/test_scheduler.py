@@ -221,3 +221,29 @@ async def test_stop_fails_the_queued_requests():
     await sched.stop()
     with pytest.raises(errors.ShuttingDown):
         await waiter
+
+
+async def test_a_burst_cannot_queue_past_the_bound_before_the_task_runs():
+    """200 submits in one tick against a bound of 128 (issue 16): submits the scheduler task has not taken
+    yet count against the bounds, so exactly the bound gets in and the rest get 429 at once."""
+    sched, _ = await make("fifo", capacity=1, max_queue=512, max_queue_per_model=128)
+    running = await sched.submit(req("r0"))
+    burst = [asyncio.ensure_future(sched.submit(req(f"b{i}"))) for i in range(200)]
+    await settle()
+    refused = [t for t in burst if t.done() and isinstance(t.exception(), errors.QueueFull)]
+    assert len(refused) == 72 and sum(sched.waiting().values()) == 128
+    for t in burst:
+        t.cancel()
+    sched.finish(running)
+    await sched.stop()
+    sched, _ = await make("fifo", capacity=1, max_queue=100, max_queue_per_model=1000)  # the server-wide bound
+    running = await sched.submit(req("r0"))
+    burst = [asyncio.ensure_future(sched.submit(req(f"x{i}", model=f"m{i % 3}"))) for i in range(300)]
+    await settle()
+    assert sum(1 for t in burst if t.done() and isinstance(t.exception(), errors.QueueFull)) == 200
+    admitted = sum(sched.waiting().values()) + sum(n for m, n in sched.running().items() if m != "m")
+    assert admitted == 100  # the 100 that were in the queue when each was checked (3 of them run now)
+    for t in burst:
+        t.cancel()
+    sched.finish(running)
+    await sched.stop()

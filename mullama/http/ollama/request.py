@@ -68,7 +68,7 @@ class EmbedBody(msgspec.Struct, kw_only=True):
     truncate: bool | None = None
     options: dict[str, Any] | None = None
     keep_alive: str | float | None = None
-    dimensions: int | None = None
+    dimensions: int | float | None = None  # JSON has one number type: 2.0 is the integer 2 (as the schema says)
 
 
 class EmbeddingsBody(msgspec.Struct, kw_only=True):
@@ -329,11 +329,13 @@ def parse_embed(body: bytes, limits: openai_request.Limits = _LIMITS) -> EmbedJo
     for i, text in enumerate(inputs):
         if not text:
             raise bad(f"Invalid value for 'input[{i}]': expected a non-empty string.", f"input[{i}]")
-    if b.dimensions is not None and not 1 <= b.dimensions <= INT32_MAX:
-        raise bad(f"Invalid value for 'dimensions': expected a positive integer, got {b.dimensions}.",
-                  "dimensions")
+    dimensions = b.dimensions
+    if dimensions is not None and (isinstance(dimensions, float) and not dimensions.is_integer()
+                                   or not 1 <= dimensions <= INT32_MAX):
+        raise bad(f"Invalid value for 'dimensions': expected a positive integer, got {dimensions}.", "dimensions")
     _, ignored = parse_options(b.options, limits)
-    return EmbedJob(b.model or "", inputs, keep_alive(b.keep_alive), b.dimensions, ignored)
+    return EmbedJob(b.model or "", inputs, keep_alive(b.keep_alive),
+                    None if dimensions is None else int(dimensions), ignored)
 
 
 def parse_embeddings(body: bytes, limits: openai_request.Limits = _LIMITS) -> EmbedJob:

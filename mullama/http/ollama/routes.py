@@ -23,6 +23,7 @@ from mullama.http.middleware import user_key
 from mullama.http.ollama import format as ollama
 from mullama.http.openai.routes import limits, wants_profile
 from mullama.http.shapes import NDJSON_HEADERS, json_response
+from mullama.http.streams import DeadlineWriter
 from mullama.serving.generation import Generation, generate
 from mullama.serving.supervisor import Supervisor
 
@@ -89,18 +90,19 @@ async def _respond(kind: str, request: web.Request, run: Generation, stream) -> 
 
     resp = web.StreamResponse(headers=NDJSON_HEADERS)
     await resp.prepare(request)
+    out = DeadlineWriter(request, resp, run, run.sup.settings.stream_write_timeout)
     chunk = ollama.chat_chunk if kind == "chat" else ollama.generate_chunk
     try:
-        await run.relay(stream, lambda text: resp.write(chunk(run.model, text)))
+        await run.relay(stream, lambda text: out.write(chunk(run.model, text)))
     except errors.MullamaError as exc:
-        await resp.write_eof(ollama.error_line(str(run.failed(exc))))
+        await out.write_eof(ollama.error_line(str(run.failed(exc))))
         return resp
     final = stream.final
     if final.finish_reason == "error":
         run.generation_failed()
-        await resp.write_eof(ollama.error_line(f"generation failed: {final.error}"))
+        await out.write_eof(ollama.error_line(f"generation failed: {final.error}"))
         return resp
-    await resp.write_eof(msgspec.json.encode(_final(kind, run, final, "")) + b"\n")
+    await out.write_eof(msgspec.json.encode(_final(kind, run, final, "")) + b"\n")
     return resp
 
 

@@ -17,6 +17,7 @@ from mullama.http.keys import SUPERVISOR
 from mullama.http.middleware import user_key
 from mullama.http.openai import format as openai
 from mullama.http.shapes import SSE_HEADERS, json_response, openai_kind
+from mullama.http.streams import DeadlineWriter
 from mullama.serving.generation import Generation, generate
 from mullama.serving.job import Job
 from mullama.serving.runtime import State
@@ -67,22 +68,23 @@ async def _stream(request: web.Request, run: Generation, stream) -> web.StreamRe
     rid, created, model, usage = run.rid, run.created, run.model, run.job.include_usage
     resp = web.StreamResponse(headers=SSE_HEADERS)
     await resp.prepare(request)
+    out = DeadlineWriter(request, resp, run, run.sup.settings.stream_write_timeout)
     chunk = openai.chat_chunk if run.chat else openai.completion_chunk
     if run.chat:
-        await resp.write(openai.chat_chunk(id=rid, created=created, model=model, role=True, include_usage=usage))
+        await out.write(openai.chat_chunk(id=rid, created=created, model=model, role=True, include_usage=usage))
     try:
-        await run.relay(stream, lambda text: resp.write(chunk(id=rid, created=created, model=model,
-                                                                content=text, include_usage=usage)))
+        await run.relay(stream, lambda text: out.write(chunk(id=rid, created=created, model=model,
+                                                               content=text, include_usage=usage)))
     except errors.MullamaError as exc:
         exc = run.failed(exc)
-        await resp.write(openai.sse_error(str(exc), *openai_kind(exc.status, exc.type)))
-        await resp.write_eof()
+        await out.write(openai.sse_error(str(exc), *openai_kind(exc.status, exc.type)))
+        await out.write_eof()
         return resp
     final = stream.final
     if final.finish_reason == "error":
         run.generation_failed()
-        await resp.write(openai.sse_error(f"generation failed: {final.error}", "server_error", "generation_failed"))
-        await resp.write_eof()
+        await out.write(openai.sse_error(f"generation failed: {final.error}", "server_error", "generation_failed"))
+        await out.write_eof()
         return resp
     profile = run.done(final)
     tail = [chunk(id=rid, created=created, model=model, finish=final.finish_reason, include_usage=usage)]
@@ -90,7 +92,7 @@ async def _stream(request: web.Request, run: Generation, stream) -> web.StreamRe
         tail.append(openai.usage_chunk(id=rid, created=created, model=model, kind=run.job.kind,
                                        stats=final.stats, extra={"profile": profile} if run.want_profile else None))
     tail.append(openai.DONE)
-    await resp.write_eof(b"".join(tail))  # one write for the closing frames
+    await out.write_eof(b"".join(tail))  # one write for the closing frames
     return resp
 
 

@@ -231,7 +231,8 @@ def paths() -> dict[str, Schema]:
         "/internal/kv/{model}": {"get": _op(
             "getKvCache", "A loaded model's KV cache: slots and prefix-cache counters", _json("KvCache"),
             {400: "Invalid model name", 401: None, 404: None, 422: None, 500: None,
-             502: "The runner failed to answer", 503: "The model is not loaded"}, params=[model])},
+             502: "The runner failed to answer", 503: "The model is not loaded",
+             504: "The runner did not answer in time (frozen)"}, params=[model])},
         "/internal/events": {"get": _op(
             "streamEvents", "Live events (server-sent events)", events,
             {400: "Invalid backlog", 401: None, 500: None}, params=[backlog, follow],

@@ -137,6 +137,8 @@ def response_schemas() -> dict[str, Schema]:
 # ---------------------------------------------------------------------- paths
 
 _ERRORS = {400: "Invalid request", 401: "Missing or invalid API key (only when the server has keys)",
+           403: "A Host or Origin this server does not serve (the browser guard, docs/security.md)",
+           415: "The body is not declared as JSON ('Content-Type: application/json')",
            404: "Model not found", 408: "Deadline exceeded", 409: "The model's state forbids this now",
            413: "Request body too large", 422: "The model file cannot be served", 429: "Queue full",
            500: "Internal error", 502: "The model's runner crashed or failed",
@@ -233,6 +235,22 @@ def paths() -> dict[str, Schema]:
     }
 
 
+def _guarded(paths: dict[str, Schema]) -> dict[str, Schema]:
+    """Every route passes the browser guard: 403 for a foreign Host or Origin, 415 for a body that is not
+    declared as JSON -- in the shape of the route's API (Ollama's routes answer ``{"error"}``)."""
+    for ops in paths.values():
+        for op in ops.values():
+            ollama = openapi_ollama.TAG["name"] in op.get("tags", ())
+            codes = (403, 415) if "requestBody" in op else (403,)
+            for code in codes:
+                if ollama:
+                    shape = {"content": {"application/json": {"schema": _ref("OllamaError")}}}
+                    op["responses"].setdefault(str(code), {"description": _ERRORS[code], **shape})
+                else:
+                    op["responses"].setdefault(str(code), {"$ref": f"#/components/responses/E{code}"})
+    return paths
+
+
 def spec(limits: openai_request.Limits | None = None) -> dict[str, Any]:
     """The whole document; ``limits`` are the server's request caps (default ``openai_request.Limits()``)."""
     responses = {f"E{c}": {"description": text, "content": _json_content(_ref("Error"))}
@@ -249,7 +267,7 @@ def spec(limits: openai_request.Limits | None = None) -> dict[str, Any]:
         "tags": [{"name": "openai", "description": "OpenAI-compatible API"},
                  {"name": "management", "description": "Health, loaded models, the model catalog"},
                  dict(openapi_internal.TAG), dict(openapi_ollama.TAG)],
-        "paths": {**paths(), **openapi_internal.paths(), **openapi_ollama.paths()},
+        "paths": _guarded({**paths(), **openapi_internal.paths(), **openapi_ollama.paths()}),
         "components": {
             "schemas": {**response_schemas(), **request_schemas(limits), **openapi_internal.schemas(),
                         **openapi_ollama.schemas(limits)},
