@@ -76,6 +76,22 @@ def sd_notify(message: str) -> bool:
     return False
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (OSError if the port is taken or the address is not ours)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                        flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
 async def serve(settings: Settings, *, on_listening: Callable[[int], None] | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain (``drain_timeout``) and stop every runner."""
     app = create_app(settings)
@@ -84,11 +100,12 @@ async def serve(settings: Settings, *, on_listening: Callable[[int], None] | Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    sock = listen(settings.host, settings.port)  # first: a busy port fails before anything (preloads) starts
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    site = web.SockSite(runner, sock)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 (aiohttp has no public getter)
+    port = sock.getsockname()[1]
     if not is_loopback(settings.host) and not settings.api_keys:
         log.warning("public_without_keys", host=settings.host,
                     detail="anyone who can reach this address can use the server")

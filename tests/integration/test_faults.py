@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,7 +41,7 @@ from faults_harness import (  # noqa: F401  (_second_model and clients are fixtu
     _zombie_children,
     clients,
 )
-from supervisor_harness import REPO_ROOT, Server, assert_openai_error, base_settings
+from supervisor_harness import REPO_ROOT, Server, assert_openai_error, base_settings, write_config
 
 # ---------------------------------------------------------------- a killed runner
 
@@ -226,6 +228,26 @@ def test_a_runner_frozen_while_loading_fails_the_load_within_load_timeout(tmp_pa
         assert _group(server) == [] and _zombie_children(server) == []  # the frozen runner was killed
         status, body = server.call("GET", "/ready")
         assert status == 200  # the server itself keeps serving
+    finally:
+        server.stop()
+
+
+def test_a_second_serve_on_a_busy_port_exits_at_once_even_with_a_preload(tmp_path):
+    """The port is bound before anything starts (issue 16: with a preloaded model a second serve on a busy
+    port used to start the preload first, then hang and ignore SIGTERM)."""
+    (tmp_path / "a").mkdir()
+    server = Server(tmp_path / "a", base_settings())
+    try:
+        config = write_config(tmp_path / "second.toml", **base_settings(models={Q4: {"preload": True}}))
+        t0 = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "mullama.cli", "serve", "--config", str(config),
+                               "--port", str(server.port)], capture_output=True, text=True, timeout=60,
+                              cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert f"cannot listen on 127.0.0.1:{server.port}" in proc.stderr
+        assert "model_loading" not in proc.stderr  # nothing was started
+        assert time.monotonic() - t0 < 30
+        assert server.call("GET", "/health")[0] == 200  # the first one is untouched
     finally:
         server.stop()
 
