@@ -49,42 +49,13 @@ from mullama.models.names import (
 )
 from mullama.store import download
 from mullama.store.hub import Hub
+from mullama.store.transfer import Emit, Transfer
 
 __all__ = ["Plan", "Progress", "Store", "check_new_name"]
 
 log = structlog.get_logger("mullama.store")
 
 Progress = Callable[[dict[str, Any]], None]
-Emit = Callable[..., None]
-PROGRESS_S = 0.1   # at most this often to each caller (the final value always)
-EVENT_S = 0.5      # at most this often as a pull_progress event
-
-
-class _Transfer:
-    """One file being downloaded; every pull that needs it listens to it."""
-
-    def __init__(self, job: download.FileJob, model: str, emit: Emit | None) -> None:
-        self.job, self.model, self.emit = job, model, emit
-        self.completed = 0
-        self.listeners: set[Callable[[int, int], None]] = set()
-        self.task: asyncio.Task[str] | None = None
-        self._told = self._evented = 0.0
-
-    def on_bytes(self, n: int) -> None:
-        self.completed = n
-        now = time.monotonic()
-        final = n >= self.job.size
-        if final or now - self._told >= PROGRESS_S:
-            self._told = now
-            for listener in list(self.listeners):
-                listener(n, self.job.size)
-        if self.emit is not None and (final or now - self._evented >= EVENT_S):
-            self._evented = now
-            self.emit("pull_progress", model=self.model, file=self.job.dest.name,
-                      digest=f"sha256:{self.job.sha256}" if self.job.sha256 else None,
-                      completed=n, total=self.job.size)
-
-
 @dataclass(frozen=True)
 class Plan:
     """A pull, resolved: what to download and where (or the manifest of what is already there)."""
@@ -115,7 +86,7 @@ class Store:
         self.hub = hub or Hub.from_env()
         self.emit = emit
         self.retries = retries
-        self._transfers: dict[tuple[str, str | None], _Transfer] = {}
+        self._transfers: dict[tuple[str, str | None], Transfer] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -261,7 +232,7 @@ class Store:
         key = (str(job.dest), job.sha256)
         t = self._transfers.get(key)
         if t is None:
-            t = _Transfer(job, model, self.emit)
+            t = Transfer(job, model, self.emit)
             t.task = asyncio.get_running_loop().create_task(self._run(t, key))
             self._transfers[key] = t
         t.listeners.add(listener)
@@ -278,7 +249,7 @@ class Store:
         finally:
             t.listeners.discard(listener)
 
-    async def _run(self, t: _Transfer, key: tuple[str, str | None]) -> str:
+    async def _run(self, t: Transfer, key: tuple[str, str | None]) -> str:
         try:
             return await download.fetch(self._http(), t.job, t.on_bytes, retries=self.retries)
         finally:
@@ -290,6 +261,37 @@ class Store:
             self.emit(kind, **fields)
 
     # ------------------------------------------------------------------ rm / copy
+
+    def deletes_files(self, catalog: Catalog, name: str) -> bool:
+        """Whether ``remove(catalog, name)`` would delete model files (and so must unload the model first).
+
+        Raises what ``remove`` would refuse with, before anything happens: a refused request has no side
+        effects, and a name that owns no files (a copy, a second pulled name) never touches a runner.
+        """
+        entry = catalog.resolve(name)
+        hit = catalog.manifest_for(name)
+        if hit is not None and hit.kind == "copy":
+            return False
+        self._removable(catalog, name, entry, hit)
+        drop, keep = self._owners(entry, hit)
+        return not keep
+
+    def _removable(self, catalog: Catalog, name: str, entry, hit) -> None:
+        if hit is None and catalog.is_alias(name):
+            raise InvalidArgument(f"{name!r} is an alias from the config; remove it there (deleting it here "
+                                  f"would delete {entry.name})")
+        if entry.source != "models_dir":
+            what = "the bundled model" if entry.source == "bundled" else "declared by a path in the config"
+            raise InvalidArgument(f"{entry.name} is {what}; it is not in a models directory and cannot be "
+                                  "removed here")
+
+    def _owners(self, entry, hit) -> tuple[list, list]:
+        """(manifests this removal drops, manifests that keep the files)."""
+        first = _norm(entry.path)
+        owning = [(d, m) for d, m in self.manifests()
+                  if m.files and _norm(manifest.file_paths(d, m)[0]) == first]
+        drop = [(d, m) for d, m in owning if hit is not None and m.name == hit.name] or owning
+        return drop, [dm for dm in owning if dm not in drop]
 
     def remove(self, catalog: Catalog, name: str) -> dict[str, Any]:
         """Delete ``name``: its manifest; the files too once no other name (manifest) uses them.
@@ -306,18 +308,8 @@ class Store:
             result = {"model": entry.name, "names": [hit.name], "files": []}
             self._event("model_deleted", **result)
             return result
-        if hit is None and catalog.is_alias(name):
-            raise InvalidArgument(f"{name!r} is an alias from the config; remove it there (deleting it here "
-                                  f"would delete {entry.name})")
-        if entry.source != "models_dir":
-            what = "the bundled model" if entry.source == "bundled" else "declared by a path in the config"
-            raise InvalidArgument(f"{entry.name} is {what}; it is not in a models directory and cannot be "
-                                  "removed here")
-        first = _norm(entry.path)
-        owning = [(d, m) for d, m in self.manifests()
-                  if m.files and _norm(manifest.file_paths(d, m)[0]) == first]
-        drop = [(d, m) for d, m in owning if hit is not None and m.name == hit.name] or owning
-        keep = [dm for dm in owning if dm not in drop]
+        self._removable(catalog, name, entry, hit)
+        drop, keep = self._owners(entry, hit)
         for d, m in drop:
             manifest.delete(d, m.name)
         deleted: list[str] = []

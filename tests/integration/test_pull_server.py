@@ -263,3 +263,34 @@ def test_rm_refused_while_loaded_and_force_unloads(server: Server) -> None:
     )
     assert any(r["event"] == "model_deleted" and r["model"] == SERVED for r in records)
 
+
+
+def test_deleting_a_name_without_files_never_touches_the_runner(server: Server) -> None:
+    """A copy name owns no files: deleting it (no force) succeeds while the model is loaded and leaves
+    the runner alone (issue 16: it was a 409, and with force it unloaded the original)."""
+    client = ollama.Client(host=server.url)
+    client.pull(f"{REPO}:q4_1")
+    assert server.call("POST", "/api/load", {"model": NAME})[0] == 200
+    pid = server.call("GET", "/api/ps")[1]["models"][0]["pid"]
+    assert client.copy(NAME, "smol-name-only").status == "success"
+    assert client.delete("smol-name-only").status == "success"
+    [row] = server.call("GET", "/api/ps")[1]["models"]
+    assert row["state"] == "ready" and row["pid"] == pid  # the same runner, never unloaded
+    assert server.call("GET", f"/api/models/{NAME}")[0] == 200
+    _delete(server, NAME)
+
+
+def test_a_refused_delete_has_no_side_effects(tmp_path) -> None:
+    """Deleting the bundled model is refused (400) -- and it stays loaded (issue 16: it was unloaded first)."""
+    srv = Server(tmp_path, base_settings(threads=1, threads_batch=1, n_parallel=1, prefetch="none"))
+    try:
+        assert srv.call("POST", "/api/load", {"model": "smollm2"})[0] == 200
+        pid = srv.call("GET", "/api/ps")[1]["models"][0]["pid"]
+        for force in (False, True):
+            status, body = srv.call("DELETE", "/api/delete", {"model": "smollm2", "force": force})
+            assert status == 400 and "bundled" in body["error"], body
+        [row] = srv.call("GET", "/api/ps")[1]["models"]
+        assert row["state"] == "ready" and row["pid"] == pid
+        assert not srv.events("model_unloaded")
+    finally:
+        srv.stop()

@@ -103,8 +103,10 @@ async def delete(request: web.Request) -> web.Response:
     sup, store = request.app[SUPERVISOR], request.app[STORE]
     body = decode_body(await request.read(), _DeleteBody, '{"model": NAME}')
     name = _named(body.model, body.name)
-    entry = sup.catalog(refresh=True).resolve(name)
-    await unload_or_refuse(sup, entry.name, force=body.force)
+    catalog = sup.catalog(refresh=True)
+    entry = catalog.resolve(name)
+    if store.deletes_files(catalog, name):  # refusals first; a name without files never touches a runner
+        await unload_or_refuse(sup, entry.name, force=body.force)
     result = store.remove(sup.catalog(), name)
     sup.catalog(refresh=True)
     return json_response({"status": "success", **result})
