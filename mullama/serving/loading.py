@@ -112,8 +112,15 @@ class Loading:
                 raise errors.LoadStalled(
                     f"loading {rt.name} made no progress for {self.settings.load_timeout:g} s; "
                     "the runner was stopped") from None
-            tail = " | ".join(list(handle.tail)[-3:])
-            raise errors.LoadFailed(f"the runner for {rt.name} died while loading: {exc}; last log: {tail}") from None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(handle.exited), 1.0)
+            code = handle.exited.result() if handle.exited.done() else None
+            # the client hears what happened; the operator gets the runner's address and its last lines
+            log.warning("runner_died_loading", model=rt.name, code=code, error=str(exc),
+                        stderr_tail=list(handle.tail)[-5:])
+            how = f"exit code {code}" if code is not None else "the connection broke"
+            raise errors.LoadFailed(f"the runner for {rt.name} died while loading ({how}); its last log lines "
+                                    "are in the server log") from None
         finally:
             monitor.cancel()
         rt.devices = list(result.devices)

@@ -70,7 +70,7 @@ def test_chat_messages() -> None:
 def test_options_map_to_the_request() -> None:
     gen = ollama.parse_chat(body(messages=[{"role": "user", "content": "x"}], options={
         "num_predict": 16, "temperature": 0, "top_k": 5, "top_p": 0.5, "min_p": 0.1, "repeat_penalty": 1.2,
-        "repeat_last_n": 32, "presence_penalty": 0.5, "frequency_penalty": -0.5, "seed": 42, "stop": ["\n", ""]}))
+        "repeat_last_n": 32, "presence_penalty": 0.5, "frequency_penalty": -0.5, "seed": 42, "stop": ["\n"]}))
     r = gen.job.request
     assert (r.max_tokens, r.temperature, r.top_k, r.top_p, r.min_p) == (16, 0, 5, 0.5, 0.1)
     assert (r.repeat_penalty, r.repeat_last_n, r.presence_penalty, r.frequency_penalty) == (1.2, 32, 0.5, -0.5)
@@ -86,8 +86,8 @@ def test_ignored_options_are_reported() -> None:
 
 @pytest.mark.parametrize("options, expected", [
     ({"num_predict": -1}, {"max_tokens": -1}), ({"num_predict": -2}, {"max_tokens": -1}),
-    ({"num_predict": 0}, {"max_tokens": 0}), ({"num_predict": 8.0}, {"max_tokens": 8}),
-    ({"seed": -7}, {"seed": -1}), ({"stop": "END"}, {"stop": ["END"]}), ({"stop": [""]}, {}),
+    ({"num_predict": 8.0}, {"max_tokens": 8}),
+    ({"seed": -7}, {"seed": -1}), ({"stop": "END"}, {"stop": ["END"]}), ({"stop": []}, {}),
     ({"temperature": 3}, {"temperature": 3}),
 ])
 def test_option_values(options: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -103,6 +103,8 @@ def test_option_values(options: dict[str, Any], expected: dict[str, Any]) -> Non
     ({"seed": 2**32}, "options.seed"), ({"stop": 5}, "options.stop"), ({"stop": ["a", 1]}, "options.stop"),
     ({"stop": ["x"] * 17}, "options.stop"), ({"mirostat": "2"}, "options.mirostat"),
     ({"num_ctx": 1.5}, "options.num_ctx"), ({"use_mmap": 1}, "options.use_mmap"),
+    # one rule with the OpenAI routes (issue 16): no empty stop string, no zero-token answer
+    ({"stop": [""]}, "options.stop"), ({"stop": ""}, "options.stop"), ({"num_predict": 0}, "options.num_predict"),
 ])
 def test_bad_options_are_400(options: dict[str, Any], param: str) -> None:
     text = refused(ollama.parse_generate, body(prompt="x", options=options), param)
@@ -182,3 +184,8 @@ def test_truncate_renormalises() -> None:
     assert ollama.truncate([0.6, 0.8, 0.0], 1) == [1.0]
     assert ollama.truncate([0.6, 0.8], 5) == [0.6, 0.8]
     assert ollama.truncate([0.6, 0.8], None) == [0.6, 0.8]
+
+
+def test_range_messages_print_integers_as_integers() -> None:
+    text = refused(ollama.parse_generate, body(prompt="x", options={"seed": 2**32}), "options.seed")
+    assert "between -9223372036854775808 and 4294967295" in text and "e+" not in text

@@ -167,10 +167,11 @@ def _option(name: str, value: Any, limits: openai_request.Limits) -> Any:
         if len(stops) > limits.max_stop:
             raise bad(f"Invalid value for '{param}': {len(stops)} stop sequences, above this server's limit "
                       f"of {limits.max_stop}.", param)
-        if any(len(s) > limits.max_stop_len for s in stops):
-            raise bad(f"Invalid value for '{param}': stop sequences have at most {limits.max_stop_len} "
-                      "characters.", param)
-        return [s for s in stops if s]      # Ollama drops empty stop strings
+        for s in stops:  # the OpenAI routes' rule: an empty stop string is no stop string
+            if not s or len(s) > limits.max_stop_len:
+                raise bad(f"Invalid value for '{param}': each stop sequence must have 1 to {limits.max_stop_len} "
+                          f"characters, got {len(s)}.", param)
+        return stops
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         word = "an integer" if kind == "int" else "a number"
         raise bad(f"Invalid type for '{param}': expected {word}, got {value!r}.", param)
@@ -181,11 +182,18 @@ def _option(name: str, value: Any, limits: openai_request.Limits) -> Any:
             value = int(value)
     elif not math.isfinite(value):
         raise bad(f"Invalid value for '{param}': expected a finite number, got {value!r}.", param)
+    if name == "num_predict" and value == 0:  # the OpenAI routes refuse max_tokens 0 too
+        raise bad(f"Invalid value for '{param}': expected -1, -2 or an integer of at least 1, got 0.", param)
     if not lo <= value <= hi or (name == "repeat_penalty" and value <= 0):
         want = "greater than 0" if name == "repeat_penalty" else (
-            f"of at least {lo:g}" if hi == math.inf else f"between {lo:g} and {hi:g}")
+            f"of at least {_number(lo)}" if hi == math.inf else f"between {_number(lo)} and {_number(hi)}")
         raise bad(f"Invalid value for '{param}': expected a value {want}, got {value!r}.", param)
     return value
+
+
+def _number(x: float) -> str:
+    """A bound as people write it: -9223372036854775808, not -9.22337e+18."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def parse_options(options: dict[str, Any] | None, limits: openai_request.Limits = _LIMITS

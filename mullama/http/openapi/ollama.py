@@ -67,9 +67,8 @@ def _option_schema(name: str, limits: openai_request.Limits) -> Schema:
     if kind == "bool":
         schema: Schema = dict(_BOOL)
     elif kind == "stop":
-        text = {"type": "string", "maxLength": limits.max_stop_len}
-        schema = {"anyOf": [text, {"type": "array", "maxItems": limits.max_stop, "items": text}],
-                  "description": "Empty strings are dropped."}
+        text = {"type": "string", "minLength": 1, "maxLength": limits.max_stop_len}
+        schema = {"anyOf": [text, {"type": "array", "maxItems": limits.max_stop, "items": text}]}
     else:
         schema = {"type": "integer" if kind == "int" else "number"}
         if name == "num_predict":
@@ -80,6 +79,8 @@ def _option_schema(name: str, limits: openai_request.Limits) -> Schema:
             schema["maximum"] = int(hi) if kind == "int" else hi
         if name == "repeat_penalty":
             schema = {"type": "number", "exclusiveMinimum": 0}
+        if name == "num_predict":
+            schema["not"] = {"const": 0}
     if target is None:
         schema["description"] = "Accepted and ignored (docs/ollama.md)."
     return _opt(schema)
