@@ -90,6 +90,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     load_timeout: float = 300.0
     drain_timeout: float = 30.0
     stream_write_timeout: float = 30.0  # a streamed answer the client stops reading is cut after this
+    runner_probe_interval: float = 5.0  # a serving runner's /health is asked this often ...
+    runner_probe_timeout: float = 10.0  # ... and two answers missing this long mark it frozen: killed, restarted
     prefetch: str = "markov"
     prefetch_min_confidence: float = 0.6
     prefetch_idle: float = 0.5
@@ -223,7 +225,9 @@ def _check(s: Settings, where: Where) -> None:
         raise ConfigError(f"{where('n_ubatch')}: n_ubatch ({s.n_ubatch}) must not exceed n_batch "
                           f"({s.n_batch}, from {where('n_batch')})")
     for name, value in (("load_timeout", s.load_timeout), ("drain_timeout", s.drain_timeout),
-                        ("stream_write_timeout", s.stream_write_timeout)):
+                        ("stream_write_timeout", s.stream_write_timeout),
+                        ("runner_probe_interval", s.runner_probe_interval),
+                        ("runner_probe_timeout", s.runner_probe_timeout)):
         if value <= 0:
             raise ConfigError(f"{where(name)}: expected a positive duration, got {value!r}")
     for name, size in (("memory_budget", s.memory_budget), ("max_body_bytes", s.max_body_bytes)):

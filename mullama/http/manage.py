@@ -125,7 +125,9 @@ async def ready(request: web.Request) -> web.Response:
     loaded = [rt.name for rt in sup.lifecycle.serving()]
     if sup.closing:
         return json_response({"status": "draining", "loaded": loaded}, 503)
-    return json_response({"status": "ready", "loaded": loaded, "uptime_s": round(time.time() - sup.started, 1)})
+    failed = {rt.name: rt.error for rt in sup.lifecycle.all() if rt.state is State.FAILED}
+    return json_response({"status": "ready", "loaded": loaded, "failed": failed,
+                          "uptime_s": round(time.time() - sup.started, 1)})
 
 
 async def openapi_json(request: web.Request) -> web.Response:

@@ -64,9 +64,12 @@ async def generate(sup: Supervisor, job: Job, respond: Respond[T], *, user: str,
         run = Generation(sup, job, rid, created, entry.name, t0, ticket, profile)
         lease = await sup.lifecycle.acquire(entry, keep_alive=job.keep_alive)
         try:
-            stream = await lease.client.completion(msgspec.structs.replace(job.request, id=rid, stream=True))
-            ticket.control = lambda op: lease.client.control(op, rid)
             run.lease = lease
+            try:
+                stream = await lease.client.completion(msgspec.structs.replace(job.request, id=rid, stream=True))
+            except errors.MullamaError as exc:
+                raise run.explain(exc) from None
+            ticket.control = lambda op: lease.client.control(op, rid)
             try:
                 return await respond(run, stream)
             finally:
@@ -116,6 +119,9 @@ class Generation:
     def explain(self, exc: errors.MullamaError) -> errors.MullamaError:
         """A runner crash caused by a timed-out drain, told as the unload it was; other errors as they are."""
         rt = self.lease.runtime if self.lease else None
+        if isinstance(exc, errors.RunnerCrashed) and self.lease is not None and self.lease.handle.stalled:
+            return errors.RunnerError(f"{self.model}'s runner stopped responding and was stopped; the next "
+                                      "request starts a new one", 502, "runner_unresponsive")
         if isinstance(exc, errors.RunnerCrashed) and rt is not None and rt.drain_killed and rt.state in (
                 State.DRAINING, State.UNLOADING, State.UNLOADED):
             return errors.RunnerError(f"{self.model} was unloaded before this request finished (the drain "

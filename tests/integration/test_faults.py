@@ -17,6 +17,8 @@ The slow ones (over ~15 s) are marked ``slow``:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -24,7 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import openai
+import psutil
 import pytest
 from faults_harness import (  # noqa: F401  (_second_model and clients are fixtures)
     ONE_THREAD,
@@ -251,3 +255,44 @@ def test_a_second_serve_on_a_busy_port_exits_at_once_even_with_a_preload(tmp_pat
     finally:
         server.stop()
 
+
+
+async def test_a_runner_frozen_mid_stream_is_detected_killed_and_replaced(tmp_path):
+    """SIGSTOP of a serving runner (issue 16: streams stalled with no bytes and no error, and /ready and
+    /api/ps said ready): the liveness probe misses twice, the runner is killed, both streams end with a
+    clear runner_unresponsive error, /ready names the model as failed, and the next request starts a
+    new runner."""
+    server = Server(tmp_path, base_settings(n_parallel=2, runner_probe_interval="0.5s",
+                                            runner_probe_timeout="1s"))
+    try:
+        assert server.call("POST", "/v1/chat/completions", _chat(Q4, n=2))[0] == 200
+        frozen = _ps(server)[0]["pid"]
+        body = {"model": Q4, "messages": [{"role": "user", "content": "Tell me a long story."}],
+                "max_tokens": 2000, "stream": True, "ignore_eos": True}
+
+        async def stream(session: aiohttp.ClientSession) -> str:
+            async with session.post(server.url + "/v1/chat/completions", json=body) as resp:
+                if resp.status != 200:  # it reached the runner only after the freeze: a plain error answer
+                    return (await resp.json())["error"]["code"]
+                async for line in resp.content:
+                    if line.startswith(b"data: ") and b'"error"' in line:
+                        return json.loads(line[6:])["error"]["code"]
+                    if line.startswith(b"data: ") and b'"content"' in line:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(frozen, signal.SIGSTOP)
+            return "finished"
+
+        t0 = time.monotonic()
+        async with aiohttp.ClientSession() as session:
+            codes = await asyncio.wait_for(asyncio.gather(stream(session), stream(session)), 60)
+        assert codes == ["runner_unresponsive", "runner_unresponsive"], codes
+        assert time.monotonic() - t0 < 30
+        assert server.events("runner_unresponsive")
+        status, ready = server.call("GET", "/ready")
+        assert status == 200 and "stopped responding" in ready["failed"][Q4]
+        assert not psutil.pid_exists(frozen) or psutil.Process(frozen).status() == psutil.STATUS_ZOMBIE
+        status, out = server.call("POST", "/v1/chat/completions", _chat(Q4, n=2), timeout=120)
+        assert status == 200 and out["choices"][0]["message"]["content"]
+        assert _ps(server)[0]["pid"] != frozen
+    finally:
+        server.stop()

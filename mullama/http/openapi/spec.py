@@ -109,7 +109,10 @@ def _management_schemas() -> dict[str, Schema]:
                       ("id", "object", "created", "owned_by")),
         "ModelList": _obj({"object": {"const": "list"}, "data": _array(_ref("Model"))}, ("object", "data")),
         "Health": _obj({"status": {"const": "ok"}}, ("status",)),
-        "Ready": _obj({"status": {"enum": ["ready", "draining"]}, "loaded": _array(_STR), "uptime_s": _NUM},
+        "Ready": _obj({"status": {"enum": ["ready", "draining"]}, "loaded": _array(_STR), "uptime_s": _NUM,
+                       "failed": {"type": "object", "additionalProperties": {"type": ["string", "null"]},
+                                  "description": "models whose load failed or whose runner crashed or froze: "
+                                                 "model -> error (the next request retries)"}},
                       ("status", "loaded")),
         "RunningModel": ps_row,
         "RunningModels": _obj({"models": _array(_ref("RunningModel"))}, ("models",)),
