@@ -247,6 +247,22 @@ class RunnerService:
             if queue is not None:
                 queue.put_nowait(ev)
 
+    @staticmethod
+    async def _submit_in_thread(batcher, rid: str, tokens, params, limit: int) -> None:
+        """A submit that compiles a grammar or copies a long prompt, off the event loop. A caller that is
+        cancelled meanwhile (its client left) does not leave the request behind: once the thread has
+        handed it to the C++ loop, it is cancelled there."""
+        handed = asyncio.ensure_future(asyncio.to_thread(batcher.submit, rid, tokens, params, limit))
+        try:
+            await asyncio.shield(handed)
+        except asyncio.CancelledError:
+            def take_back(fut: asyncio.Future) -> None:
+                if not fut.cancelled() and fut.exception() is None:
+                    batcher.cancel(rid)
+                    log.info("abandoned_submit_cancelled", id=rid)
+            handed.add_done_callback(take_back)
+            raise
+
     async def submit(self, req: wire.CompletionRequest) -> Stream:
         """Validate and queue a completion; errors (4xx/5xx) raise here, before any output."""
         loaded = self._ready()
@@ -287,7 +303,7 @@ class RunnerService:
         self._idle.clear()
         try:
             if len(tokens) > 4096 or req.grammar or req.json_schema:
-                await asyncio.to_thread(batcher.submit, rid, tokens, params, limit)
+                await self._submit_in_thread(batcher, rid, tokens, params, limit)
             else:
                 batcher.submit(rid, tokens, params, limit)
         except BaseException:

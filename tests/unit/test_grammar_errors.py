@@ -103,3 +103,24 @@ def test_the_runner_refuses_grammars_that_would_overflow_its_stack(grammar: str,
 
     with pytest.raises(InvalidGrammar, match=fragment):
         check_completion(wire.CompletionRequest(prompt="x", grammar=grammar))
+
+
+@pytest.mark.parametrize("schema, fragment", [
+    ({"enum": list(range(40_000))}, "enum values"),  # issue 16: 39 CPU-seconds after its client left
+    ({"type": "object", "properties": {"a": {"enum": list(range(5000))}, "b": {"anyOf": [{"enum": list(range(5000))}]}}},
+     "enum values"),
+    ({"description": "x" * (300 << 10)}, "bytes"),
+])
+def test_the_runner_refuses_schemas_too_costly_to_compile(schema: dict, fragment: str) -> None:
+    from mullama import wire
+    from mullama.runner.server import check_completion
+
+    with pytest.raises(InvalidSchema, match=fragment):
+        check_completion(wire.CompletionRequest(prompt="x", json_schema=schema))
+
+
+def test_schemas_within_the_bounds_pass() -> None:
+    from mullama import wire
+    from mullama.runner.server import MAX_SCHEMA_ENUM, check_completion
+
+    check_completion(wire.CompletionRequest(prompt="x", json_schema={"enum": list(range(MAX_SCHEMA_ENUM))}))
