@@ -20,7 +20,6 @@ from aiohttp import web
 
 from mullama.serving.generation import Generation
 
-
 SEND_BUFFER = 16 << 10   # bytes (the kernel doubles it); a token stream needs a few KB/s: 32 KiB in flight
 WRITE_BUFFER = 16 << 10  # bytes the event loop keeps for the socket before a write waits
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -19,10 +20,18 @@ import psutil
 import structlog
 
 from mullama import _engine, engine, wire
-from mullama.core.errors import InvalidArgument, InvalidState, NotReady, QueueFull, RequestNotFound
+from mullama.core.errors import (
+    InvalidArgument,
+    InvalidState,
+    NotReady,
+    QueueFull,
+    RequestNotFound,
+)
+from mullama.runner.embeddings import embed
 from mullama.runner.params import context_params, device_list, model_params, sampling_params
 
 log = structlog.get_logger("mullama.runner")
+
 
 _PREFETCH_CHUNK = 16 << 20
 
@@ -92,6 +101,7 @@ class RunnerService:
         self._next_id = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._embedding_stops: set[threading.Event] = set()  # one per embedding in progress
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -216,6 +226,8 @@ class RunnerService:
     async def drain(self, timeout: float) -> None:
         """Stop taking requests, let the running ones finish (up to ``timeout``), then close."""
         self.status = "draining"
+        for stop in list(self._embedding_stops):  # embeddings stop between chunks; streams may finish
+            stop.set()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
@@ -336,24 +348,7 @@ class RunnerService:
         return self._ready().model
 
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        loaded = self._ready()
-        model = loaded.model
-        inputs = [model.tokenize(t, True, False) for t in texts]
-        if any(not t for t in inputs):
-            raise InvalidArgument("cannot embed an empty string")
-
-        def run() -> list[list[float]]:
-            ctx = engine.Context(model, engine.ContextParams(
-                n_ctx=max(512, max(len(t) for t in inputs) + 1), n_batch=max(512, max(len(t) for t in inputs)),
-                n_ubatch=max(512, max(len(t) for t in inputs)), n_seq_max=min(len(inputs), 8),
-                n_threads=loaded.params.n_threads, embeddings=True, kv_unified=True))
-            try:
-                return ctx.embed(inputs)
-            finally:
-                ctx.close()
-
-        vectors = await asyncio.to_thread(run)
-        return vectors, sum(len(t) for t in inputs)
+        return await embed(self._ready(), texts, self._embedding_stops)
 
     def kv(self) -> wire.KvView:
         loaded = self._ready()

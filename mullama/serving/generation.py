@@ -1,4 +1,5 @@
-"""The generation path every API front end shares: resolve, schedule, acquire, run on the runner.
+"""The generation path every API front end shares: resolve, schedule, acquire, run on the runner
+(``generate`` for completions, ``embed`` for embeddings).
 
 ``generate(sup, job, ...)`` takes a parsed ``Job`` and a ``respond`` callback that writes the answer in
 its API's shape (OpenAI SSE or JSON, Ollama NDJSON or JSON); the scheduler slot and the lifecycle lease
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
@@ -82,6 +84,48 @@ async def generate(sup: Supervisor, job: Job, respond: Respond[T], *, user: str,
     finally:
         sup.scheduler.finish(ticket)
         sup.prefetcher.idle()
+
+
+@dataclass(frozen=True)
+class Embedded:
+    model: str
+    vectors: list[list[float]]
+    prompt_tokens: int
+    load_ms: float
+    total_ms: float
+
+
+async def embed(sup: Supervisor, model: str, inputs: list[str], *, user: str,
+                keep_alive: float | None = None) -> Embedded:
+    """Embeddings through the same scheduler as completions: queued (429 over the bounds), one slot of the
+    model while they run, shown in /internal/scheduler, cancelled in the runner when the client leaves.
+    No inputs: only load the model (Ollama's preload)."""
+    sup.check_open()
+    t0 = time.perf_counter()
+    entry = sup.resolve(model)
+    sup.lifecycle.runtime(entry)  # the scheduler reads its n_parallel
+    req = Request(id="embd-" + uuid.uuid4().hex[:24], model=entry.name, user=user,
+                  prompt_chars=sum(len(t) for t in inputs), max_tokens=0)
+    try:
+        ticket = await sup.scheduler.submit(req)
+    except errors.MullamaError as exc:
+        sup.observer.metrics.request_failed(entry.name, exc.type)
+        raise
+    try:
+        lease = await sup.lifecycle.acquire(entry, keep_alive=keep_alive)
+        try:
+            vectors, tokens = [], 0
+            if inputs:
+                result = await lease.client.embedding(inputs)
+                vectors, tokens = result.embeddings, result.prompt_tokens
+        finally:
+            sup.lifecycle.release(lease)
+    except errors.MullamaError as exc:
+        sup.observer.metrics.request_failed(entry.name, exc.type)
+        raise
+    finally:
+        sup.scheduler.finish(ticket)
+    return Embedded(entry.name, vectors, tokens, lease.load_wait_ms, (time.perf_counter() - t0) * 1000)
 
 
 def _route_again(sup: Supervisor, name: str, entry):

@@ -112,3 +112,38 @@ def test_a_client_that_stops_reading_is_cut_off_and_frees_its_slot(tmp_path):
         sock.close()
         server.stop()
 
+
+
+async def test_embeddings_are_scheduled_visible_and_stop_when_their_client_leaves(tmp_path):
+    """Embeddings go through the scheduler like completions (issue 16: they bypassed it, and 1000 inputs
+    kept the runner busy for 400 s after their client left): a big one holds the model's one slot and is
+    shown in /internal/scheduler, a second one queues behind it, and when the first one's client hangs up
+    the slot goes to the next request at once and the runner stops its work at the next chunk."""
+    server = Server(tmp_path, base_settings(n_parallel=1))
+    try:
+        assert server.call("POST", "/v1/chat/completions", _chat(Q4, n=2))[0] == 200
+        text = "The quick brown fox jumps over the lazy dog. " * 4
+        big = {"model": Q4, "input": [f"{i} {text}" for i in range(200)]}
+        session = aiohttp.ClientSession()
+        request = asyncio.ensure_future(session.post(server.url + "/v1/embeddings", json=big))
+
+        def rows(part: str) -> list[dict]:
+            view = server.call("GET", "/internal/scheduler")[1]
+            found = view["queue"] if part == "queue" else [r for rs in view["running"].values() for r in rs]
+            return [r for r in found if r["id"].startswith("embd-")]
+
+        await _until(lambda: bool(rows("running")), 30, "the embedding to run in the scheduler", step=0.1)
+        second = asyncio.ensure_future(asyncio.to_thread(
+            server.call, "POST", "/v1/embeddings", {"model": Q4, "input": "one more"}, timeout=300))
+        await _until(lambda: bool(rows("queue")), 30, "a second embedding to queue behind it", step=0.1)
+        request.cancel()
+        await session.close()  # the first client hangs up
+        status, out = await asyncio.wait_for(second, 120)
+        assert status == 200 and len(out["data"]) == 1
+        await _until(lambda: bool(server.events("embedding_cancelled")), 120,
+                     "the runner to stop the abandoned embedding", step=0.2)
+        assert server.events("embedding_cancelled")[0]["stopped_early"] is True
+        assert not rows("running") and not rows("queue")
+        assert not server.events("unhandled")
+    finally:
+        server.stop()

@@ -24,7 +24,8 @@ from mullama.http.ollama import format as ollama
 from mullama.http.openai.routes import limits, wants_profile
 from mullama.http.shapes import NDJSON_HEADERS, json_response
 from mullama.http.streams import DeadlineWriter
-from mullama.serving.generation import Generation, generate
+from mullama.serving.generation import Embedded, Generation, generate
+from mullama.serving.generation import embed as embed_inputs
 from mullama.serving.supervisor import Supervisor
 
 log = structlog.get_logger("mullama.ollama")
@@ -109,29 +110,19 @@ async def _respond(kind: str, request: web.Request, run: Generation, stream) -> 
 # ---------------------------------------------------------------------- embeddings
 
 
-async def _embed(sup: Supervisor, job: ollama.EmbedJob) -> tuple[str, list[list[float]], int, float, float]:
-    """(model, vectors, prompt tokens, load ms, total ms); no inputs: only load the model."""
-    sup.check_open()
-    t0 = time.perf_counter()
-    entry = sup.resolve(job.model)
-    lease = await sup.lifecycle.acquire(entry, keep_alive=job.keep_alive)
-    try:
-        vectors, tokens = [], 0
-        if job.inputs:
-            result = await lease.client.embedding(job.inputs)
-            vectors, tokens = result.embeddings, result.prompt_tokens
-    finally:
-        sup.lifecycle.release(lease)
-    return entry.name, vectors, tokens, lease.load_wait_ms, (time.perf_counter() - t0) * 1000
+async def _embed(request: web.Request, sup: Supervisor, job: ollama.EmbedJob) -> Embedded:
+    return await embed_inputs(sup, job.model, job.inputs, keep_alive=job.keep_alive,
+                              user=user_key(request, None, sup.settings.api_keys))
 
 
 async def embed(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
     job = ollama.parse_embed(await request.read(), limits(sup.settings))
     _warn_ignored(request.path, job.ignored)
-    model, vectors, tokens, load_ms, total_ms = await _embed(sup, job)
-    vectors = [ollama.truncate(v, job.dimensions) for v in vectors]
-    return json_response(ollama.embed_response(model, vectors, tokens, total_ms=total_ms, load_ms=load_ms))
+    done = await _embed(request, sup, job)
+    vectors = [ollama.truncate(v, job.dimensions) for v in done.vectors]
+    return json_response(ollama.embed_response(done.model, vectors, done.prompt_tokens, total_ms=done.total_ms,
+                                               load_ms=done.load_ms))
 
 
 async def embeddings(request: web.Request) -> web.Response:
@@ -139,8 +130,8 @@ async def embeddings(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
     job = ollama.parse_embeddings(await request.read(), limits(sup.settings))
     _warn_ignored(request.path, job.ignored)
-    _, vectors, _, _, _ = await _embed(sup, job)
-    return json_response({"embedding": vectors[0] if vectors else []})
+    done = await _embed(request, sup, job)
+    return json_response({"embedding": done.vectors[0] if done.vectors else []})
 
 
 # ---------------------------------------------------------------------- models

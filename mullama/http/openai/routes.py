@@ -18,7 +18,7 @@ from mullama.http.middleware import user_key
 from mullama.http.openai import format as openai
 from mullama.http.shapes import SSE_HEADERS, json_response, openai_kind
 from mullama.http.streams import DeadlineWriter
-from mullama.serving.generation import Generation, generate
+from mullama.serving.generation import Generation, embed, generate
 from mullama.serving.job import Job
 from mullama.serving.runtime import State
 from mullama.serving.supervisor import Supervisor
@@ -102,14 +102,9 @@ async def embeddings(request: web.Request) -> web.Response:
     sup.check_open()
     if job.inputs and not isinstance(job.inputs[0], str):
         raise errors.InvalidArgument("token-id input is not supported for embeddings; send text")
-    entry = sup.resolve(job.model)
-    lease = await sup.lifecycle.acquire(entry)
-    try:
-        result = await lease.client.embedding(list(job.inputs))
-    finally:
-        sup.lifecycle.release(lease)
-    return web.Response(body=openai.embeddings_response(model=entry.name, vectors=result.embeddings,
-                                                        prompt_tokens=result.prompt_tokens,
+    done = await embed(sup, job.model, list(job.inputs), user=user_key(request, job.user, sup.settings.api_keys))
+    return web.Response(body=openai.embeddings_response(model=done.model, vectors=done.vectors,
+                                                        prompt_tokens=done.prompt_tokens,
                                                         encoding_format=job.encoding_format),
                         content_type="application/json")
 
