@@ -76,20 +76,32 @@ def sd_notify(message: str) -> bool:
     return False
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (OSError if the port is taken or the address is not ours)."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                        flags=socket.AI_PASSIVE)[0]
-    sock = socket.socket(family, kind, proto)
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Listening TCP sockets on every address of ``host`` (``localhost``: 127.0.0.1 and ::1), all on one
+    port (the first one's when ``port`` is 0); OSError if the port is taken or the address is not ours."""
+    socks: list[socket.socket] = []
+    seen: set[tuple] = set()
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(1024)
+        for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                  flags=socket.AI_PASSIVE):
+            if address[:2] in seen:
+                continue
+            seen.add(address[:2])
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(socks) > 1:
+                address = (address[0], socks[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+            sock.listen(1024)
+            sock.setblocking(False)
     except OSError:
-        sock.close()
+        for sock in socks:
+            sock.close()
         raise
-    sock.setblocking(False)
-    return sock
+    return socks
 
 
 async def serve(settings: Settings, *, on_listening: Callable[[int], None] | None = None) -> None:
@@ -100,12 +112,12 @@ async def serve(settings: Settings, *, on_listening: Callable[[int], None] | Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    sock = listen(settings.host, settings.port)  # first: a busy port fails before anything (preloads) starts
+    socks = listen(settings.host, settings.port)  # first: a busy port fails before anything (preloads) starts
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.SockSite(runner, sock)
-    await site.start()
-    port = sock.getsockname()[1]
+    for sock in socks:
+        await web.SockSite(runner, sock).start()
+    port = socks[0].getsockname()[1]
     if not is_loopback(settings.host) and not settings.api_keys:
         log.warning("public_without_keys", host=settings.host,
                     detail="anyone who can reach this address can use the server")
