@@ -53,11 +53,7 @@ async def generate(sup: Supervisor, job: Job, respond: Respond[T], *, user: str,
     req = Request(id=rid, model=entry.name, user=user, priority=job.priority,
                   deadline=time.monotonic() + job.deadline_ms / 1000 if job.deadline_ms else None,
                   prompt_chars=prompt_chars, max_tokens=job.request.max_tokens)
-    try:
-        ticket = await sup.scheduler.submit(req)
-    except errors.MullamaError as exc:
-        sup.observer.metrics.request_failed(entry.name, exc.type)
-        raise
+    ticket = await _submit(sup, req)
     try:
         routed = _route_again(sup, job.model, entry)  # a variant switch while it was queued moves it over
         if routed.name != entry.name:
@@ -106,11 +102,7 @@ async def embed(sup: Supervisor, model: str, inputs: list[str], *, user: str,
     sup.lifecycle.runtime(entry)  # the scheduler reads its n_parallel
     req = Request(id="embd-" + uuid.uuid4().hex[:24], model=entry.name, user=user,
                   prompt_chars=sum(len(t) for t in inputs), max_tokens=0)
-    try:
-        ticket = await sup.scheduler.submit(req)
-    except errors.MullamaError as exc:
-        sup.observer.metrics.request_failed(entry.name, exc.type)
-        raise
+    ticket = await _submit(sup, req)
     try:
         lease = await sup.lifecycle.acquire(entry, keep_alive=keep_alive)
         try:
@@ -126,6 +118,15 @@ async def embed(sup: Supervisor, model: str, inputs: list[str], *, user: str,
     finally:
         sup.scheduler.finish(ticket)
     return Embedded(entry.name, vectors, tokens, lease.load_wait_ms, (time.perf_counter() - t0) * 1000)
+
+
+async def _submit(sup: Supervisor, req: Request):
+    """The scheduler's ticket for ``req`` once it may run; a refusal (429, deadline, shutdown) is counted."""
+    try:
+        return await sup.scheduler.submit(req)
+    except errors.MullamaError as exc:
+        sup.observer.metrics.request_failed(req.model, exc.type)
+        raise
 
 
 def _route_again(sup: Supervisor, name: str, entry):
