@@ -139,7 +139,10 @@ def browser_guard(settings: Settings):
         return _loopback_name(name) or name in hosts
 
     def same_origin(origin: str, host: str | None) -> bool:
-        parts = urlsplit(origin)
+        try:
+            parts = urlsplit(origin)
+        except ValueError:  # "http://[::1" and the like: no origin of ours
+            return False
         return host is not None and parts.scheme in ("http", "https") and parts.netloc == host.strip().lower()
 
     @web.middleware

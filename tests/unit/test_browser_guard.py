@@ -77,7 +77,7 @@ async def test_a_public_bind_checks_hosts_only_when_some_are_configured(make_gua
 
 
 @pytest.mark.parametrize("origin", ["http://evil.example", "https://attacker.test:8443", "null",
-                                    "http://localhost.evil.example"])
+                                    "http://localhost.evil.example", "http://[::1"])
 async def test_a_foreign_origin_cannot_switch_the_scheduler_or_load_models(make_guarded, origin) -> None:
     client = await make_guarded()
     resp = await client.post("/internal/scheduler", data=SWITCH, headers={"Origin": origin, **JSON})

@@ -87,6 +87,15 @@ def test_the_serving_domain_has_no_http_server(path: Path) -> None:
     assert not {n for n in _imports(path) if n == "aiohttp.web" or n.startswith("aiohttp.web.")}
 
 
+@pytest.mark.parametrize("path", sorted(p for p in PACKAGE.rglob("*.py")
+                                         if p.relative_to(PACKAGE).parts[0] not in ("runner", "cli", "engine.py")),
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_the_runner_and_the_cli_import_the_extension(path: Path) -> None:
+    """import-linter cannot see the compiled ``mullama._engine``; the contract in pyproject.toml covers
+    ``mullama.engine``, this covers the extension itself."""
+    assert not {n for n in _imports(path) if n in ("mullama._engine", "mullama.engine")}
+
+
 def test_modules_stay_small() -> None:
     sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
              for p in [*PACKAGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "runner_ext").glob("*.[ch]*")]}
