@@ -288,8 +288,10 @@ async def test_a_runner_frozen_mid_stream_is_detected_killed_and_replaced(tmp_pa
         assert codes == ["runner_unresponsive", "runner_unresponsive"], codes
         assert time.monotonic() - t0 < 30
         assert server.events("runner_unresponsive")
-        status, ready = server.call("GET", "/ready")
-        assert status == 200 and "stopped responding" in ready["failed"][Q4]
+        # the streams end when the kill breaks their connections; the exit is recorded a moment later
+        ready = await _until(lambda: (r := server.call("GET", "/ready"))[0] == 200 and Q4 in r[1]["failed"]
+                             and r[1], 10, "/ready to name the frozen model as failed")
+        assert "stopped responding" in ready["failed"][Q4]
         assert not psutil.pid_exists(frozen) or psutil.Process(frozen).status() == psutil.STATUS_ZOMBIE
         status, out = server.call("POST", "/v1/chat/completions", _chat(Q4, n=2), timeout=120)
         assert status == 200 and out["choices"][0]["message"]["content"]
