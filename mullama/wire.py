@@ -135,6 +135,7 @@ class CompletionStats(_Wire, kw_only=True):
     pauses: int
     swaps: int
     evicted_tokens: int = 0     # cached tokens of its slot it threw away (did not share)
+    kv_preemptions: int = 0     # times it gave way (swapped to host memory) because the shared KV cache was full
 
 
 class CompletionChunk(_Wire, kw_only=True):
@@ -229,6 +230,7 @@ class Counters(_Wire, kw_only=True):
     swaps_out: int
     kv_full: int
     rejected: int
+    kv_preemptions: int = 0
 
 
 class StatsView(_Wire, kw_only=True):

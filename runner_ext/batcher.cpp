@@ -49,6 +49,8 @@ Batcher::Batcher(const Model & model, Context & ctx, double signal_interval_ms)
     }
     n_slots_ = static_cast<int32_t>(ctx.params().n_seq_max);
     n_ctx_slot_ = ctx.n_ctx_seq();
+    n_ctx_ = ctx.n_ctx();
+    shared_kv_ = ctx.params().kv_unified && n_slots_ > 1;
     n_batch_ = ctx.params().n_batch;
     event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (event_fd_ < 0) {

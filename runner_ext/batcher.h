@@ -52,6 +52,7 @@ struct RequestStats {
     int32_t slot = -1;                // last slot it ran in
     int32_t pauses = 0;
     int32_t swaps = 0;                // times its state was saved to host memory to free the slot
+    int32_t kv_preemptions = 0;       // of those, times it gave way because the shared KV cache was full
 };
 
 struct Event {
@@ -93,7 +94,8 @@ struct BatcherCounters {
     uint64_t prefix_evictions = 0;
     uint64_t cached_tokens = 0;
     uint64_t swaps_out = 0;
-    uint64_t kv_full = 0;
+    uint64_t kv_full = 0;             // decodes that found the KV cache full
+    uint64_t kv_preemptions = 0;      // running requests swapped out to make room (they resume later)
 };
 
 class Batcher {
@@ -145,7 +147,11 @@ private:
     void admit();
     std::unique_ptr<Request> next_candidate(bool & from_swap);
     void swap_out(Slot & s);
+    bool restore(Request & r, Slot & s);
     void free_idle_caches();
+    void trim_idle_caches(int64_t extra);
+    bool kv_room_for(const Request & r) const;
+    bool make_kv_room_for(const Request & r);
     // batcher_step.cpp: one decode step, sampling and the end of a request
     void step();
     void handle_decode_error(const Error & e);
@@ -159,6 +165,8 @@ private:
     Context & ctx_;
     int32_t n_slots_;
     uint32_t n_ctx_slot_;
+    uint32_t n_ctx_;             // cells of the whole KV cache
+    bool shared_kv_;             // one cache for all slots (kv_unified): requests compete for its cells
     uint32_t n_batch_;
     int event_fd_ = -1;
     double signal_interval_ms_;
@@ -168,7 +176,7 @@ private:
 
     // owned by the loop thread
     std::vector<std::unique_ptr<Slot>> slot_;
-    std::deque<std::unique_ptr<Request>> swapped_;  // paused and moved out of their slot
+    std::deque<std::unique_ptr<Request>> swapped_;  // moved out of their slot: paused, or waiting for KV room
     std::unique_ptr<Batch> batch_;
     uint64_t tick_ = 0;
 

@@ -1,6 +1,7 @@
 // Between decode steps: apply cancel / pause / resume, admit requests into
-// slots (the choice of slot is choose_slot in slot_choice.cpp), swap paused
-// requests out to make room, and drop idle prefix caches when the KV is full.
+// slots (the choice of slot is choose_slot in slot_choice.cpp) when the shared
+// KV cache has room for them, swap paused requests out to make room, and drop
+// idle prefix caches when the KV is full.
 #include <algorithm>
 
 #include "batcher.h"
@@ -21,6 +22,86 @@ void Batcher::swap_out(Slot & s) {
     }
     swapped_.push_back(std::move(s.req));
     s.i_batch = -1;
+}
+
+namespace {
+
+// Cells a request holds in the KV cache once its prompt is in, plus the next token.
+int64_t cells(const std::vector<llama_token> & prompt, int32_t n_past) {
+    return std::max<int64_t>(n_past, static_cast<int64_t>(prompt.size())) + 1;
+}
+
+// Cells kept free per request in a slot, so that streams that just came in do not
+// fill the cache at their first tokens and bounce straight back out.
+constexpr int64_t kKvMargin = 16;
+
+}  // namespace
+
+// With one shared KV cache, a request comes into a slot only if the cells of the
+// requests already in slots, its own and a margin fit the cache (idle prefix caches
+// do not count: they are dropped when it fills). A request alone always comes in.
+bool Batcher::kv_room_for(const Request & r) const {
+    if (!shared_kv_) return true;  // each slot has its own cells: n_ctx_slot bounds a request
+    int64_t used = 0;
+    int64_t running = 0;
+    for (const auto & s : slot_) {
+        if (!s->req) continue;
+        used += cells(s->req->spec.prompt, s->req->n_past);
+        running++;
+    }
+    if (running == 0) return true;
+    return used + cells(r.spec.prompt, r.n_past) + kKvMargin * (running + 1) <= static_cast<int64_t>(n_ctx_);
+}
+
+// kv_room_for, after swapping paused requests out of their slots if that is what it takes.
+bool Batcher::make_kv_room_for(const Request & r) {
+    for (auto & s : slot_) {
+        if (kv_room_for(r)) return true;
+        if (s->req && s->req->paused) swap_out(*s);
+    }
+    return kv_room_for(r);
+}
+
+// Load a swapped-out request's saved state into slot s. The idle prefix caches go
+// first if the cache has no room for it; a state that still cannot be restored ends
+// the request with an error (never lost, never taking the loop down).
+bool Batcher::restore(Request & r, Slot & s) {
+    for (int attempt = 0;; ++attempt) {
+        try {
+            ctx_.seq_state_load(r.saved_state, s.index);
+            return true;
+        } catch (const Error & e) {
+            ctx_.kv_seq_rm(s.index, -1, -1);
+            if (attempt == 0) {
+                free_idle_caches();
+                continue;
+            }
+            finish_request(r, FinishReason::Error, e.what());
+            return false;
+        }
+    }
+}
+
+// Drop idle prefix caches, least recently used first, until the requests in slots,
+// the caches kept and `extra` cells fit the shared KV cache.
+void Batcher::trim_idle_caches(int64_t extra) {
+    if (!shared_kv_) return;
+    int64_t used = extra;
+    for (const auto & s : slot_) {
+        used += s->req ? cells(s->req->spec.prompt, s->req->n_past) : static_cast<int64_t>(s->cache.size());
+    }
+    while (used > static_cast<int64_t>(n_ctx_)) {
+        Slot * lru = nullptr;
+        for (auto & s : slot_) {
+            if (!s->req && !s->cache.empty() && (!lru || s->last_used < lru->last_used)) lru = s.get();
+        }
+        if (!lru) return;
+        used -= static_cast<int64_t>(lru->cache.size());
+        ctx_.kv_seq_rm(lru->index, -1, -1);
+        lru->cache.clear();
+        std::lock_guard<std::mutex> lock(mu_);
+        counters_.prefix_evictions++;
+    }
 }
 
 void Batcher::free_idle_caches() {
@@ -124,6 +205,17 @@ void Batcher::admit() {
         bool from_swap = false;
         std::unique_ptr<Request> req = next_candidate(from_swap);
         if (!req) return;
+        if (!make_kv_room_for(*req)) {
+            // It waits, in its place, for running requests to finish: newcomers never take
+            // the cells that running requests will need.
+            if (from_swap) {
+                swapped_.push_front(std::move(req));
+            } else {
+                std::lock_guard<std::mutex> lock(mu_);
+                pending_.push_front(std::move(req));
+            }
+            return;
+        }
 
         // A swapped-out request restores its own state: it reuses no cache (an empty prompt).
         const std::vector<llama_token> & prompt = from_swap ? kNoPrompt : req->spec.prompt;
@@ -161,10 +253,11 @@ void Batcher::admit() {
         r.stats.slot = s.index;
         if (from_swap) {
             ctx_.kv_seq_rm(s.index, -1, -1);
-            ctx_.seq_state_load(r.saved_state, s.index);
+            s.cache.clear();
+            trim_idle_caches(cells(r.spec.prompt, r.n_past));
+            if (!restore(r, s)) continue;  // it ended with an error; the slot stays free
             r.saved_state.clear();
             r.saved_state.shrink_to_fit();
-            s.cache.clear();
         } else {
             r.stats.queue_ms = ms_between(r.t_submit, r.t_admit);
             const bool evicted = reuse == 0 && !s.cache.empty();  // a cached prefix thrown away whole
@@ -184,6 +277,7 @@ void Batcher::admit() {
         }
         s.req = std::move(req);
         s.last_used = ++tick_;
+        trim_idle_caches(0);  // its prompt goes in at the next step: no decode should find the cache full
     }
 }
 

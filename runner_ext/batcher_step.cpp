@@ -210,22 +210,41 @@ void Batcher::handle_decode_error(const Error & e) {
             std::lock_guard<std::mutex> lock(mu_);
             counters_.kv_full++;
         }
-        // Nothing of this batch was kept: free the prefix caches of idle slots; if
-        // there were none, the longest running request ends with context_full.
+        for (auto & s : slot_) {
+            if (s->req) ctx_.kv_seq_rm(s->index, s->req->n_past, -1);  // nothing of this batch is kept
+        }
+        // Make room, cheapest first: the prefix caches of idle slots; then a paused request;
+        // then the request admitted last gives way (saved to host memory, it resumes where it
+        // was when there is room: admit() holds it back until then). Only a request that
+        // fills the cache alone ends, with context_full: its own context is full.
         bool had_cache = false;
         for (auto & s : slot_) had_cache = had_cache || (!s->req && !s->cache.empty());
         if (had_cache) {
             free_idle_caches();
-        } else {
-            Slot * longest = nullptr;
-            for (auto & s : slot_) {
-                if (s->req && (!longest || s->req->n_past > longest->req->n_past)) longest = s.get();
-            }
-            if (longest) finish(*longest, FinishReason::ContextFull);
+            return;
         }
+        Slot * paused = nullptr;
+        Slot * newest = nullptr;
+        int running = 0;
         for (auto & s : slot_) {
-            if (s->req) ctx_.kv_seq_rm(s->index, s->req->n_past, -1);  // drop partial writes
+            if (!s->req) continue;
+            running++;
+            if (s->req->paused) paused = s.get();
+            if (!newest || s->last_used > newest->last_used) newest = s.get();
         }
+        if (paused) {
+            swap_out(*paused);
+        } else if (running == 1) {
+            finish(*newest, FinishReason::ContextFull);
+        } else if (newest) {
+            newest->req->stats.kv_preemptions++;
+            {
+                std::lock_guard<std::mutex> lock(mu_);
+                counters_.kv_preemptions++;
+            }
+            swap_out(*newest);
+        }
+        snapshot();
         return;
     }
     for (auto & s : slot_) {

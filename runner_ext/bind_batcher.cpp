@@ -22,7 +22,8 @@ void register_batcher(py::module_ & m) {
         .def_readonly("itl_p95_ms", &RequestStats::itl_p95_ms)
         .def_readonly("slot", &RequestStats::slot)
         .def_readonly("pauses", &RequestStats::pauses)
-        .def_readonly("swaps", &RequestStats::swaps);
+        .def_readonly("swaps", &RequestStats::swaps)
+        .def_readonly("kv_preemptions", &RequestStats::kv_preemptions);
 
     py::class_<Event>(m, "Event", "Output of one request since the last drain (coalesced).")
         .def_readonly("id", &Event::id)
@@ -55,7 +56,8 @@ void register_batcher(py::module_ & m) {
         .def_readonly("prefix_evictions", &BatcherCounters::prefix_evictions)
         .def_readonly("cached_tokens", &BatcherCounters::cached_tokens)
         .def_readonly("swaps_out", &BatcherCounters::swaps_out)
-        .def_readonly("kv_full", &BatcherCounters::kv_full);
+        .def_readonly("kv_full", &BatcherCounters::kv_full)
+        .def_readonly("kv_preemptions", &BatcherCounters::kv_preemptions);
 
     py::class_<Batcher> batcher(m, "Batcher",
                                 "Continuous batching over a Context's n_seq_max slots, on its own C++ thread. "

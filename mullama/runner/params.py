@@ -59,5 +59,5 @@ def stats_of(ev: _engine.Event) -> wire.CompletionStats:
         prompt_tokens=s.prompt_tokens, cached_tokens=s.cached_tokens, completion_tokens=s.completion_tokens,
         queue_ms=s.queue_ms, prefill_ms=s.prefill_ms, ttft_ms=s.ttft_ms, decode_ms=s.decode_ms,
         total_ms=s.total_ms, inter_token_ms_p50=s.itl_p50_ms, inter_token_ms_p95=s.itl_p95_ms, slot=s.slot,
-        pauses=s.pauses, swaps=s.swaps, evicted_tokens=s.evicted_tokens,
+        pauses=s.pauses, swaps=s.swaps, evicted_tokens=s.evicted_tokens, kv_preemptions=s.kv_preemptions,
     )

@@ -377,7 +377,8 @@ class RunnerService:
                     requests=c.requests, tokens_in=c.tokens_in, tokens_out=c.tokens_out,
                     decode_steps=c.decode_steps,
                     avg_batch_size=round(c.batch_tokens / c.decode_steps, 3) if c.decode_steps else 0.0,
-                    swaps_out=c.swaps_out, kv_full=c.kv_full, rejected=self.rejected)
+                    swaps_out=c.swaps_out, kv_full=c.kv_full, kv_preemptions=c.kv_preemptions,
+                    rejected=self.rejected)
                 queued, active = loaded.batcher.queued, loaded.batcher.active
         return wire.StatsView(status=self.status, pid=os.getpid(), rss_bytes=rss, devices=devices, counters=counters,
                               queued=queued, active=active, n_parallel=n_parallel)

@@ -41,6 +41,12 @@ def test_final_record_carries_real_measurements_in_nanoseconds() -> None:
     assert rec["eval_count"] == 3 and rec["eval_duration"] == 30_250_000
 
 
+@pytest.mark.parametrize("reason", ["stop", "length", "context_full"])
+def test_final_record_says_truncated_only_for_a_full_context(reason: str) -> None:
+    rec = ollama.final_record("chat", "m", "x", STATS, reason, total_ms=1, load_ms=0)
+    assert rec.get("truncated", False) is (reason == "context_full")
+
+
 def lines(raw: bytes) -> dict[str, Any]:
     assert raw.endswith(b"\n") and raw.count(b"\n") == 1
     return json.loads(raw)

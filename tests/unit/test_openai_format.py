@@ -78,6 +78,19 @@ def test_chat_response_parses_with_the_sdk(reason, expected):
     assert resp.usage.prompt_tokens_details.cached_tokens == 3
 
 
+@pytest.mark.parametrize("reason", ["stop", "length", "context_full", "cancelled"])
+def test_a_full_context_says_truncated_where_max_tokens_does_not(reason):
+    """The victim of a full context can tell it from its own max_tokens (issue 16): llama-server's field."""
+    for raw in (oa.chat_response(**HEAD, final=final(reason), text="x"),
+                oa.completion_response(**HEAD, final=final(reason), text="x")):
+        choice = json.loads(raw)["choices"][0]
+        assert choice.get("truncated", False) is (reason == "context_full")
+    for raw in (oa.chat_chunk(**HEAD, finish=reason), oa.completion_chunk(**HEAD, finish=reason)):
+        choice = json.loads(raw[6:])["choices"][0]
+        assert choice.get("truncated", False) is (reason == "context_full")
+    assert "truncated" not in json.loads(oa.chat_chunk(**HEAD, content="x")[6:])["choices"][0]
+
+
 def test_chat_response_extra_at_top_level():
     raw = oa.chat_response(**HEAD, final=final(), text="x", extra={"profile": {"ttft_ms": 3.0}})
     assert json.loads(raw)["profile"] == {"ttft_ms": 3.0}

@@ -78,7 +78,8 @@ def rfc3339(seconds: float | None = None, ns: int | None = None) -> str:
 
 def done_reason(reason: str) -> str:
     """The runner's finish reason in Ollama's words: a full context is a length limit, as on the OpenAI
-    routes; cancelled / repeat_limit end the text early and read as "stop"."""
+    routes (the final record adds ``"truncated": true``); cancelled / repeat_limit end the text early and
+    read as "stop"."""
     return "length" if reason in ("length", "context_full") else "stop"
 
 
@@ -110,6 +111,7 @@ def final_record(kind: str, model: str, text: str, stats: wire.CompletionStats, 
     """The closing object: the whole text when not streaming ("" as the last line of a stream), and the
     measurements in nanoseconds: total and load time from the supervisor, prompt and decode from the runner."""
     return {**_body(kind, model, text), "done": True, "done_reason": done_reason(finish),
+            **({"truncated": True} if finish == "context_full" else {}),
             "total_duration": int(total_ms * _NS_PER_MS), "load_duration": int(load_ms * _NS_PER_MS),
             "prompt_eval_count": stats.prompt_tokens, "prompt_eval_duration": int(stats.prefill_ms * _NS_PER_MS),
             "eval_count": stats.completion_tokens, "eval_duration": int(stats.decode_ms * _NS_PER_MS),

@@ -61,6 +61,15 @@ def finish_reason(reason: str) -> str:
         raise ValueError(f"unknown finish reason {reason!r}") from None
 
 
+def finish_fields(reason: str | None) -> dict[str, Any]:
+    """A choice's ``finish_reason`` (null while it streams). A context that filled up reads as "length", as
+    in llama-server, and adds ``"truncated": true`` (llama-server's field) so that a client can tell it from
+    its own ``max_tokens``."""
+    if reason is None:
+        return {"finish_reason": None}
+    return {"finish_reason": finish_reason(reason), **({"truncated": True} if reason == "context_full" else {})}
+
+
 def usage(stats: wire.CompletionStats) -> dict[str, Any]:
     return {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
             "total_tokens": stats.prompt_tokens + stats.completion_tokens,
@@ -80,8 +89,7 @@ def chat_response(*, id: str, created: int, model: str, final: wire.CompletionFi
                   extra: dict[str, Any] | None = None) -> bytes:
     """A whole chat.completion; ``extra`` (e.g. {"profile": ...}) joins the top level."""
     message = {"role": "assistant", "content": text, "refusal": None}
-    choice = {"index": 0, "message": message, "logprobs": None,
-              "finish_reason": finish_reason(final.finish_reason)}
+    choice = {"index": 0, "message": message, "logprobs": None, **finish_fields(final.finish_reason)}
     return msgspec.json.encode({**_head(id, "chat.completion", created, model), "choices": [choice],
                                 "usage": usage(final.stats), **(extra or {})})
 
@@ -95,8 +103,7 @@ def chat_chunk(*, id: str, created: int, model: str, content: str | None = None,
         delta = {"role": "assistant", "content": content or "", "refusal": None}
     elif content is not None:
         delta = {"content": content}
-    choice = {"index": 0, "delta": delta, "logprobs": None,
-              "finish_reason": finish_reason(finish) if finish is not None else None}
+    choice = {"index": 0, "delta": delta, "logprobs": None, **finish_fields(finish)}
     obj = {**_head(id, "chat.completion.chunk", created, model), "choices": [choice]}
     if include_usage:
         obj["usage"] = None
@@ -106,7 +113,7 @@ def chat_chunk(*, id: str, created: int, model: str, content: str | None = None,
 def completion_response(*, id: str, created: int, model: str, final: wire.CompletionFinal, text: str,
                         extra: dict[str, Any] | None = None) -> bytes:
     """A whole text_completion; ``extra`` joins the top level."""
-    choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason(final.finish_reason)}
+    choice = {"text": text, "index": 0, "logprobs": None, **finish_fields(final.finish_reason)}
     return msgspec.json.encode({**_head(id, "text_completion", created, model), "choices": [choice],
                                 "usage": usage(final.stats), **(extra or {})})
 
@@ -115,8 +122,7 @@ def completion_chunk(*, id: str, created: int, model: str, content: str = "", fi
                      include_usage: bool = False) -> bytes:
     """One streamed text_completion event: the whole response's shape, finish_reason null until the end.
     The text is ``content``, as in chat_chunk, so a caller can stream either kind the same way."""
-    choice = {"text": content, "index": 0, "logprobs": None,
-              "finish_reason": finish_reason(finish) if finish is not None else None}
+    choice = {"text": content, "index": 0, "logprobs": None, **finish_fields(finish)}
     obj = {**_head(id, "text_completion", created, model), "choices": [choice]}
     if include_usage:
         obj["usage"] = None

@@ -144,6 +144,8 @@ def _request_schemas(limits: openai_request.Limits) -> dict[str, Schema]:
 
 def _response_schemas() -> dict[str, Schema]:
     stats = {"done_reason": {"type": "string", "description": "'stop', 'length', 'load' or 'unload'"},
+             "truncated": {"const": True, "description": "Present when the context filled up (done_reason "
+                                                         "'length' that num_predict did not set; mullama)."},
              "total_duration": _NS, "load_duration": _NS, "prompt_eval_count": _INT,
              "prompt_eval_duration": _NS, "eval_count": _INT, "eval_duration": _NS,
              "profile": {"type": "object", "description": "With 'X-Profile: true' (mullama)."}}

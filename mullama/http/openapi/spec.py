@@ -60,7 +60,9 @@ _FINISH = {"type": ["string", "null"], "description": "'stop' or 'length'; null 
 def _generation_schemas() -> dict[str, Schema]:
     message = _obj({"role": {"const": "assistant"}, "content": _OPT_STR, "refusal": _OPT_STR}, ("role",))
     delta = _obj({"role": _STR, "content": _OPT_STR, "refusal": _OPT_STR})
-    choice = {"index": _INT, "finish_reason": _FINISH, "logprobs": _NULL}
+    truncated = {"const": True, "description": "Present when the context filled up (finish_reason 'length' that "
+                                               "the request's max_tokens did not set; llama-server's field)."}
+    choice = {"index": _INT, "finish_reason": _FINISH, "truncated": truncated, "logprobs": _NULL}
     vector = {"anyOf": [_array(_NUM), {"type": "string", "contentEncoding": "base64",
                                        "description": "little-endian float32"}]}
     return {
