@@ -90,6 +90,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     load_timeout: float = 300.0
     drain_timeout: float = 30.0
     stream_write_timeout: float = 30.0  # a streamed answer the client stops reading is cut after this
+    header_timeout: float = 10.0        # a new connection must send its whole request head within this
+    max_connections: int = 1000         # open client connections; the next get 503 (lowered to the fd limit)
     runner_probe_interval: float = 5.0  # a serving runner's /health is asked this often ...
     runner_probe_timeout: float = 10.0  # ... and two answers missing this long mark it frozen: killed, restarted
     prefetch: str = "markov"
@@ -225,7 +227,7 @@ def _check(s: Settings, where: Where) -> None:
         raise ConfigError(f"{where('n_ubatch')}: n_ubatch ({s.n_ubatch}) must not exceed n_batch "
                           f"({s.n_batch}, from {where('n_batch')})")
     for name, value in (("load_timeout", s.load_timeout), ("drain_timeout", s.drain_timeout),
-                        ("stream_write_timeout", s.stream_write_timeout),
+                        ("stream_write_timeout", s.stream_write_timeout), ("header_timeout", s.header_timeout),
                         ("runner_probe_interval", s.runner_probe_interval),
                         ("runner_probe_timeout", s.runner_probe_timeout)):
         if value <= 0:

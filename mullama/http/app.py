@@ -22,7 +22,8 @@ from aiohttp import web
 
 from mullama.config import Settings, is_loopback
 from mullama.http import internal, manage
-from mullama.http.keys import SUPERVISOR
+from mullama.http.connections import Guard, GuardedSite, connection_cap, limit_accept_errors, raise_fd_limit
+from mullama.http.keys import CONNECTIONS, SUPERVISOR
 from mullama.http.middleware import middlewares
 from mullama.http.ollama import routes as ollama_routes
 from mullama.http.ollama import store_routes
@@ -113,10 +114,19 @@ async def serve(settings: Settings, *, on_listening: Callable[[int], None] | Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     socks = listen(settings.host, settings.port)  # first: a busy port fails before anything (preloads) starts
+    limit_accept_errors(loop)
+    fd_limit = raise_fd_limit()
+    cap = connection_cap(settings.max_connections, fd_limit)
+    if cap < settings.max_connections:
+        log.warning("max_connections_lowered", max_connections=settings.max_connections, to=cap,
+                    open_files_limit=fd_limit)
+    app[CONNECTIONS] = guard = Guard(max_connections=cap, header_timeout=settings.header_timeout)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
+    assert runner.server is not None
+    guard.server = runner.server
     for sock in socks:
-        await web.SockSite(runner, sock).start()
+        await GuardedSite(runner, sock, guard).start()
     port = socks[0].getsockname()[1]
     if not is_loopback(settings.host) and not settings.api_keys:
         log.warning("public_without_keys", host=settings.host,

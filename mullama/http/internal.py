@@ -20,7 +20,7 @@ import structlog
 from aiohttp import web
 
 from mullama.core import errors
-from mullama.http.keys import SUPERVISOR
+from mullama.http.keys import CONNECTIONS, SUPERVISOR
 from mullama.http.shapes import SSE_HEADERS, decode_body, json_response
 from mullama.models.names import validate_name
 from mullama.serving.policies import POLICIES, make_policy
@@ -186,6 +186,9 @@ async def metrics(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
     m = sup.observer.metrics
     m.set_queue(sup.scheduler.running(), sup.scheduler.waiting())
+    guard = request.app.get(CONNECTIONS)
+    if guard is not None:
+        m.set_connections(guard.open, guard.refused, guard.head_timeouts)
     loaded = sup.lifecycle.serving()
     kvs = await asyncio.gather(*(_kv(rt) for rt in loaded))
     for rt, kv in zip(loaded, kvs):

@@ -101,6 +101,13 @@ class Metrics:
                               registry=reg)
         self.memory = Gauge("mullama_model_memory_bytes", "Bytes a loaded model holds on a device "
                             "(weights + KV context + compute buffers)", ("model", "device"), registry=reg)
+        self.connections = Gauge("mullama_http_connections", "Open client connections", registry=reg)
+        self.connections_refused = Counter("mullama_http_connections_refused_total",
+                                           "Connections answered 503 past max_connections", registry=reg)
+        self.header_timeouts = Counter("mullama_http_header_timeouts_total",
+                                       "Connections closed (408) for a request head later than header_timeout",
+                                       registry=reg)
+        self._connection_totals = (0, 0)
 
         # --- counters
         def counter(name: str, doc: str, labels: tuple[str, ...] = m) -> Counter:
@@ -187,6 +194,14 @@ class Metrics:
             for model, n in values.items():
                 gauge.labels(model).set(n)
             self._queue_models[gauge] = set(values)
+
+    def set_connections(self, open_: int, refused: int, header_timeouts: int) -> None:
+        """The HTTP server's connection gauge and counters (the guard keeps running totals)."""
+        self.connections.set(open_)
+        last_refused, last_timeouts = self._connection_totals
+        self.connections_refused.inc(max(0, refused - last_refused))
+        self.header_timeouts.inc(max(0, header_timeouts - last_timeouts))
+        self._connection_totals = (refused, header_timeouts)
 
     def set_kv(self, model: str, ratio: float) -> None:
         self.kv_usage.labels(model).set(min(1.0, max(0.0, ratio)))
