@@ -41,6 +41,7 @@ class Health(_Wire, kw_only=True):
     error: str | None = None
     phase: str = ""             # finer than status: "allocated", "prefetching", ...
     model: str | None = None
+    loop_stalled_ms: float = 0.0  # how long the decode loop has been in its current pass (0: asleep, idle)
 
 
 class LoadParams(_Wire, kw_only=True):

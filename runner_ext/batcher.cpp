@@ -74,6 +74,12 @@ Batcher::~Batcher() {
     if (event_fd_ >= 0) close(event_fd_);
 }
 
+double Batcher::stalled_ms() const {
+    if (waiting_.load()) return 0.0;
+    const auto started = Clock::time_point(Clock::duration(iteration_start_.load()));
+    return std::max(0.0, ms_between(started, Clock::now()));
+}
+
 void Batcher::stop() {
     {
         std::lock_guard<std::mutex> lock(mu_);
@@ -261,8 +267,11 @@ void Batcher::loop() {
                 signal(true);  // going idle: nothing may wait for the next interval
                 lock.lock();
             }
+            waiting_.store(true);
             cv_.wait(lock, [this] { return has_work(); });
             if (stop_) break;
+            iteration_start_.store(Clock::now().time_since_epoch().count());  // before waiting_: no stale start
+            waiting_.store(false);
         }
         try {
             apply_controls();

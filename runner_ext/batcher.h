@@ -6,6 +6,7 @@
 // drains the events of all streams at once.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -126,6 +127,10 @@ public:
     int32_t n_slots() const { return n_slots_; }
     uint32_t n_ctx_slot() const { return n_ctx_slot_; }
     bool running() const;
+    // How long the loop has been in its current pass (controls, admission, one decode step, events);
+    // 0 while it sleeps for lack of work. A pass that never ends is a loop stuck while the runner's
+    // HTTP side still answers: the supervisor's liveness probe reads this through /health.
+    double stalled_ms() const;
     std::string error() const;             // why the loop stopped, if it did
 
     // Stop the loop; unfinished requests end with finish reason "error".
@@ -191,6 +196,9 @@ private:
     BatcherCounters counters_;
     bool stop_ = false;
     bool running_ = false;
+    // written by the loop thread, read by stalled_ms() from any thread
+    std::atomic<bool> waiting_{true};     // asleep for lack of work, or stopped
+    std::atomic<Clock::rep> iteration_start_{0};
     std::string error_;
     std::thread thread_;
 };

@@ -85,6 +85,7 @@ void register_batcher(py::module_ & m) {
         .def_property_readonly("n_slots", &Batcher::n_slots)
         .def_property_readonly("n_ctx_slot", &Batcher::n_ctx_slot)
         .def_property_readonly("running", &Batcher::running)
+        .def_property_readonly("stalled_ms", &Batcher::stalled_ms)
         .def_property_readonly("error", &Batcher::error)
         .def("stop", &Batcher::stop, py::call_guard<py::gil_scoped_release>(),
              "Stop the loop; unfinished requests end with finish reason 'error'.");

@@ -94,6 +94,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_connections: int = 1000         # open client connections; the next get 503 (lowered to the fd limit)
     runner_probe_interval: float = 5.0  # a serving runner's /health is asked this often ...
     runner_probe_timeout: float = 10.0  # ... and two answers missing this long mark it frozen: killed, restarted
+    runner_stall_timeout: float = 300.0  # a decode loop in one pass this long (its HTTP side answering) is stuck
     prefetch: str = "markov"
     prefetch_min_confidence: float = 0.6
     prefetch_idle: float = 0.5
@@ -229,7 +230,8 @@ def _check(s: Settings, where: Where) -> None:
     for name, value in (("load_timeout", s.load_timeout), ("drain_timeout", s.drain_timeout),
                         ("stream_write_timeout", s.stream_write_timeout), ("header_timeout", s.header_timeout),
                         ("runner_probe_interval", s.runner_probe_interval),
-                        ("runner_probe_timeout", s.runner_probe_timeout)):
+                        ("runner_probe_timeout", s.runner_probe_timeout),
+                        ("runner_stall_timeout", s.runner_stall_timeout)):
         if value <= 0:
             raise ConfigError(f"{where(name)}: expected a positive duration, got {value!r}")
     for name, size in (("memory_budget", s.memory_budget), ("max_body_bytes", s.max_body_bytes)):

@@ -34,7 +34,7 @@ Layer = tuple[dict[str, Any], dict[str, str]]
 
 MAPPINGS = ("aliases", "default_variants", "models")
 DURATIONS = frozenset({"keep_alive", "load_timeout", "drain_timeout", "prefetch_idle", "stream_write_timeout",
-                       "header_timeout", "runner_probe_interval", "runner_probe_timeout"})
+                       "header_timeout", "runner_probe_interval", "runner_probe_timeout", "runner_stall_timeout"})
 SIZES = frozenset({"memory_budget", "max_body_bytes"})
 LOWERCASE = frozenset({"cache_type_k", "cache_type_v"})
 INT_RANGES: Mapping[str, tuple[int, int | None]] = types.MappingProxyType({

@@ -106,9 +106,11 @@ class RunnerService:
     # ------------------------------------------------------------------ lifecycle
 
     def health(self) -> wire.Health:
-        model = self._loaded.params.model if self._loaded else None
+        loaded = self._loaded
+        batcher = loaded.batcher if loaded else None
         return wire.Health(status=self.status, progress=round(self.progress, 4), error=self.error,
-                           phase=self.phase, model=model)
+                           phase=self.phase, model=loaded.params.model if loaded else None,
+                           loop_stalled_ms=round(batcher.stalled_ms, 1) if batcher is not None else 0.0)
 
     async def load(self, p: wire.LoadParams) -> wire.LoadResult:
         if p.op == "fit":

@@ -70,7 +70,7 @@ class RunnerProcess:
         self._proc = proc
         self._on_exit = on_exit
         self._stopping = False
-        self.stalled = False                 # set by the lifecycle when it kills a stalled load or a frozen runner
+        self.stalled = ""                    # why the lifecycle killed it (a stalled load, a frozen runner); "": it did not
         self.client: object | None = None    # the RunnerClient the launcher attaches
         self.tail: collections.deque[str] = collections.deque(maxlen=40)
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -165,8 +165,8 @@ class Generation:
         """A runner crash caused by a timed-out drain, told as the unload it was; other errors as they are."""
         rt = self.lease.runtime if self.lease else None
         if isinstance(exc, errors.RunnerCrashed) and self.lease is not None and self.lease.handle.stalled:
-            return errors.RunnerError(f"{self.model}'s runner stopped responding and was stopped; the next "
-                                      "request starts a new one", 502, "runner_unresponsive")
+            return errors.RunnerError(f"{self.model}'s runner stopped responding ({self.lease.handle.stalled}) and "
+                                      "was stopped; the next request starts a new one", 502, "runner_unresponsive")
         if isinstance(exc, errors.RunnerCrashed) and rt is not None and rt.drain_killed and rt.state in (
                 State.DRAINING, State.UNLOADING, State.UNLOADED):
             return errors.RunnerError(f"{self.model} was unloaded before this request finished (the drain "

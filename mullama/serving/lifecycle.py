@@ -253,26 +253,31 @@ class Lifecycle(Loading):
             self.spawn(self._liveness(rt, rt.handle))
 
     async def _liveness(self, rt: Runtime, handle: Handle) -> None:
-        """While it serves, ask the runner's /health every ``runner_probe_interval``; two answers missing
-        for ``runner_probe_timeout`` mean it is frozen (SIGSTOP, a hung process): kill it, so that its
-        streams end with an error now and the next request starts a new one (``_watch`` records it)."""
+        """While it serves, ask the runner's /health every ``runner_probe_interval``. Two answers missing
+        for ``runner_probe_timeout`` mean the process is frozen (SIGSTOP, a hung process); an answer saying
+        its decode loop has been in one pass for over ``runner_stall_timeout`` means the loop is stuck
+        while its HTTP side still answers. Either way it is killed, so that its streams end with an error
+        now and the next request starts a new one (``_watch`` records it)."""
         s = self.settings
         misses = 0
         while rt.handle is handle and not handle.exited.done():
             await asyncio.sleep(s.runner_probe_interval)
             if rt.handle is not handle or handle.exited.done() or handle.stopping:
                 return
+            why = ""
             try:
-                await handle.client.health(timeout=s.runner_probe_timeout)
+                health = await handle.client.health(timeout=s.runner_probe_timeout)
                 misses = 0
-                continue
+                if health.loop_stalled_ms > s.runner_stall_timeout * 1000:
+                    why = f"its decode loop made no progress for {health.loop_stalled_ms / 1000:.0f} s"
             except (errors.MullamaError, TimeoutError):
                 misses += 1
-            if misses >= 2 and rt.handle is handle and not handle.exited.done():
-                log.error("runner_unresponsive", model=rt.name, pid=handle.pid, timeout_s=s.runner_probe_timeout,
-                          in_flight=rt.in_flight)
-                self._emit("runner_unresponsive", model=rt.name, pid=handle.pid, in_flight=rt.in_flight)
-                handle.stalled = True
+                if misses >= 2:
+                    why = f"no answer to /health for {s.runner_probe_timeout:g} s"
+            if why and rt.handle is handle and not handle.exited.done():
+                log.error("runner_unresponsive", model=rt.name, pid=handle.pid, reason=why, in_flight=rt.in_flight)
+                self._emit("runner_unresponsive", model=rt.name, pid=handle.pid, reason=why, in_flight=rt.in_flight)
+                handle.stalled = why
                 await handle.kill()
                 return
 
@@ -288,8 +293,8 @@ class Lifecycle(Loading):
         rt.crashes += 1
         recent = sum(1 for c in rt.loads if c.get("crash") and time.time() - c["at"] < 300) + 1
         rt.restart_at = time.monotonic() + crash_backoff(recent)
-        rt.error = (f"the runner stopped responding (no answer to /health for {self.settings.runner_probe_timeout:g} s)"
-                    " and was killed" if handle.stalled else f"runner exited with code {code} while serving")
+        rt.error = (f"the runner stopped responding ({handle.stalled}) and was killed" if handle.stalled
+                    else f"runner exited with code {code} while serving")
         lost = rt.in_flight + rt.lost  # still held, plus those whose broken stream ended before we saw the exit
         rt.loads.append({"at": time.time(), "crash": True, "code": code, "in_flight": lost,
                          "stderr_tail": list(handle.tail)[-5:]})

@@ -144,7 +144,7 @@ class Loading:
                     rt.progress = mark[2]
             elif time.monotonic() - since > self.settings.load_timeout:
                 log.error("load_stalled", model=rt.name, timeout_s=self.settings.load_timeout, last=str(last))
-                handle.stalled = True
+                handle.stalled = f"its load made no progress for {self.settings.load_timeout:g} s"
                 await handle.kill()
                 return
 

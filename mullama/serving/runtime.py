@@ -56,7 +56,7 @@ class Handle(Protocol):
     port: int
     exited: asyncio.Future[int]
     tail: collections.deque[str]
-    stalled: bool                         # the lifecycle killed it: its load stopped moving, or it froze
+    stalled: str                          # why the lifecycle killed it (its load stopped moving, it froze); "": not
 
     @property
     def stopping(self) -> bool: ...

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -296,5 +297,48 @@ async def test_a_runner_frozen_mid_stream_is_detected_killed_and_replaced(tmp_pa
         status, out = server.call("POST", "/v1/chat/completions", _chat(Q4, n=2), timeout=120)
         assert status == 200 and out["choices"][0]["message"]["content"]
         assert _ps(server)[0]["pid"] != frozen
+    finally:
+        server.stop()
+
+
+async def test_a_runner_whose_decode_loop_is_stuck_is_detected_killed_and_replaced(tmp_path):
+    """The runner's HTTP side answers but its C++ loop is stuck (issue 16: /health passed, so its streams
+    waited until the client gave up). ``stalled_loop/stall_write.c``, LD_PRELOADed into the runners, blocks
+    the loop's eventfd write once a flag file exists; /health then reports the loop in one pass for ever,
+    and past ``runner_stall_timeout`` the runner is killed and its stream ends with runner_unresponsive."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    assert compiler, "a C compiler builds the extension; the drill needs it too"
+    lib, flag = tmp_path / "stall_write.so", tmp_path / "stall-now"
+    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(lib),
+                    str(Path(__file__).parent / "stalled_loop" / "stall_write.c"), "-ldl"], check=True, timeout=60)
+    server = Server(tmp_path, base_settings(n_parallel=1, runner_probe_interval="0.5s", runner_stall_timeout="2s"),
+                    env={"LD_PRELOAD": str(lib), "MULLAMA_TEST_STALL_LOOP_FILE": str(flag)})
+    try:
+        assert server.call("POST", "/v1/chat/completions", _chat(Q4, n=2))[0] == 200
+        stuck = _ps(server)[0]["pid"]
+        body = {"model": Q4, "messages": [{"role": "user", "content": "Tell me a long story."}],
+                "max_tokens": 2000, "stream": True, "ignore_eos": True}
+        t0 = time.monotonic()
+        code = "finished"
+        async with aiohttp.ClientSession() as session, session.post(server.url + "/v1/chat/completions",
+                                                                    json=body) as resp:
+            assert resp.status == 200
+            async for line in resp.content:
+                if line.startswith(b"data: ") and b'"error"' in line:
+                    code = json.loads(line[6:])["error"]["code"]
+                    break
+                if line.startswith(b"data: ") and b'"content"' in line:
+                    flag.touch()
+        assert code == "runner_unresponsive"
+        assert time.monotonic() - t0 < 30
+        (event,) = server.events("runner_unresponsive")
+        assert "decode loop made no progress" in event["reason"]
+        ready = await _until(lambda: (r := server.call("GET", "/ready"))[0] == 200 and Q4 in r[1]["failed"]
+                             and r[1], 10, "/ready to name the stuck model as failed")
+        assert "decode loop" in ready["failed"][Q4]
+        flag.unlink()
+        status, out = server.call("POST", "/v1/chat/completions", _chat(Q4, n=2), timeout=120)
+        assert status == 200 and out["choices"][0]["message"]["content"]
+        assert _ps(server)[0]["pid"] != stuck
     finally:
         server.stop()

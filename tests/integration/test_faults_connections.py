@@ -16,7 +16,6 @@ import time
 
 import psutil
 import pytest
-
 from supervisor_harness import Server, base_settings
 
 CAP = 40

@@ -11,9 +11,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from runner_harness import (  # noqa: F401  (client is a fixture)
-    client, greedy, load_model, running, split_stream, stream_tokens, wait_until,
+    client,
+    greedy,
+    load_model,
+    running,
+    split_stream,
+    stream_tokens,
+    wait_until,
 )
 
 N_CTX = 512

@@ -72,7 +72,7 @@ class FakeRunner:
         self.name, self.pid, self.port = name, pid, 40000 + pid
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.tail = collections.deque(["last words"], maxlen=5)
-        self.stalled = False
+        self.stalled = ""
         self._stopping = False
         self.status, self.progress = "starting", 0.0
         self.ops: list[tuple[str, int]] = []

@@ -142,7 +142,8 @@ class FakeRunner:
         self.pid, self.port = pid, 40000 + pid
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.tail = collections.deque(["last words"], maxlen=5)
-        self.stalled = self.stopping = False
+        self.stalled = ""
+        self.stopping = False
         self.busy: str | None = None
         self.client = self
 
