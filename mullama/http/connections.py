@@ -6,9 +6,12 @@ and has no cap: 1000 clients sending one header line every 10 s were all held, a
 process out of file descriptors (then asyncio logged a traceback per failed accept). ``Gate`` wraps
 each of aiohttp's protocol objects (built by the server's own factory) and adds:
 
-* ``max_connections``: a connection past the cap is answered ``503`` (the API's JSON error shape,
-  ``Retry-After``) as soon as it sends its first bytes, then closed; one that sends nothing is closed
-  at the header deadline. Its request never reaches aiohttp.
+* ``max_connections``: when the cap is reached, a new connection first makes room by closing the
+  oldest connection still without a whole head after ``EVICT_AFTER_S`` (``408``): slow clients make
+  room for fast ones, so a slowloris cannot lock real clients out for a whole ``header_timeout``.
+  With nothing to close, it is answered ``503`` (the API's JSON error shape, ``Retry-After``) as soon
+  as it sends its first bytes, then closed; one that sends nothing is closed after
+  ``REFUSED_GRACE_S``. Its request never reaches aiohttp.
 * ``header_timeout``: from the moment a connection opens to the end of its first request head
   (``\\r\\n\\r\\n``); a connection that has not finished it gets ``408`` and is closed. Later requests
   on a kept-alive connection are bounded by aiohttp's keep-alive timeout.
@@ -35,6 +38,8 @@ from aiohttp.web_protocol import RequestHandler
 log = structlog.get_logger("mullama.app")
 
 ACCEPT_LOG_EVERY_S = 10.0
+EVICT_AFTER_S = 1.0         # at the cap, a connection without a whole head this old makes room for a new one
+REFUSED_GRACE_S = 1.0       # a refused connection that sends nothing holds its descriptor this long at most
 FD_RESERVE = 256            # descriptors kept for runners, model files, logs: the cap stays below the limit
 _HEAD_END = b"\r\n\r\n"
 
@@ -109,12 +114,23 @@ class Guard:
         self.header_timeout = header_timeout
         self.open = 0
         self.refused = 0
-        self.head_timeouts = 0
+        self.head_timeouts = 0                   # closed with 408: late, or made room for a newer connection
+        self.awaiting: dict[Gate, float] = {}    # admitted, first head not complete yet -> when opened (in order)
         self._last_refusal_log = 0.0
 
     def __call__(self) -> Gate:
         """The protocol factory for ``loop.create_server``."""
         return Gate(self)
+
+    def make_room(self) -> bool:
+        """At the cap: close the oldest connection whose head is overdue by ``EVICT_AFTER_S``; False if none."""
+        if not self.awaiting:
+            return False
+        gate, opened = next(iter(self.awaiting.items()))
+        if time.monotonic() - opened < min(EVICT_AFTER_S, self.header_timeout):
+            return False
+        gate.head_late()
+        return True
 
     def refusing(self) -> None:
         self.refused += 1
@@ -138,10 +154,13 @@ class Gate(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(self.guard.header_timeout, self._head_late)
-        if self.guard.open >= self.guard.max_connections:
+        if self.guard.open >= self.guard.max_connections and not self.guard.make_room():
             self.guard.refusing()
-            return  # answered at its first bytes (read first: closing unread data would reset it)
+            # answered at its first bytes (read first: closing unread data would reset it), or closed soon
+            self._deadline = loop.call_later(min(REFUSED_GRACE_S, self.guard.header_timeout), self.head_late)
+            return
+        self._deadline = loop.call_later(self.guard.header_timeout, self.head_late)
+        self.guard.awaiting[self] = time.monotonic()
         server = self.guard.server
         assert server is not None
         self.guard.open += 1
@@ -159,12 +178,17 @@ class Gate(asyncio.Protocol):
                 self._deadline.cancel()
                 self._deadline = None
                 self._tail = b""
+                self.guard.awaiting.pop(self, None)
             else:
                 self._tail = seen[-3:]
         self.handler.data_received(data)
 
-    def _head_late(self) -> None:
-        self._deadline = None
+    def head_late(self) -> None:
+        """Its head is overdue (the deadline, or the guard making room): 408, or 503 if never admitted."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.guard.awaiting.pop(self, None)
         if self.handler is not None:
             self.guard.head_timeouts += 1
         self._close_with(SLOW_HEAD if self.handler is not None else BUSY)
@@ -190,6 +214,7 @@ class Gate(asyncio.Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        self.guard.awaiting.pop(self, None)
         if self.handler is not None:
             self.guard.open -= 1
             handler, self.handler = self.handler, None

@@ -118,3 +118,23 @@ def test_requests_the_parser_cannot_take_get_json_errors(server, raw, status, co
     sock.close()
     assert server.call("GET", "/health")[0] == 200
     assert not [line for line in server.lines if "Traceback" in line]
+
+
+def test_at_the_cap_slow_connections_make_room_for_a_fast_one(tmp_path):
+    """20 slow heads fill a cap of 20 for a header_timeout of 30 s; a client with a whole request still
+    gets its answer: the oldest slow connection (over a second without its head) is cut to make room."""
+    srv = Server(tmp_path, base_settings(max_connections=20, header_timeout="30s"))
+    try:
+        slow = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(20)]
+        for s in slow:
+            s.sendall(HEAD)
+        time.sleep(1.5)
+        t0 = time.monotonic()
+        assert srv.call("GET", "/health", timeout=10) == (200, {"status": "ok"})
+        assert time.monotonic() - t0 < 2
+        status, body = _answer(slow[0])  # the oldest was cut
+        assert (status, body["error"]["code"]) == (408, "header_timeout")
+        for s in slow:
+            s.close()
+    finally:
+        srv.stop()
