@@ -25,6 +25,8 @@ from mullama import _engine
 from mullama._engine import (  # noqa: F401  (re-exported API)
     LLAMA_CPP_COMMIT,
     Batch,
+    ChatParser,
+    ChatPrompt,
     Context,
     ContextParams,
     DeviceMemory,
@@ -37,19 +39,22 @@ from mullama._engine import (  # noqa: F401  (re-exported API)
     QuantizeParams,
     Sampler,
     SamplingParams,
+    apply_chat,
+    chat_caps,
     devices,
     fit,
     json_schema_to_grammar,
     quantize,
     quantize_types,
     system_info,
+    with_chat,
 )
 
 __all__ = [
-    "LLAMA_CPP_COMMIT", "Batch", "Context", "ContextParams", "DeviceMemory", "FitReport", "GenerateParams",
+    "LLAMA_CPP_COMMIT", "Batch", "ChatParser", "ChatPrompt", "Context", "ContextParams", "DeviceMemory", "FitReport", "GenerateParams",
     "GenerateResult", "Model", "ModelInfo", "ModelParams", "QuantizeParams", "Sampler", "SamplingParams",
     "devices", "embed", "fit", "generate_text", "json_schema_to_grammar", "quantize", "quantize_types",
-    "set_llama_log_level", "system_info",
+    "set_llama_log_level", "system_info", "apply_chat", "chat_caps", "with_chat",
 ]
 
 _log = logging.getLogger("llama.cpp")

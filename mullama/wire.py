@@ -7,7 +7,7 @@ lines, then one ``CompletionFinal``. Errors are ``ErrorBody``.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -88,9 +88,59 @@ class LoadResult(_Wire, kw_only=True):
     duration_ms: float = 0.0
 
 
-class ChatMessage(_Wire, kw_only=True):
-    role: str
+class _Chat(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Chat wire types: encoded as OpenAI writes them (absent, not null), for llama.cpp's chat layer."""
+
+
+class ToolFunction(_Chat, kw_only=True):
+    name: str
+    arguments: str                # JSON text, as the model wrote it
+
+
+class ToolCall(_Chat, kw_only=True):
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolFunction
+
+
+class ChatMessage(_Chat, kw_only=True):
+    role: str                     # system | user | assistant | tool
     content: str | None = None
+    tool_calls: list[ToolCall] | None = None   # assistant: the calls it made
+    tool_call_id: str | None = None            # tool: the call this result answers
+    name: str | None = None                    # tool: the function's name
+
+
+class FunctionSpec(_Chat, kw_only=True):
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] | None = None   # JSON schema of the arguments
+
+
+class Tool(_Chat, kw_only=True):
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
+ToolChoice = Literal["auto", "none", "required"]
+
+
+class ChatDelta(_Wire, kw_only=True):
+    """What a chunk added to the parsed message: text, reasoning, or a piece of tool call ``tool_index``."""
+
+    content: str = ""
+    reasoning_content: str = ""
+    tool_index: int = -1          # >= 0: a tool-call delta (``name`` on its first, then ``arguments`` pieces)
+    name: str = ""
+    arguments: str = ""
+
+
+class ChatResult(_Wire, kw_only=True):
+    """The whole answer as the chat template's parser reads it."""
+
+    content: str
+    reasoning_content: str = ""
+    tool_calls: list[ToolFunction] = []
 
 
 class CompletionRequest(_Wire, kw_only=True):
@@ -99,6 +149,9 @@ class CompletionRequest(_Wire, kw_only=True):
     prompt: str | None = None
     tokens: list[TokenId] | None = None
     messages: list[ChatMessage] | None = None
+    tools: list[Tool] | None = None      # with messages: rendered by the template, calls parsed from the output
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = False
     id: str | None = None
     stream: bool = True
     max_tokens: Int32 = 128
@@ -143,6 +196,7 @@ class CompletionChunk(_Wire, kw_only=True):
     id: str
     content: str
     tokens: list[int]
+    deltas: list[ChatDelta] | None = None   # a chat with tools: the parsed changes this chunk made
 
 
 class CompletionFinal(_Wire, kw_only=True):
@@ -154,6 +208,8 @@ class CompletionFinal(_Wire, kw_only=True):
     stop_string: str | None = None
     error: str | None = None
     stats: CompletionStats
+    deltas: list[ChatDelta] | None = None   # a chat with tools, streamed: the last parsed changes
+    message: ChatResult | None = None       # a chat with tools: content and tool calls, parsed
 
 
 class EmbeddingRequest(_Wire, kw_only=True):

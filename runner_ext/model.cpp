@@ -321,6 +321,13 @@ std::string Model::token_to_piece(llama_token token, bool special) const {
 
 bool Model::is_eog(llama_token token) const { return llama_vocab_is_eog(handle()->vocab(), token); }
 
+std::shared_ptr<common_chat_templates> Model::chat_templates() const {
+    auto h = handle();
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!templates_) templates_ = common_chat_templates_init(h->get(), "");
+    return templates_;
+}
+
 std::string Model::apply_chat_template(const std::vector<ChatMessage> & messages, bool add_generation_prompt,
                                        const std::string & template_override) const {
     auto h = handle();
@@ -328,16 +335,9 @@ std::string Model::apply_chat_template(const std::vector<ChatMessage> & messages
         raise(ErrorKind::TemplateError, "no messages to format");
     }
     try {
-        std::shared_ptr<common_chat_templates> tmpls;
-        if (template_override.empty()) {
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (!templates_) {
-                templates_ = common_chat_templates_init(h->get(), "");
-            }
-            tmpls = templates_;
-        } else {
-            tmpls = common_chat_templates_init(h->get(), template_override);
-        }
+        std::shared_ptr<common_chat_templates> tmpls =
+            template_override.empty() ? chat_templates() : std::shared_ptr<common_chat_templates>(
+                                                                common_chat_templates_init(h->get(), template_override));
         common_chat_templates_inputs inputs;
         inputs.add_generation_prompt = add_generation_prompt;
         inputs.use_jinja = true;

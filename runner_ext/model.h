@@ -101,6 +101,8 @@ public:
                                     const std::string & template_override = "") const;
 
     std::shared_ptr<ModelHandle> handle() const;  // throws Closed
+    // The model's chat templates (llama.cpp's common_chat_templates), made once.
+    std::shared_ptr<common_chat_templates> chat_templates() const;
 
 private:
     std::shared_ptr<ModelHandle> handle_;

@@ -9,4 +9,5 @@ PYBIND11_MODULE(_engine, m) {
     mullama::bind::register_sampler(m);
     mullama::bind::register_misc(m);
     mullama::bind::register_batcher(m);
+    mullama::bind::register_chat(m);
 }

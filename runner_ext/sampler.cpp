@@ -68,15 +68,40 @@ common_params_sampling to_common(const SamplingParams & p, int32_t n_vocab) {
     if (!p.json_schema.empty()) {
         c.grammar = common_grammar(COMMON_GRAMMAR_TYPE_OUTPUT_FORMAT, json_schema_to_gbnf(p.json_schema));
     } else if (!p.grammar.empty()) {
-        c.grammar = common_grammar(COMMON_GRAMMAR_TYPE_USER, p.grammar);
+        c.grammar = common_grammar(p.tool_calls ? COMMON_GRAMMAR_TYPE_TOOL_CALLS : COMMON_GRAMMAR_TYPE_USER,
+                                   p.grammar);
     }
+    c.grammar_lazy = p.grammar_lazy;
+    c.generation_prompt = p.generation_prompt;
     return c;
+}
+
+// Preserved tokens and trigger words that are one token become token ids (as llama-server does).
+void resolve_tokens(common_params_sampling & c, const SamplingParams & p, const llama_vocab * vocab) {
+    for (const auto & text : p.preserved_tokens) {
+        const auto ids = common_tokenize(vocab, text, false, true);
+        if (ids.size() == 1) c.preserved_tokens.insert(ids[0]);
+    }
+    for (const auto & [type, value] : p.grammar_triggers) {
+        common_grammar_trigger t;
+        t.type = static_cast<common_grammar_trigger_type>(type);
+        t.value = value;
+        if (t.type == COMMON_GRAMMAR_TRIGGER_TYPE_WORD) {
+            const auto ids = common_tokenize(vocab, value, false, true);
+            if (ids.size() == 1 && c.preserved_tokens.count(ids[0])) {
+                t.type = COMMON_GRAMMAR_TRIGGER_TYPE_TOKEN;
+                t.token = ids[0];
+            }
+        }
+        c.grammar_triggers.push_back(std::move(t));
+    }
 }
 
 }  // namespace
 
 Sampler::Sampler(const Model & model, const SamplingParams & params) : model_(model.handle()), params_(params) {
     common_params_sampling cp = to_common(params, llama_vocab_n_tokens(model_->vocab()));
+    resolve_tokens(cp, params, model_->vocab());
     logging::Capture cap;
     // llama.cpp's grammar parser prints its error, and the whole grammar, straight to
     // stderr: keep user text out of the logs and put the reason into the exception.

@@ -33,6 +33,12 @@ struct SamplingParams {
     std::vector<std::pair<llama_token, float>> logit_bias;
     std::string grammar;           // GBNF
     std::string json_schema;       // JSON schema text, converted to GBNF
+    // A tool-call grammar from the chat template (chat_tools.h: ChatPrompt), set by with_chat():
+    bool tool_calls = false;       // `grammar` is the tool calls' (it is applied after the generation prompt)
+    bool grammar_lazy = false;     // constrain only once a trigger appears
+    std::vector<std::pair<int32_t, std::string>> grammar_triggers;  // (common_grammar_trigger_type, value)
+    std::vector<std::string> preserved_tokens;
+    std::string generation_prompt;
 };
 
 // GBNF for a JSON schema (llama.cpp's json-schema-to-grammar); throws InvalidSchema.

@@ -171,20 +171,28 @@ async def completion(request: web.Request) -> web.StreamResponse:
                 tokens.extend(ev.tokens)
                 if ev.done:
                     final = ev
+            message = None
+            if stream.chat is not None:
+                stream.chat.feed("".join(text), True)
+                message = stream.chat.message()
             return _json(wire.CompletionFinal(
                 id=stream.id, content="".join(text), tokens=tokens, finish_reason=final.finish_reason,
-                stop_string=final.stop_string or None, error=final.error or None, stats=stats_of(final)))
+                stop_string=final.stop_string or None, error=final.error or None, stats=stats_of(final),
+                message=message))
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         encode = wire.encoder.encode
         async for ev in stream:
+            chat = stream.chat
+            deltas = chat.feed(ev.text, ev.done) if chat is not None else None
             if ev.done:
                 final = ev
                 line = encode(wire.CompletionFinal(
                     id=stream.id, content=ev.text, tokens=ev.tokens, finish_reason=ev.finish_reason,
-                    stop_string=ev.stop_string or None, error=ev.error or None, stats=stats_of(ev)))
+                    stop_string=ev.stop_string or None, error=ev.error or None, stats=stats_of(ev),
+                    deltas=deltas, message=chat.message() if chat is not None else None))
             else:
-                line = encode(wire.CompletionChunk(id=stream.id, content=ev.text, tokens=ev.tokens))
+                line = encode(wire.CompletionChunk(id=stream.id, content=ev.text, tokens=ev.tokens, deltas=deltas))
             await resp.write(line + b"\n")
         await resp.write_eof()
         return resp

@@ -11,6 +11,7 @@ once per token per stream.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from mullama.core.errors import (
     QueueFull,
     RequestNotFound,
 )
+from mullama.runner.chat import ChatReader, render, uses_tools
 from mullama.runner.embeddings import embed
 from mullama.runner.params import context_params, device_list, model_params, sampling_params
 
@@ -44,6 +46,11 @@ class Loaded:
     batcher: _engine.Batcher | None = None
     streams: dict[str, asyncio.Queue] = field(default_factory=dict)
 
+    @functools.cached_property
+    def native_tools(self) -> bool:
+        """The chat template renders tool calls itself (else the generic JSON format is used)."""
+        return engine.chat_caps(self.model).get("supports_tool_calls", False)
+
 
 class Stream:
     """The events of one request: ``async for ev in stream``; the last has ``done``.
@@ -58,6 +65,7 @@ class Stream:
         self._owner, self._loaded = owner, loaded
         self._done = False
         self._attached = True
+        self.chat: ChatReader | None = None  # a chat with tools: reads the answer back
 
     def __aiter__(self) -> Stream:
         return self
@@ -291,11 +299,18 @@ class RunnerService:
         n_ctx = loaded.ctx.n_ctx
         max_tokens = min(req.max_tokens, 10 * n_ctx) if req.max_tokens >= 0 else 10 * n_ctx
         prompt = req.prompt
+        chat = None
+        sampling = sampling_params(req, loaded.model.info.n_vocab)
+        stop = req.stop
         if req.messages is not None:
             if not req.messages:
                 raise InvalidArgument("'messages' is empty")
-            prompt = loaded.model.apply_chat_template(
-                [{"role": m.role, "content": m.content or ""} for m in req.messages], True)
+            if uses_tools(req):
+                rendered = await render(loaded.model, loaded.native_tools, req, sampling)
+                prompt, sampling, stop, chat = rendered.prompt, rendered.sampling, rendered.stop, rendered.reader
+            else:
+                prompt = loaded.model.apply_chat_template(
+                    [{"role": m.role, "content": m.content or ""} for m in req.messages], True)
         if prompt is not None:
             if len(prompt) > 1 << 16:
                 tokens = await asyncio.to_thread(loaded.model.tokenize, prompt, req.add_special, req.parse_special)
@@ -303,8 +318,8 @@ class RunnerService:
                 tokens = loaded.model.tokenize(prompt, req.add_special, req.parse_special)
         else:
             tokens = req.tokens
-        params = engine.GenerateParams(max_tokens=max_tokens, stop=req.stop, ignore_eos=req.ignore_eos,
-                                       sampling=sampling_params(req, loaded.model.info.n_vocab))
+        params = engine.GenerateParams(max_tokens=max_tokens, stop=stop, ignore_eos=req.ignore_eos,
+                                       sampling=sampling)
         if req.id is not None:
             rid = req.id
             if rid in loaded.streams:
@@ -313,10 +328,11 @@ class RunnerService:
             rid = self._new_id(loaded)
         limit = self.repeat_limit if req.repeat_limit is None else req.repeat_limit
         stream = Stream(self, loaded, rid)
+        stream.chat = chat
         loaded.streams[rid] = stream.queue
         self._idle.clear()
         try:
-            if len(tokens) > 4096 or req.grammar or req.json_schema:
+            if len(tokens) > 4096 or req.grammar or req.json_schema or chat is not None:
                 await self._submit_in_thread(batcher, rid, tokens, params, limit)
             else:
                 batcher.submit(rid, tokens, params, limit)

@@ -206,12 +206,17 @@ class Generation:
             raise errors.RunnerError(f"generation failed: {final.error}", 500, "server_error")
         return final, "".join(text)
 
-    async def relay(self, stream: CompletionStream, write: Callable[[str], Awaitable[object]]) -> None:
-        """Each piece of text of a streamed answer to ``write`` (the first one is an event)."""
+    async def relay(self, stream: CompletionStream, write: Callable[[str], Awaitable[object]],
+                    write_deltas: Callable[[list[wire.ChatDelta]], Awaitable[object]] | None = None) -> None:
+        """Each piece of text of a streamed answer to ``write`` (the first one is an event); for a chat with
+        tools, the parsed changes to ``write_deltas`` instead (content, reasoning, tool-call pieces)."""
         first = True
         async for _, ev in stream:
-            if ev.content:
-                if first:
-                    first = False
-                    self.sup.observer.emit("first_token", id=self.rid, model=self.model)
+            if ev.content and first:
+                first = False
+                self.sup.observer.emit("first_token", id=self.rid, model=self.model)
+            if ev.deltas is not None and write_deltas is not None:
+                if ev.deltas:
+                    await write_deltas(ev.deltas)
+            elif ev.content:
                 await write(ev.content)

@@ -48,6 +48,8 @@ class _Message(msgspec.Struct, kw_only=True):
     role: str
     content: str | list[_Part] | None = None
     tool_calls: Any = None
+    tool_call_id: str | None = None
+    name: str | None = None
     function_call: Any = None
 
 
@@ -85,6 +87,7 @@ class _ChatBody(_Body, kw_only=True):
     top_logprobs: int | None = None
     tools: Any = None
     tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
     functions: Any = None
     function_call: Any = None
     audio: Any = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import base64
+import secrets
 import sys
 from typing import Any, Literal
 
@@ -61,13 +62,37 @@ def finish_reason(reason: str) -> str:
         raise ValueError(f"unknown finish reason {reason!r}") from None
 
 
-def finish_fields(reason: str | None) -> dict[str, Any]:
-    """A choice's ``finish_reason`` (null while it streams). A context that filled up reads as "length", as
-    in llama-server, and adds ``"truncated": true`` (llama-server's field) so that a client can tell it from
-    its own ``max_tokens``."""
+def finish_fields(reason: str | None, tool_calls: bool = False) -> dict[str, Any]:
+    """A choice's ``finish_reason`` (null while it streams): "tool_calls" when the answer is tool calls. A
+    context that filled up reads as "length", as in llama-server, and adds ``"truncated": true`` (llama-server's
+    field) so that a client can tell it from its own ``max_tokens``."""
     if reason is None:
         return {"finish_reason": None}
+    if tool_calls and reason in ("stop", "length"):
+        return {"finish_reason": "tool_calls"}
     return {"finish_reason": finish_reason(reason), **({"truncated": True} if reason == "context_full" else {})}
+
+
+def new_call_id() -> str:
+    """A tool call's id, as OpenAI writes them ("call_" and 24 letters and digits)."""
+    return "call_" + secrets.token_urlsafe(18).replace("-", "0").replace("_", "1")
+
+
+def tool_calls(calls: list[wire.ToolFunction], ids: list[str]) -> list[dict[str, Any]]:
+    return [{"id": i, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c, i in zip(calls, ids, strict=True)]
+
+
+def tool_call_delta(delta: wire.ChatDelta, ids: dict[int, str]) -> dict[str, Any]:
+    """One ``delta.tool_calls`` entry: the first of an index carries its id, type and name (OpenAI's shape)."""
+    function: dict[str, Any] = {"arguments": delta.arguments}
+    entry: dict[str, Any] = {"index": delta.tool_index}
+    if delta.tool_index not in ids:
+        ids[delta.tool_index] = new_call_id()
+        entry.update(id=ids[delta.tool_index], type="function")
+        function = {"name": delta.name, "arguments": delta.arguments}
+    entry["function"] = function
+    return entry
 
 
 def usage(stats: wire.CompletionStats) -> dict[str, Any]:
@@ -86,24 +111,40 @@ def _head(id: str, object_: str, created: int, model: str) -> dict[str, Any]:
 
 
 def chat_response(*, id: str, created: int, model: str, final: wire.CompletionFinal, text: str,
-                  extra: dict[str, Any] | None = None) -> bytes:
+                  extra: dict[str, Any] | None = None, call_ids: list[str] | None = None) -> bytes:
     """A whole chat.completion; ``extra`` (e.g. {"profile": ...}) joins the top level."""
-    message = {"role": "assistant", "content": text, "refusal": None}
-    choice = {"index": 0, "message": message, "logprobs": None, **finish_fields(final.finish_reason)}
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    parsed = final.message
+    if parsed is not None:  # a chat with tools: the parser's reading of the answer
+        message["content"] = parsed.content or (None if parsed.tool_calls else "")
+        if parsed.reasoning_content:
+            message["reasoning_content"] = parsed.reasoning_content
+        if parsed.tool_calls:
+            message["tool_calls"] = tool_calls(parsed.tool_calls, call_ids or
+                                               [new_call_id() for _ in parsed.tool_calls])
+    choice = {"index": 0, "message": message, "logprobs": None,
+              **finish_fields(final.finish_reason, bool(parsed and parsed.tool_calls))}
     return msgspec.json.encode({**_head(id, "chat.completion", created, model), "choices": [choice],
                                 "usage": usage(final.stats), **(extra or {})})
 
 
 def chat_chunk(*, id: str, created: int, model: str, content: str | None = None, role: bool = False,
-               finish: str | None = None, include_usage: bool = False) -> bytes:
+               finish: str | None = None, include_usage: bool = False, reasoning: str | None = None,
+               tool_call: dict[str, Any] | None = None, called: bool = False) -> bytes:
     """One chat.completion.chunk event. ``role`` marks the first (delta role+content ""); ``finish`` the last
-    (empty delta). With ``include_usage`` the chunk carries "usage": null, as OpenAI's do."""
+    (empty delta; ``called``: the answer was tool calls). ``reasoning`` and ``tool_call`` (one entry of
+    OpenAI's ``delta.tool_calls``) are the other deltas. With ``include_usage`` the chunk carries
+    "usage": null, as OpenAI's do."""
     delta: dict[str, Any] = {}
     if role:
         delta = {"role": "assistant", "content": content or "", "refusal": None}
     elif content is not None:
         delta = {"content": content}
-    choice = {"index": 0, "delta": delta, "logprobs": None, **finish_fields(finish)}
+    elif reasoning is not None:
+        delta = {"reasoning_content": reasoning}
+    elif tool_call is not None:
+        delta = {"tool_calls": [tool_call]}
+    choice = {"index": 0, "delta": delta, "logprobs": None, **finish_fields(finish, called)}
     obj = {**_head(id, "chat.completion.chunk", created, model), "choices": [choice]}
     if include_usage:
         obj["usage"] = None

@@ -30,6 +30,7 @@ from mullama.http.openai.body import (
     missing,
     unsupported,
 )
+from mullama.http.openai.tools import parse_tool_calls, parse_tool_choice, parse_tools
 from mullama.serving.job import Job
 
 # The request Structs are importable from here too (openapi_spec.py builds its schemas from them).
@@ -71,17 +72,24 @@ def parse_chat(body: bytes, limits: Limits = Limits()) -> Job:
         raise unsupported("logprobs", "no log probabilities")
     if b.top_logprobs:
         raise unsupported("top_logprobs", "no log probabilities")
-    if b.tools or b.functions:
-        raise unsupported("tools" if b.tools else "functions", "no tool calling")
-    for name, value in (("tool_choice", b.tool_choice), ("function_call", b.function_call)):
-        if value not in (None, "none", "auto"):
-            raise unsupported(name, "no tool calling")
+    if b.functions or b.function_call not in (None, "none", "auto"):
+        raise unsupported("functions" if b.functions else "function_call", "the deprecated function calling; "
+                          "use 'tools' and 'tool_choice'")
     if b.audio is not None:
         raise unsupported("audio", "text only")
     if any(m != "text" for m in b.modalities or []):
         raise unsupported("modalities", "text only")
-    messages = _messages(b.messages, limits)
-    return _job("chat", b, limits, {"messages": messages})
+    source: dict[str, Any] = {"messages": _messages(b.messages, limits)}
+    tools = parse_tools(b.tools) if b.tools is not None else []
+    if tools:
+        tools, choice = parse_tool_choice(b.tool_choice, tools)
+        if choice != "none" and (b.grammar is not None or _json_schema(b.response_format) is not None):
+            raise bad("'tools' cannot be combined with 'grammar' or a JSON 'response_format'; use "
+                      "tool_choice 'none' to answer in a format.", "tools")
+        source.update(tools=tools, tool_choice=choice, parallel_tool_calls=bool(b.parallel_tool_calls))
+    elif b.tool_choice not in (None, "none", "auto"):
+        raise bad("Invalid value for 'tool_choice': there are no 'tools' to choose from.", "tool_choice")
+    return _job("chat", b, limits, source)
 
 
 def parse_completion(body: bytes, limits: Limits = Limits()) -> Job:
@@ -115,7 +123,7 @@ def parse_embeddings(body: bytes, limits: Limits = Limits()) -> EmbeddingJob:
                         user=b.user)
 
 
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 
 
 def _messages(raw: list[_Message] | None, limits: Limits) -> list[wire.ChatMessage]:
@@ -129,17 +137,27 @@ def _messages(raw: list[_Message] | None, limits: Limits) -> list[wire.ChatMessa
     out = []
     for i, m in enumerate(raw):
         where = f"messages[{i}]"
-        if m.role in ("tool", "function"):
-            raise bad(f"Messages with role '{m.role}' are not supported by this server (no tool calling).",
-                      f"{where}.role")
+        if m.role == "function":
+            raise unsupported(f"{where}.role", "the deprecated 'function' role; use 'tool'")
         role = _ROLES.get(m.role)
         if role is None:
-            raise bad(f"Invalid value for '{where}.role': expected 'system', 'developer', 'user' or "
-                      f"'assistant', got {m.role!r}.", f"{where}.role")
-        if m.tool_calls or m.function_call:
-            name = "tool_calls" if m.tool_calls else "function_call"
-            raise unsupported(f"{where}.{name}", "no tool calling")
-        out.append(wire.ChatMessage(role=role, content=_content(m.content, role, where)))
+            raise bad(f"Invalid value for '{where}.role': expected 'system', 'developer', 'user', "
+                      f"'assistant' or 'tool', got {m.role!r}.", f"{where}.role")
+        if m.function_call:
+            raise unsupported(f"{where}.function_call", "the deprecated function calling; use 'tool_calls'")
+        if role == "tool":
+            if not m.tool_call_id:
+                raise missing(f"{where}.tool_call_id")
+            out.append(wire.ChatMessage(role="tool", content=_content(m.content, role, where),
+                                        tool_call_id=m.tool_call_id, name=m.name))
+        elif m.tool_calls is not None and role == "assistant":
+            out.append(wire.ChatMessage(role=role, content=_content(m.content, role, where) or None,
+                                        tool_calls=parse_tool_calls(m.tool_calls, f"{where}.tool_calls")))
+        elif m.tool_calls is not None:
+            raise bad(f"Invalid value for '{where}.tool_calls': only assistant messages carry tool calls.",
+                      f"{where}.tool_calls")
+        else:
+            out.append(wire.ChatMessage(role=role, content=_content(m.content, role, where)))
     return out
 
 

@@ -9,8 +9,11 @@ event.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from aiohttp import web
 
+from mullama import wire
 from mullama.config import Settings
 from mullama.core import errors
 from mullama.http.keys import SUPERVISOR
@@ -72,9 +75,26 @@ async def _stream(request: web.Request, run: Generation, stream) -> web.StreamRe
     chunk = openai.chat_chunk if run.chat else openai.completion_chunk
     if run.chat:
         await out.write(openai.chat_chunk(id=rid, created=created, model=model, role=True, include_usage=usage))
+    call_ids: dict[int, str] = {}
+
+    def deltas(ds: list[wire.ChatDelta]) -> Awaitable[None]:
+        frames = []
+        for d in ds:
+            if d.tool_index >= 0:
+                frames.append(openai.chat_chunk(id=rid, created=created, model=model, include_usage=usage,
+                                                tool_call=openai.tool_call_delta(d, call_ids)))
+            elif d.reasoning_content:
+                frames.append(openai.chat_chunk(id=rid, created=created, model=model, include_usage=usage,
+                                                reasoning=d.reasoning_content))
+            if d.content:
+                frames.append(openai.chat_chunk(id=rid, created=created, model=model, include_usage=usage,
+                                                content=d.content))
+        return out.write(b"".join(frames))
+
     try:
         await run.relay(stream, lambda text: out.write(chunk(id=rid, created=created, model=model,
-                                                               content=text, include_usage=usage)))
+                                                               content=text, include_usage=usage)),
+                        deltas if run.chat else None)
     except errors.MullamaError as exc:
         exc = run.failed(exc)
         await out.write(openai.sse_error(str(exc), *openai_kind(exc.status, exc.type)))
@@ -87,7 +107,10 @@ async def _stream(request: web.Request, run: Generation, stream) -> web.StreamRe
         await out.write_eof()
         return resp
     profile = run.done(final)
-    tail = [chunk(id=rid, created=created, model=model, finish=final.finish_reason, include_usage=usage)]
+    called = bool(final.message and final.message.tool_calls)
+    tail = [openai.chat_chunk(id=rid, created=created, model=model, finish=final.finish_reason,
+                              include_usage=usage, called=called) if run.chat else
+            chunk(id=rid, created=created, model=model, finish=final.finish_reason, include_usage=usage)]
     if usage or run.want_profile:
         tail.append(openai.usage_chunk(id=rid, created=created, model=model, kind=run.job.kind,
                                        stats=final.stats, extra={"profile": profile} if run.want_profile else None))

@@ -44,6 +44,27 @@ _NAMES = {"_ChatBody": "ChatCompletionRequest", "_CompletionBody": "CompletionRe
           "_StreamOptions": "StreamOptions"}
 
 
+_TOOL: Schema = {"type": "object", "required": ["type", "function"], "properties": {
+    "type": {"const": "function"},
+    "function": {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+        "description": {"type": "string"},
+        "parameters": {"type": ["object", "null"], "description": "JSON schema of the arguments"}}}}}
+_TOOLS = {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 128, "items": _TOOL}],
+          "description": "Functions the model may call (OpenAI's function tools)."}
+_NAMED: Schema = {"type": "object", "required": ["type", "function"], "properties": {
+    "type": {"const": "function"},
+    "function": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}
+_TOOL_CHOICE = {"anyOf": [{"type": "null"}, {"enum": ["auto", "none", "required"]}, _NAMED],
+                "description": "A named function must be one of 'tools'."}
+_TOOL_CALLS = {"anyOf": [{"type": "null"}, {"type": "array", "minItems": 1, "items": {
+    "type": "object", "required": ["function"], "properties": {
+        "id": {}, "type": {},
+        "function": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string", "minLength": 1}, "arguments": {}}}}}}],
+    "description": "Assistant messages only: the calls it made (history)."}
+
+
 def _shared_constraints(limits: openai_request.Limits) -> dict[str, Schema]:
     """``openai_request._job``'s checks, shared by chat and completion bodies. Keywords of one JSON
     type do not constrain the others, so ``minimum`` merged into ``number | null`` still allows null."""
@@ -70,14 +91,14 @@ def _shared_constraints(limits: openai_request.Limits) -> dict[str, Schema]:
 def _constraints(limits: openai_request.Limits) -> dict[str, dict[str, Schema]]:
     """Per component, per property: keywords merged into msgspec's schema, or a ``_Replace``."""
     shared = _shared_constraints(limits)
-    tool_choice = {"enum": [None, "none", "auto"]}
+    function_call = {"enum": [None, "none", "auto"]}
     one_prompt = {"type": "array", "minItems": 1, "maxItems": 1}
     return {
         "ChatCompletionRequest": {
             **shared, "messages": {"type": "array", "minItems": 1, "maxItems": limits.max_messages},
             "logprobs": {"not": {"const": True}}, "top_logprobs": {"minimum": 0, "maximum": 0},
-            "tools": _UNSUPPORTED, "functions": _UNSUPPORTED, "audio": {"type": "null"},
-            "tool_choice": tool_choice, "function_call": tool_choice,
+            "tools": _Replace(_TOOLS), "functions": _UNSUPPORTED, "audio": {"type": "null"},
+            "tool_choice": _Replace(_TOOL_CHOICE), "function_call": function_call,
             "modalities": {"items": {"const": "text"}},
         },
         "CompletionRequest": {
@@ -97,8 +118,9 @@ def _constraints(limits: openai_request.Limits) -> dict[str, dict[str, Schema]]:
             "encoding_format": {"enum": [None, "", "float", "base64"], "description": "null or '': float"},
             "dimensions": {"type": "null", "description": "Not supported: vectors keep the model's size."},
         },
-        "ChatMessage": {"role": {"enum": ["system", "developer", "user", "assistant"]},
-                        "content": {"minItems": 1}, "tool_calls": _UNSUPPORTED,
+        "ChatMessage": {"role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
+                        "content": {"minItems": 1}, "tool_calls": _Replace(_TOOL_CALLS),
+                        "tool_call_id": {"description": "role 'tool': the id of the call this answers"},
                         "function_call": _UNSUPPORTED},
         "ContentPart": {"type": {"const": "text"}, "text": {"type": "string"}},
         "ResponseFormat": {"type": {"enum": ["text", "json_object", "json_schema"]}},
@@ -128,10 +150,28 @@ _JSON_SCHEMA_NEEDS_SCHEMA: Schema = {
     "then": {"required": ["json_schema"], "properties": {"json_schema": {
         "type": "object", "required": ["schema"],
         "properties": {"schema": {"type": ["object", "boolean"]}}}}}}
+_CHOICE_NEEDS_TOOLS: Schema = {
+    "if": {"required": ["tool_choice"],
+           "properties": {"tool_choice": {"anyOf": [{"const": "required"}, {"type": "object"}]}}},
+    "then": {"required": ["tools"], "properties": {"tools": {"type": "array", "minItems": 1}}}}
+_TOOLS_NOT_WITH_A_FORMAT: Schema = {"not": {
+    "required": ["tools"],
+    "properties": {"tools": {"type": "array", "minItems": 1}, "tool_choice": {"not": {"const": "none"}}},
+    "anyOf": [{"required": ["grammar"], "properties": {"grammar": {"type": "string"}}},
+              {"required": ["response_format"], "properties": {"response_format": {
+                  "type": "object", "required": ["type"],
+                  "properties": {"type": {"enum": ["json_object", "json_schema"]}}}}}]}}
+_TOOL_TURNS: list[Schema] = [
+    {"if": {"required": ["tool_calls"], "properties": {"tool_calls": {"type": "array"}}},
+     "then": {"properties": {"role": {"const": "assistant"}}}},
+    {"if": {"properties": {"role": {"const": "tool"}}},
+     "then": {"required": ["tool_call_id"], "properties": {"tool_call_id": {"type": "string", "minLength": 1}}}},
+]
 _OBJECT_RULES: dict[str, list[Schema]] = {
-    "ChatCompletionRequest": [_STREAM_OPTIONS_NEED_STREAM, _GRAMMAR_OR_JSON, _ONE_TOKEN_CAP],
+    "ChatCompletionRequest": [_STREAM_OPTIONS_NEED_STREAM, _GRAMMAR_OR_JSON, _ONE_TOKEN_CAP, _CHOICE_NEEDS_TOOLS,
+                              _TOOLS_NOT_WITH_A_FORMAT],
     "CompletionRequest": [_STREAM_OPTIONS_NEED_STREAM, _GRAMMAR_OR_JSON, _ONE_TOKEN_CAP],
-    "ChatMessage": [_NULL_ONLY_FOR_ASSISTANT],
+    "ChatMessage": [_NULL_ONLY_FOR_ASSISTANT, *_TOOL_TURNS],
     "ResponseFormat": [_JSON_SCHEMA_NEEDS_SCHEMA],
 }
 

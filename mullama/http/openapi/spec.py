@@ -54,12 +54,20 @@ _USAGE = _obj({"prompt_tokens": _INT, "completion_tokens": _INT, "total_tokens":
 _OPT_USAGE = {"anyOf": [_NULL, _USAGE]}
 _HEAD = {"id": _STR, "created": _INT, "model": _STR, "system_fingerprint": _STR}
 _HEAD_REQUIRED = ("id", "object", "created", "model", "choices")
-_FINISH = {"type": ["string", "null"], "description": "'stop' or 'length'; null until the last chunk."}
+_FINISH = {"type": ["string", "null"],
+           "description": "'stop', 'length' or 'tool_calls' (the answer is tool calls); null until the last chunk."}
 
 
 def _generation_schemas() -> dict[str, Schema]:
-    message = _obj({"role": {"const": "assistant"}, "content": _OPT_STR, "refusal": _OPT_STR}, ("role",))
-    delta = _obj({"role": _STR, "content": _OPT_STR, "refusal": _OPT_STR})
+    call = _obj({"id": _STR, "type": {"const": "function"},
+                 "function": _obj({"name": _STR, "arguments": {**_STR, "description": "JSON text"}}, "*")}, "*")
+    call_delta = _obj({"index": _INT, "id": _STR, "type": {"const": "function"},
+                       "function": _obj({"name": _STR, "arguments": _STR})}, ("index", "function"))
+    reasoning = {**_STR, "description": "The model's reasoning, apart from the answer (reasoning models)."}
+    message = _obj({"role": {"const": "assistant"}, "content": _OPT_STR, "refusal": _OPT_STR,
+                    "reasoning_content": reasoning, "tool_calls": _array(call)}, ("role",))
+    delta = _obj({"role": _STR, "content": _OPT_STR, "refusal": _OPT_STR, "reasoning_content": reasoning,
+                  "tool_calls": _array(call_delta)})
     truncated = {"const": True, "description": "Present when the context filled up (finish_reason 'length' that "
                                                "the request's max_tokens did not set; llama-server's field)."}
     choice = {"index": _INT, "finish_reason": _FINISH, "truncated": truncated, "logprobs": _NULL}

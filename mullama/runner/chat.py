@@ -1,0 +1,72 @@
+"""A chat with tools in the runner: rendered by llama.cpp's chat layer (each family's native tool-call
+format: prompt, lazy grammar, triggers, stops) or, for templates that know no tools, by the generic
+JSON format (``generic_tools``); the answer read back into content, reasoning and tool calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import msgspec
+
+from mullama import _engine, engine, wire
+from mullama.core.errors import InvalidArgument
+from mullama.runner import generic_tools
+from mullama.runner.params import sampling_params
+
+
+def uses_tools(req: wire.CompletionRequest) -> bool:
+    """Tools offered, or tool turns in the history: the chat goes through ``render``."""
+    return req.tools is not None or any(m.tool_calls or m.role == "tool" for m in req.messages or [])
+
+
+class ChatReader:
+    """Parses the text generated so far after each event: the changes as ``wire.ChatDelta``s."""
+
+    def __init__(self, parser: _engine.ChatParser | generic_tools.GenericParser) -> None:
+        self._parser = parser
+        self._text: list[str] = []
+
+    def feed(self, text: str, done: bool) -> list[wire.ChatDelta]:
+        self._text.append(text)
+        return [wire.ChatDelta(content=d.content, reasoning_content=d.reasoning_content, tool_index=d.tool_index,
+                               name=d.name, arguments=d.arguments)
+                for d in self._parser.feed("".join(self._text), done)]
+
+    def message(self) -> wire.ChatResult:
+        r = self._parser.result()
+        if isinstance(r, wire.ChatResult):
+            return r
+        return wire.ChatResult(content=r.content, reasoning_content=r.reasoning_content,
+                               tool_calls=[wire.ToolFunction(name=c.name, arguments=c.arguments)
+                                           for c in r.tool_calls])
+
+
+@dataclass
+class Rendered:
+    prompt: str
+    sampling: engine.SamplingParams
+    stop: list[str]
+    reader: ChatReader | None       # None: nothing to parse (tool_choice none on a template without tools)
+
+
+async def render(model: engine.Model, native: bool, req: wire.CompletionRequest,
+                 sampling: engine.SamplingParams) -> Rendered:
+    """``req.messages`` with ``req.tools``: the prompt, the sampling constraints and the reader."""
+    messages, tools = req.messages or [], req.tools or []
+    if native:
+        chat = await asyncio.to_thread(engine.apply_chat, model, wire.encoder.encode(messages).decode(),
+                                       wire.encoder.encode(tools).decode(), req.tool_choice, req.parallel_tool_calls)
+        stop = [*req.stop, *(s for s in chat.additional_stops if s not in req.stop)]
+        return Rendered(chat.prompt, engine.with_chat(sampling, chat), stop, ChatReader(engine.ChatParser(chat)))
+    reader = None
+    if tools and req.tool_choice != "none":
+        if req.grammar or req.json_schema:
+            raise InvalidArgument("a grammar or JSON schema cannot be combined with tools")
+        schema = generic_tools.schema(tools, req.tool_choice, req.parallel_tool_calls)
+        sampling = sampling_params(msgspec.structs.replace(req, json_schema=schema), model.info.n_vocab)
+        reader = ChatReader(generic_tools.GenericParser())
+    prompt = model.apply_chat_template(generic_tools.messages(messages, tools, req.tool_choice,
+                                                              req.parallel_tool_calls), True)
+    return Rendered(prompt, sampling, list(req.stop), reader)
