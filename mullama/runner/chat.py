@@ -6,6 +6,7 @@ JSON format (``generic_tools``); the answer read back into content, reasoning an
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
 
 import msgspec
@@ -14,6 +15,32 @@ from mullama import _engine, engine, wire
 from mullama.core.errors import InvalidArgument
 from mullama.runner import generic_tools
 from mullama.runner.params import sampling_params
+
+
+_ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def template_id(call_id: str) -> str:
+    """A tool-call id as every template takes it: 9 letters and digits (Mistral's templates refuse any
+    other), the same for a call and the result that answers it. The client's ids stay the client's."""
+    n = int.from_bytes(hashlib.sha256(call_id.encode()).digest()[:8], "big")
+    out = []
+    for _ in range(9):
+        n, r = divmod(n, 62)
+        out.append(_ALNUM[r])
+    return "".join(out)
+
+
+def _with_template_ids(messages: list[wire.ChatMessage]) -> list[wire.ChatMessage]:
+    out = []
+    for m in messages:
+        if m.tool_calls:
+            m = msgspec.structs.replace(m, tool_calls=[msgspec.structs.replace(c, id=template_id(c.id))
+                                                       for c in m.tool_calls])
+        if m.tool_call_id is not None:
+            m = msgspec.structs.replace(m, tool_call_id=template_id(m.tool_call_id))
+        out.append(m)
+    return out
 
 
 def uses_tools(req: wire.CompletionRequest) -> bool:
@@ -56,7 +83,8 @@ async def render(model: engine.Model, native: bool, req: wire.CompletionRequest,
     """``req.messages`` with ``req.tools``: the prompt, the sampling constraints and the reader."""
     messages, tools = req.messages or [], req.tools or []
     if native:
-        chat = await asyncio.to_thread(engine.apply_chat, model, wire.encoder.encode(messages).decode(),
+        chat = await asyncio.to_thread(engine.apply_chat, model,
+                                       wire.encoder.encode(_with_template_ids(messages)).decode(),
                                        wire.encoder.encode(tools).decode(), req.tool_choice, req.parallel_tool_calls)
         stop = [*req.stop, *(s for s in chat.additional_stops if s not in req.stop)]
         return Rendered(chat.prompt, engine.with_chat(sampling, chat), stop, ChatReader(engine.ChatParser(chat)))
