@@ -192,7 +192,9 @@ class CompletionStats(_Wire, kw_only=True):
     kv_preemptions: int = 0     # times it gave way (swapped to host memory) because the shared KV cache was full
 
 
-class CompletionChunk(_Wire, kw_only=True):
+class CompletionChunk(_Wire, kw_only=True, omit_defaults=True):
+    """Written without ``deltas`` unless the request is a chat with tools."""
+
     id: str
     content: str
     tokens: list[int]

@@ -151,6 +151,7 @@ private:
     void apply_controls();
     void admit();
     std::unique_ptr<Request> next_candidate(bool & from_swap);
+    void put_back(std::unique_ptr<Request> req, bool from_swap);
     void swap_out(Slot & s);
     bool restore(Request & r, Slot & s);
     void free_idle_caches();

@@ -199,6 +199,16 @@ std::unique_ptr<Batcher::Request> Batcher::next_candidate(bool & from_swap) {
     return nullptr;
 }
 
+// A candidate that cannot come in yet goes back to the front of the queue it came from.
+void Batcher::put_back(std::unique_ptr<Request> req, bool from_swap) {
+    if (from_swap) {
+        swapped_.push_front(std::move(req));
+        return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.push_front(std::move(req));
+}
+
 void Batcher::admit() {
     static const std::vector<llama_token> kNoPrompt;
     for (;;) {
@@ -208,12 +218,7 @@ void Batcher::admit() {
         if (!make_kv_room_for(*req)) {
             // It waits, in its place, for running requests to finish: newcomers never take
             // the cells that running requests will need.
-            if (from_swap) {
-                swapped_.push_front(std::move(req));
-            } else {
-                std::lock_guard<std::mutex> lock(mu_);
-                pending_.push_front(std::move(req));
-            }
+            put_back(std::move(req), from_swap);
             return;
         }
 
@@ -237,13 +242,7 @@ void Batcher::admit() {
             }
         }
         if (!best) {
-            // Put it back where it was and wait for a slot.
-            if (from_swap) {
-                swapped_.push_front(std::move(req));
-            } else {
-                std::lock_guard<std::mutex> lock(mu_);
-                pending_.push_front(std::move(req));
-            }
+            put_back(std::move(req), from_swap);  // it waits for a slot
             return;
         }
 

@@ -57,7 +57,9 @@ async def test_non_stream_is_one_object_equal_to_the_stream(client):
     body = greedy(PROMPT, 32)
     status, out = await client.post("/completion", {**body, "stream": False})
     assert status == 200
-    assert set(out) == {"id", "content", "tokens", "done", "finish_reason", "stop_string", "error", "stats"}
+    assert set(out) == {"id", "content", "tokens", "done", "finish_reason", "stop_string", "error", "stats",
+                        "deltas", "message"}
+    assert out["deltas"] is None and out["message"] is None  # a chat with tools only
     assert out["done"] is True and out["finish_reason"] in ("length", "stop")
     assert len(out["tokens"]) == out["stats"]["completion_tokens"]
 

@@ -31,7 +31,7 @@ def _closed_after(runner):
 
 def test_health_states_through_fit_alloc_commit_close(runner):
     h = runner.health()
-    assert h == {"status": "starting", "progress": 0.0, "error": None, "phase": "", "model": None}
+    assert h == {"status": "starting", "progress": 0.0, "error": None, "phase": "", "model": None, "loop_stalled_ms": 0.0}
 
     # fit measures, it does not load: the state does not move
     _, fit = runner.load("fit", **load_params())
@@ -65,7 +65,7 @@ def test_health_states_through_fit_alloc_commit_close(runner):
         poller.join(15)
     assert commit["op"] == "commit" and commit["status"] == "ready"
     seen.append(runner.health())
-    assert seen[-1] == {"status": "ready", "progress": 1.0, "error": None, "phase": "", "model": model_path()}
+    assert seen[-1] == {"status": "ready", "progress": 1.0, "error": None, "phase": "", "model": model_path(), "loop_stalled_ms": 0.0}
     progress = [s["progress"] for s in seen]
     assert all(0.0 <= p <= 1.0 for p in progress), progress
     assert progress == sorted(progress), f"progress went down during alloc/commit: {progress}"
@@ -81,7 +81,7 @@ def test_health_states_through_fit_alloc_commit_close(runner):
 
     _, close = runner.load("close")
     assert close["op"] == "close" and close["status"] == "starting"
-    assert runner.health() == {"status": "starting", "progress": 0.0, "error": None, "phase": "", "model": None}
+    assert runner.health() == {"status": "starting", "progress": 0.0, "error": None, "phase": "", "model": None, "loop_stalled_ms": 0.0}
 
 
 def test_a_second_cycle_after_close_serves_again(runner):
@@ -135,7 +135,7 @@ def test_alloc_of_missing_file_is_404_then_health_error_then_close_recovers(runn
     assert_error(status, body, 409, "invalid_state")
     _, close = runner.load("close")
     assert close["status"] == "starting"
-    assert runner.health() == {"status": "starting", "progress": 0.0, "error": None, "phase": "", "model": None}
+    assert runner.health() == {"status": "starting", "progress": 0.0, "error": None, "phase": "", "model": None, "loop_stalled_ms": 0.0}
     # and the runner loads fine afterwards
     runner.load("alloc", **load_params(n_parallel=1, n_ctx=2048))
     assert runner.health()["phase"] == "allocated"
