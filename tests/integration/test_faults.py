@@ -311,7 +311,7 @@ async def test_a_runner_whose_decode_loop_is_stuck_is_detected_killed_and_replac
     lib, flag = tmp_path / "stall_write.so", tmp_path / "stall-now"
     subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(lib),
                     str(Path(__file__).parent / "stalled_loop" / "stall_write.c"), "-ldl"], check=True, timeout=60)
-    server = Server(tmp_path, base_settings(n_parallel=1, runner_probe_interval="0.5s", runner_stall_timeout="2s"),
+    server = Server(tmp_path, base_settings(n_parallel=1, runner_probe_interval="0.5s", runner_stall_timeout="8s"),
                     env={"LD_PRELOAD": str(lib), "MULLAMA_TEST_STALL_LOOP_FILE": str(flag)})
     try:
         assert server.call("POST", "/v1/chat/completions", _chat(Q4, n=2))[0] == 200
