@@ -33,7 +33,7 @@ CALLS = [
     ("post", "/api/generate", "/api/generate", {"model": "tiny", "prompt": "x", "options": {"top_p": 2}}, 400),
     ("post", "/api/generate", "/api/generate", {"model": "tiny", "prompt": "x", "images": ["aGk="]}, 400),
     ("post", "/api/chat", "/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404),
-    ("post", "/api/chat", "/api/chat", {"model": "tiny", "messages": [{"role": "tool", "content": "x"}]}, 400),
+    ("post", "/api/chat", "/api/chat", {"model": "tiny", "messages": [{"role": "robot", "content": "x"}]}, 400),
     ("post", "/api/chat", "/api/chat", {"model": "nope"}, 404),
     ("post", "/api/embed", "/api/embed", {"model": "nope", "input": "x"}, 404),
     ("post", "/api/embed", "/api/embed", {"model": "tiny", "input": 5}, 400),

@@ -106,11 +106,35 @@ def chat_chunk(model: str, text: str) -> bytes:
     return _line({**_body("chat", model, text), "done": False})
 
 
+def tool_calls(calls: list[wire.ToolFunction]) -> list[dict[str, Any]]:
+    """Calls as Ollama writes them: the arguments as an object (``{}`` if the model's were cut short)."""
+    out = []
+    for c in calls:
+        try:
+            arguments = msgspec.json.decode(c.arguments)
+        except msgspec.DecodeError:
+            arguments = {}
+        out.append({"function": {"name": c.name, "arguments": arguments if isinstance(arguments, dict) else {}}})
+    return out
+
+
+def calls_chunk(model: str, calls: list[wire.ToolFunction]) -> bytes:
+    """A streamed /api/chat line carrying the tool calls (Ollama sends each call whole)."""
+    head = _body("chat", model, "")
+    head["message"]["tool_calls"] = tool_calls(calls)
+    return _line({**head, "done": False})
+
+
 def final_record(kind: str, model: str, text: str, stats: wire.CompletionStats, finish: str, *,
-                 total_ms: float, load_ms: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The closing object: the whole text when not streaming ("" as the last line of a stream), and the
-    measurements in nanoseconds: total and load time from the supervisor, prompt and decode from the runner."""
-    return {**_body(kind, model, text), "done": True, "done_reason": done_reason(finish),
+                 total_ms: float, load_ms: float, extra: dict[str, Any] | None = None,
+                 calls: list[wire.ToolFunction] | None = None) -> dict[str, Any]:
+    """The closing object: the whole text when not streaming ("" as the last line of a stream), the tool
+    calls of a non-streamed chat, and the measurements in nanoseconds: total and load time from the
+    supervisor, prompt and decode from the runner."""
+    body = _body(kind, model, text)
+    if calls:
+        body["message"]["tool_calls"] = tool_calls(calls)
+    return {**body, "done": True, "done_reason": done_reason(finish),
             **({"truncated": True} if finish == "context_full" else {}),
             "total_duration": int(total_ms * _NS_PER_MS), "load_duration": int(load_ms * _NS_PER_MS),
             "prompt_eval_count": stats.prompt_tokens, "prompt_eval_duration": int(stats.prefill_ms * _NS_PER_MS),

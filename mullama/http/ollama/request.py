@@ -20,6 +20,7 @@ import msgspec
 from mullama import wire
 from mullama.http.openai import request as openai_request
 from mullama.http.openai.body import INT32_MAX, bad, decode, unsupported
+from mullama.http.openai.tools import parse_tool_calls, parse_tools
 
 _LIMITS = openai_request.Limits()
 
@@ -294,34 +295,47 @@ def parse_generate(body: bytes, limits: openai_request.Limits = _LIMITS) -> Gene
                       b.stream is not False, keep, ignored)
 
 
-_ROLES = ("system", "user", "assistant")
+_ROLES = ("system", "user", "assistant", "tool")
 
 
 def parse_chat(body: bytes, limits: openai_request.Limits = _LIMITS) -> Generation:
     """An /api/chat body; no messages means: load (or with keep_alive 0 unload) the model."""
     b: ChatBody = decode(body, ChatBody)
-    if b.tools:
-        raise unsupported("tools", "no tool calling")
+    tools = parse_tools(b.tools) if b.tools else []
     fields, ignored, keep = _common(b, limits)
     messages = b.messages or []
     if len(messages) > limits.max_messages:
         raise bad(f"Invalid value for 'messages': {len(messages)} messages, above this server's limit of "
                   f"{limits.max_messages}.", "messages")
     out = []
+    unanswered: list[str] = []  # Ollama's calls carry no ids: each result answers the oldest open call
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         if m.role not in _ROLES:
-            why = " (no tool calling)" if m.role == "tool" else ""
-            raise bad(f"Invalid value for '{where}.role': expected 'system', 'user' or 'assistant', got "
-                      f"{m.role!r}{why}.", f"{where}.role")
+            raise bad(f"Invalid value for '{where}.role': expected 'system', 'user', 'assistant' or 'tool', got "
+                      f"{m.role!r}.", f"{where}.role")
         if m.images:
             raise unsupported(f"{where}.images", "text only: the models this server runs have no vision")
+        if m.tool_calls and m.role != "assistant":
+            raise bad(f"Invalid value for '{where}.tool_calls': only assistant messages carry tool calls.",
+                      f"{where}.tool_calls")
         if m.tool_calls:
-            raise unsupported(f"{where}.tool_calls", "no tool calling")
-        out.append(wire.ChatMessage(role=m.role, content=m.content or ""))
+            calls = [msgspec.structs.replace(c, id=f"call_{i}_{j}")
+                     for j, c in enumerate(parse_tool_calls(m.tool_calls, f"{where}.tool_calls"))]
+            unanswered += [c.id for c in calls]
+            out.append(wire.ChatMessage(role="assistant", content=m.content or None, tool_calls=calls))
+        elif m.role == "tool":
+            call_id = unanswered.pop(0) if unanswered else f"call_{i}"
+            out.append(wire.ChatMessage(role="tool", content=m.content or "", tool_call_id=call_id,
+                                        name=m.tool_name))
+        else:
+            out.append(wire.ChatMessage(role=m.role, content=m.content or ""))
     if not out:
         return Generation("chat", b.model or "", None, b.stream is not False, keep, ignored)
-    return Generation("chat", b.model or "", _job("chat", b, fields, {"messages": out}, keep),
+    source: dict[str, Any] = {"messages": out}
+    if tools:
+        source["tools"] = tools
+    return Generation("chat", b.model or "", _job("chat", b, fields, source, keep),
                       b.stream is not False, keep, ignored)
 
 

@@ -16,7 +16,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from mullama import __version__
+from mullama import __version__, wire
 from mullama.core import errors
 from mullama.http.keys import SUPERVISOR
 from mullama.http.middleware import user_key
@@ -76,12 +76,16 @@ async def _load_only(sup: Supervisor, gen: ollama.Generation) -> web.Response:
     return json_response(ollama.load_record(gen.kind, entry.name, "load"))
 
 
-def _final(kind: str, run: Generation, final, text: str) -> dict:
+def _final(kind: str, run: Generation, final, text: str, *, streamed: bool = False) -> dict:
     profile = run.done(final)
+    parsed = final.message  # a chat with tools: the parser's reading of the answer
+    if parsed is not None and not streamed:
+        text = parsed.content
     return ollama.final_record(kind, run.model, text, final.stats, final.finish_reason,
                                total_ms=(time.perf_counter() - run.t0) * 1000,
                                load_ms=run.lease.load_wait_ms if run.lease else 0.0,
-                               extra={"profile": profile} if run.want_profile else None)
+                               extra={"profile": profile} if run.want_profile else None,
+                               calls=parsed.tool_calls if parsed is not None and not streamed else None)
 
 
 async def _respond(kind: str, request: web.Request, run: Generation, stream) -> web.StreamResponse:
@@ -93,8 +97,13 @@ async def _respond(kind: str, request: web.Request, run: Generation, stream) -> 
     await resp.prepare(request)
     out = DeadlineWriter(request, resp, run, run.sup.settings.stream_write_timeout)
     chunk = ollama.chat_chunk if kind == "chat" else ollama.generate_chunk
+    async def deltas(ds: list[wire.ChatDelta]) -> None:  # a chat with tools: its text; calls come whole, last
+        text = "".join(d.content for d in ds)
+        if text:
+            await out.write(chunk(run.model, text))
+
     try:
-        await run.relay(stream, lambda text: out.write(chunk(run.model, text)))
+        await run.relay(stream, lambda text: out.write(chunk(run.model, text)), deltas)
     except errors.MullamaError as exc:
         await out.write_eof(ollama.error_line(str(run.failed(exc))))
         return resp
@@ -103,7 +112,9 @@ async def _respond(kind: str, request: web.Request, run: Generation, stream) -> 
         run.generation_failed()
         await out.write_eof(ollama.error_line(f"generation failed: {final.error}"))
         return resp
-    await out.write_eof(msgspec.json.encode(_final(kind, run, final, "")) + b"\n")
+    calls = final.message.tool_calls if final.message is not None else []
+    head = ollama.calls_chunk(run.model, calls) if calls else b""
+    await out.write_eof(head + msgspec.json.encode(_final(kind, run, final, "", streamed=True)) + b"\n")
     return resp
 
 

@@ -18,6 +18,7 @@ from mullama.http.ollama import format as ollama
 from mullama.http.ollama import request as ollama_request
 from mullama.http.openai import request as openai_request
 from mullama.http.openai.body import INT32_MAX
+from mullama.http.openapi.openai_requests import TOOL
 from mullama.http.openapi.schema import (
     BOOL as _BOOL,
 )
@@ -36,6 +37,9 @@ from mullama.http.openapi.schema import (
 )
 from mullama.http.openapi.schema import (
     STR as _STR,
+)
+from mullama.http.openapi.schema import (
+    array as _array,
 )
 from mullama.http.openapi.schema import (
     obj as _obj,
@@ -106,9 +110,17 @@ def _request_schemas(limits: openai_request.Limits) -> dict[str, Schema]:
                          "description": "Not supported."},
     }
     unsupported_text = {"anyOf": [_NULL, {"type": "string", "maxLength": 0}], "description": "Not supported."}
-    message = _obj({"role": {"enum": ["system", "user", "assistant"]}, "content": _opt(_STR),
-                    "images": _EMPTY_OR_NULL, "tool_calls": _EMPTY_OR_NULL, "tool_name": _opt(_STR),
+    call = {"type": "object", "required": ["function"], "properties": {"function": {
+        "type": "object", "required": ["name"],
+        "properties": {"name": {"type": "string", "minLength": 1}, "arguments": {"type": "object"}}}}}
+    message = _obj({"role": {"enum": ["system", "user", "assistant", "tool"]}, "content": _opt(_STR),
+                    "images": _EMPTY_OR_NULL,
+                    "tool_calls": {"anyOf": [_NULL, {"type": "array", "items": call}],
+                                   "description": "Assistant messages only: the calls it made."},
+                    "tool_name": {**_opt(_STR), "description": "role 'tool': the function whose result this is"},
                     "thinking": _opt(_STR)}, ("role",))
+    message["if"] = {"required": ["tool_calls"], "properties": {"tool_calls": {"type": "array", "minItems": 1}}}
+    message["then"] = {"properties": {"role": {"const": "assistant"}}}
     name = {"model": _opt(model), "name": {**_opt(_STR), "description": "Older spelling of 'model'."}}
     store_name = {"model": {**_STR, "description": "The model (required: here or as 'name')."},
                   "name": {**_STR, "description": "Older spelling of 'model'."}}
@@ -120,7 +132,8 @@ def _request_schemas(limits: openai_request.Limits) -> dict[str, Schema]:
             "context": _EMPTY_OR_NULL, "images": _EMPTY_OR_NULL}),
         "OllamaChatMessage": message,
         "OllamaChatRequest": _obj({
-            **common, "tools": _EMPTY_OR_NULL,
+            **common, "tools": {"anyOf": [_NULL, {"type": "array", "maxItems": 128, "items": TOOL}],
+                                "description": "Functions the model may call (as Ollama's and OpenAI's)."},
             "messages": {"anyOf": [_NULL, {"type": "array", "maxItems": limits.max_messages,
                                            "items": _ref("OllamaChatMessage")}],
                          "description": "Empty or missing: only load (or unload) the model."}}),
@@ -156,7 +169,8 @@ def _response_schemas() -> dict[str, Schema]:
     return {
         "OllamaError": _obj({"error": _STR}, ("error",)),
         "OllamaGenerateResponse": _obj({**head, "response": _STR}, ("model", "created_at", "response", "done")),
-        "OllamaChatResponse": _obj({**head, "message": _obj({"role": _STR, "content": _STR}, ("role",))},
+        "OllamaChatResponse": _obj({**head, "message": _obj({"role": _STR, "content": _STR, "tool_calls": _array(
+            _obj({"function": _obj({"name": _STR, "arguments": {"type": "object"}}, "*")}, "*"))}, ("role",))},
                                    ("model", "created_at", "message", "done")),
         "OllamaEmbedResponse": _obj({"model": _STR, "embeddings": {"type": "array", "items": {
             "type": "array", "items": _NUM}}, "total_duration": _NS, "load_duration": _NS,

@@ -44,13 +44,13 @@ _NAMES = {"_ChatBody": "ChatCompletionRequest", "_CompletionBody": "CompletionRe
           "_StreamOptions": "StreamOptions"}
 
 
-_TOOL: Schema = {"type": "object", "required": ["type", "function"], "properties": {
+TOOL: Schema = {"type": "object", "required": ["type", "function"], "properties": {
     "type": {"const": "function"},
     "function": {"type": "object", "required": ["name"], "properties": {
         "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
         "description": {"type": "string"},
         "parameters": {"type": ["object", "null"], "description": "JSON schema of the arguments"}}}}}
-_TOOLS = {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 128, "items": _TOOL}],
+_TOOLS = {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 128, "items": TOOL}],
           "description": "Functions the model may call (OpenAI's function tools)."}
 _NAMED: Schema = {"type": "object", "required": ["type", "function"], "properties": {
     "type": {"const": "function"},
