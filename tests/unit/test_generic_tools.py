@@ -85,6 +85,8 @@ def test_a_chat_answer_with_calls_is_openais_shape():
     (call,) = choice["message"]["tool_calls"]
     assert call["id"].startswith("call_") and len(call["id"]) == 29
     assert call["function"] == {"name": "f", "arguments": '{"a":1}'} and call["type"] == "function"
+    cut = json.loads(oa.chat_response(id="c", created=1, model="m", final=_final(message, "length"), text="raw"))
+    assert cut["choices"][0]["finish_reason"] == "length"
     plain = json.loads(oa.chat_response(id="c", created=1, model="m", final=_final(wire.ChatResult(content="hi")),
                                         text="raw"))["choices"][0]
     assert plain["finish_reason"] == "stop" and plain["message"]["content"] == "hi"

@@ -68,7 +68,7 @@ def finish_fields(reason: str | None, tool_calls: bool = False) -> dict[str, Any
     field) so that a client can tell it from its own ``max_tokens``."""
     if reason is None:
         return {"finish_reason": None}
-    if tool_calls and reason in ("stop", "length"):
+    if tool_calls and reason == "stop":  # a call cut short by max_tokens stays "length", as OpenAI's
         return {"finish_reason": "tool_calls"}
     return {"finish_reason": finish_reason(reason), **({"truncated": True} if reason == "context_full" else {})}
 
