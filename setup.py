@@ -91,6 +91,19 @@ def cuda_cmake_args() -> list[str]:
     return args
 
 
+def isa_args(native: bool) -> list[str]:
+    """The portable x86 instruction sets, set explicitly both ways. ggml derives their defaults from
+    GGML_NATIVE only when the options are first cached, so a build directory that was once native kept
+    them OFF after switching back: a scalar build, several times slower, with other numerics (measured
+    here: a greedy tool choice came out differently from a fresh clone's)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return []
+    value = "OFF" if native else "ON"
+    return [f"-DGGML_{isa}={value}" for isa in ("SSE42", "AVX", "AVX2", "BMI2", "FMA", "F16C")]
+
+
 class CMakeExtension(Extension):
     def __init__(self, name: str) -> None:
         super().__init__(name, sources=[])
@@ -116,6 +129,7 @@ class CMakeBuild(build_ext):
             f"-DLLAMA_BUILD_COMMIT={commit}",
             f"-DGGML_CUDA={'ON' if cuda else 'OFF'}",
             f"-DGGML_NATIVE={'ON' if truthy('MULLAMA_NATIVE') else 'OFF'}",
+            *isa_args(truthy("MULLAMA_NATIVE")),
         ]
         if cuda:
             args += cuda_cmake_args()

@@ -1,7 +1,8 @@
 """Tool calling through the official ``ollama`` client on ``/api/chat`` (issue 13): the same engine path
 as the OpenAI routes (docs/tools.md), Ollama's shapes: calls carry their arguments as an object and come
 whole, tool results name their function with ``tool_name``. Ollama has no ``tool_choice``: the model
-decides, so the prompt asks for the tool (SmolLM2 then calls it, greedy)."""
+decides, so the prompts ask for the tool (SmolLM2 then calls it, greedy, with a fresh cache or a warm
+one; without the system line its first answer was text)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ MODEL = "smollm2:q4_1"
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The current weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-ASK = [{"role": "user", "content": "Use the get_weather tool to get the weather in Paris."}]
+ASK = [{"role": "system", "content": "Always call a tool."},
+       {"role": "user", "content": "Use the get_weather tool to get the weather in Paris."}]
 GREEDY = {"temperature": 0, "num_predict": 96}
 
 
