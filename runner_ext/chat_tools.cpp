@@ -94,8 +94,22 @@ std::vector<ChatDelta> ChatParser::feed(const std::string & text, bool final) {
     if (msg.empty() && !final) return {};
     // tool-call ids are the supervisor's; keep ours empty so that diffs never flap on them
     for (auto & call : msg.tool_calls) call.id.clear();
+    std::vector<common_chat_msg_diff> diffs;
+    try {
+        diffs = common_chat_msg_diff::compute_diffs(*last_, msg);
+    } catch (const std::exception &) {
+        // The new reading does not extend the last one (text read as content became part of a
+        // call). Mid-stream: wait for more text. At the end: send the calls not sent yet, whole.
+        if (!final) return {};
+        for (size_t i = last_->tool_calls.size(); i < msg.tool_calls.size(); ++i) {
+            common_chat_msg_diff d;
+            d.tool_call_index = i;
+            d.tool_call_delta = msg.tool_calls[i];
+            diffs.push_back(std::move(d));
+        }
+    }
     std::vector<ChatDelta> out;
-    for (const auto & d : common_chat_msg_diff::compute_diffs(*last_, msg)) {
+    for (const auto & d : diffs) {
         ChatDelta delta;
         delta.content = d.content_delta;
         delta.reasoning_content = d.reasoning_content_delta;
