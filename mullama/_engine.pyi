@@ -131,11 +131,12 @@ class SamplingParams:
 class GenerateParams:
     def __init__(
         self, *, max_tokens: int = 128, stop: Sequence[str] = (), ignore_eos: bool = False,
-        sampling: SamplingParams = ...,
+        sampling: SamplingParams = ..., n_probs: int = -1,
     ) -> None: ...
     max_tokens: int
     stop: list[str]
     ignore_eos: bool
+    n_probs: int  # >= 0: the Batcher reports each token's logprob and the n_probs most likely (Event.probs)
     sampling: SamplingParams
 
 class GenerateResult:

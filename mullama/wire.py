@@ -124,6 +124,12 @@ class Tool(_Chat, kw_only=True):
 
 ToolChoice = Literal["auto", "none", "required"]
 
+#: How reasoning ("thinking") is read out of a chat answer, as llama-server's ``--reasoning-format``:
+#: ``none`` leaves it in the content, ``auto``/``deepseek`` split it into ``reasoning_content``,
+#: ``deepseek-legacy`` splits it and also keeps it in the content while streaming.
+ReasoningFormat = Literal["none", "auto", "deepseek", "deepseek-legacy"]
+TopLogprobs = Annotated[int, msgspec.Meta(ge=0, le=20)]
+
 
 class ChatDelta(_Wire, kw_only=True):
     """What a chunk added to the parsed message: text, reasoning, or a piece of tool call ``tool_index``."""
@@ -152,6 +158,11 @@ class CompletionRequest(_Wire, kw_only=True):
     tools: list[Tool] | None = None      # with messages: rendered by the template, calls parsed from the output
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = False
+    reasoning_format: ReasoningFormat | None = None  # None: the runner's default (settings.reasoning_format)
+    think: bool | None = None            # the template's enable_thinking; None: the template's default (on)
+    logprobs: bool = False               # each generated token's log-probability (and top_logprobs others)
+    top_logprobs: TopLogprobs = 0
+    n: Annotated[int, msgspec.Meta(ge=1, le=128)] = 1  # choices sampled from one prefill of the prompt
     id: str | None = None
     stream: bool = True
     max_tokens: Int32 = 128
@@ -192,13 +203,48 @@ class CompletionStats(_Wire, kw_only=True):
     kv_preemptions: int = 0     # times it gave way (swapped to host memory) because the shared KV cache was full
 
 
+class TopLogprob(_Wire, kw_only=True):
+    token: int
+    text: str                    # the token's text (replacement characters where it is part of a UTF-8 sequence)
+    bytes: list[int]             # its raw bytes
+    logprob: float
+
+
+class TokenLogprob(_Wire, kw_only=True):
+    """One generated token: its log-probability under the model (before sampling), and the most likely."""
+
+    token: int
+    text: str
+    bytes: list[int]
+    logprob: float
+    top: list[TopLogprob] = []
+
+
+class ChoiceEnd(_Wire, kw_only=True):
+    """How one choice of an ``n > 1`` request ended."""
+
+    index: int
+    finish_reason: FinishReason
+    stop_string: str | None = None
+    error: str | None = None
+    completion_tokens: int = 0
+    message: ChatResult | None = None        # a parsed chat: content, reasoning and tool calls
+    content: str = ""                        # not streamed: the choice's whole text
+    logprobs: list[TokenLogprob] | None = None  # not streamed, when asked for
+
+
 class CompletionChunk(_Wire, kw_only=True, omit_defaults=True):
-    """Written without ``deltas`` unless the request is a chat with tools."""
+    """Written without ``deltas`` unless the chat is parsed (tools, a template that reasons); ``index`` is
+    the choice (``n > 1``); ``end`` says that choice ended with this chunk (the last choice to end ends
+    with the ``CompletionFinal`` instead)."""
 
     id: str
     content: str
     tokens: list[int]
-    deltas: list[ChatDelta] | None = None   # a chat with tools: the parsed changes this chunk made
+    index: int = 0
+    deltas: list[ChatDelta] | None = None   # a parsed chat: the changes this chunk made
+    logprobs: list[TokenLogprob] | None = None  # one per token, when asked for
+    end: ChoiceEnd | None = None
 
 
 class CompletionFinal(_Wire, kw_only=True):
@@ -210,8 +256,11 @@ class CompletionFinal(_Wire, kw_only=True):
     stop_string: str | None = None
     error: str | None = None
     stats: CompletionStats
-    deltas: list[ChatDelta] | None = None   # a chat with tools, streamed: the last parsed changes
-    message: ChatResult | None = None       # a chat with tools: content and tool calls, parsed
+    deltas: list[ChatDelta] | None = None   # a parsed chat, streamed: the last parsed changes
+    message: ChatResult | None = None       # a parsed chat: content, reasoning and tool calls
+    logprobs: list[TokenLogprob] | None = None  # of ``tokens``, when asked for
+    index: int = 0                          # the choice this frame ends (n > 1: the last one to end)
+    choices: list[ChoiceEnd] | None = None  # n > 1: every choice's end, by index (``stats`` sums their tokens)
 
 
 class EmbeddingRequest(_Wire, kw_only=True):

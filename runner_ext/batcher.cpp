@@ -149,6 +149,8 @@ std::vector<Event> Batcher::drain() {
         o.first = o.first || e.first;
         o.text += e.text;
         o.tokens.insert(o.tokens.end(), e.tokens.begin(), e.tokens.end());
+        o.probs.insert(o.probs.end(), std::make_move_iterator(e.probs.begin()),
+                       std::make_move_iterator(e.probs.end()));
         if (e.done) {
             o.done = true;
             o.finish_reason = std::move(e.finish_reason);

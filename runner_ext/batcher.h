@@ -34,6 +34,7 @@ struct RequestSpec {
     std::string id;                   // unique among live requests
     std::vector<llama_token> prompt;
     GenerateParams params;
+    std::string group;                // choices of one prompt (n > 1): the members share its prefill (see admit)
     int32_t repeat_limit = 0;         // a block of 1..8 tokens repeated more than this many times in a row ends
                                       // the request with finish reason repeat_limit (0: off)
 };
@@ -56,10 +57,19 @@ struct RequestStats {
     int32_t kv_preemptions = 0;       // of those, times it gave way because the shared KV cache was full
 };
 
+// A generated token's log-probability under the model (softmax of the raw logits, before sampling),
+// and the n_probs most likely tokens with theirs, most likely first.
+struct TokenProb {
+    llama_token token = -1;
+    float logprob = 0.0f;
+    std::vector<std::pair<llama_token, float>> top;
+};
+
 struct Event {
     std::string id;
     std::string text;                 // whole UTF-8 only
     std::vector<llama_token> tokens;
+    std::vector<TokenProb> probs;     // one per token when the request asked for n_probs >= 0
     bool done = false;
     bool first = false;               // carries the request's first token
     FinishReason finish_reason = FinishReason::None;  // Python sees to_string(): "" until done
@@ -162,6 +172,7 @@ private:
     void step();
     void handle_decode_error(const Error & e);
     void sample_slot(Slot & s);
+    Slot * group_donor(const Request & r, bool & wait);
     void finish(Slot & s, FinishReason reason, const std::string & error = {});
     void finish_request(Request & r, FinishReason reason, const std::string & error);
 
@@ -203,6 +214,9 @@ private:
     std::string error_;
     std::thread thread_;
 };
+
+// The log-probability of `token` under `logits` (log-softmax) and the `n` most likely tokens with theirs.
+TokenProb token_prob(const float * logits, int32_t n_vocab, llama_token token, int32_t n);
 
 // Smallest x such that at least q of the values are <= x (q in [0, 1]).
 double percentile(std::vector<double> values, double q);

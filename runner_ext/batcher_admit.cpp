@@ -3,6 +3,8 @@
 // KV cache has room for them, swap paused requests out to make room, and drop
 // idle prefix caches when the KV is full.
 #include <algorithm>
+#include <set>
+#include <string>
 
 #include "batcher.h"
 #include "batcher_internal.h"
@@ -40,17 +42,44 @@ constexpr int64_t kKvMargin = 16;
 // With one shared KV cache, a request comes into a slot only if the cells of the
 // requests already in slots, its own and a margin fit the cache (idle prefix caches
 // do not count: they are dropped when it fills). A request alone always comes in.
+// Choices of one prompt (a group) hold its cells once: the first in a slot counts them, the others
+// only what they generate.
 bool Batcher::kv_room_for(const Request & r) const {
     if (!shared_kv_) return true;  // each slot has its own cells: n_ctx_slot bounds a request
     int64_t used = 0;
     int64_t running = 0;
+    std::set<std::string> groups;
+    auto held = [&](const Request & q) {
+        const int64_t all = cells(q.spec.prompt, q.n_past);
+        if (q.spec.group.empty() || groups.insert(q.spec.group).second) return all;
+        return all - static_cast<int64_t>(q.spec.prompt.size()) + 1;
+    };
     for (const auto & s : slot_) {
         if (!s->req) continue;
-        used += cells(s->req->spec.prompt, s->req->n_past);
+        used += held(*s->req);
         running++;
     }
     if (running == 0) return true;
-    return used + cells(r.spec.prompt, r.n_past) + kKvMargin * (running + 1) <= static_cast<int64_t>(n_ctx_);
+    return used + held(r) + kKvMargin * (running + 1) <= static_cast<int64_t>(n_ctx_);
+}
+
+// A choice of an n > 1 request shares its siblings' prefill: while a sibling in a slot is still
+// prefilling their prompt, it waits (`wait`); once one holds the prompt's KV but for its last
+// token, that sibling is the donor it copies from.
+Batcher::Slot * Batcher::group_donor(const Request & r, bool & wait) {
+    wait = false;
+    const int32_t need = static_cast<int32_t>(r.spec.prompt.size()) - 1;
+    if (r.spec.group.empty() || need <= 0) return nullptr;
+    for (auto & s : slot_) {
+        const Request * q = s->req.get();
+        if (!q || q->spec.group != r.spec.group || q->spec.prompt != r.spec.prompt) continue;
+        if (q->n_past >= need) {
+            wait = false;
+            return s.get();
+        }
+        wait = wait || !q->paused;
+    }
+    return nullptr;
 }
 
 // kv_room_for, after swapping paused requests out of their slots if that is what it takes.
@@ -221,6 +250,12 @@ void Batcher::admit() {
             put_back(std::move(req), from_swap);
             return;
         }
+        bool wait = false;
+        Slot * donor = from_swap ? nullptr : group_donor(*req, wait);
+        if (wait) {
+            put_back(std::move(req), from_swap);  // a sibling's prefill is nearly done: copy it then
+            return;
+        }
 
         // A swapped-out request restores its own state: it reuses no cache (an empty prompt).
         const std::vector<llama_token> & prompt = from_swap ? kNoPrompt : req->spec.prompt;
@@ -259,10 +294,25 @@ void Batcher::admit() {
             r.saved_state.shrink_to_fit();
         } else {
             r.stats.queue_ms = ms_between(r.t_submit, r.t_admit);
-            const bool evicted = reuse == 0 && !s.cache.empty();  // a cached prefix thrown away whole
-            r.stats.evicted_tokens = static_cast<int32_t>(s.cache.size() - std::min(reuse, s.cache.size()));
-            ctx_.kv_seq_rm(s.index, static_cast<llama_pos>(reuse), -1);
-            s.cache.resize(reuse);
+            const size_t shared = r.spec.prompt.size() - 1;  // what a donor holds for it
+            const bool copy = donor != nullptr && donor != &s && shared > reuse;
+            const bool evicted = (copy || reuse == 0) && !s.cache.empty();  // a cached prefix thrown away whole
+            r.stats.evicted_tokens =
+                static_cast<int32_t>(copy ? s.cache.size() : s.cache.size() - std::min(reuse, s.cache.size()));
+            if (copy) {
+                ctx_.kv_seq_rm(s.index, -1, -1);
+                if (shared_kv_) {
+                    ctx_.kv_seq_cp(donor->index, s.index, 0, static_cast<llama_pos>(shared));  // cells shared
+                } else {
+                    ctx_.kv_seq_cp(donor->index, s.index, -1, -1);  // across streams: whole buffers only
+                    ctx_.kv_seq_rm(s.index, static_cast<llama_pos>(shared), -1);
+                }
+                s.cache.assign(r.spec.prompt.begin(), r.spec.prompt.begin() + static_cast<std::ptrdiff_t>(shared));
+                reuse = shared;
+            } else {
+                ctx_.kv_seq_rm(s.index, static_cast<llama_pos>(reuse), -1);
+                s.cache.resize(reuse);
+            }
             r.n_past = static_cast<int32_t>(reuse);
             r.stats.cached_tokens = static_cast<int32_t>(reuse);
             std::lock_guard<std::mutex> lock(mu_);

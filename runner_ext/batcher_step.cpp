@@ -35,6 +35,28 @@ bool repeats(const std::vector<llama_token> & t, int32_t limit) {
 
 }  // namespace
 
+TokenProb token_prob(const float * logits, int32_t n_vocab, llama_token token, int32_t n) {
+    float max = logits[0];
+    for (int32_t i = 1; i < n_vocab; ++i) max = std::max(max, logits[i]);
+    double sum = 0.0;
+    for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - max));
+    const float log_z = max + static_cast<float>(std::log(sum));
+    TokenProb p;
+    p.token = token;
+    p.logprob = logits[token] - log_z;
+    n = std::min(n, n_vocab);
+    if (n > 0) {
+        std::vector<llama_token> ids(static_cast<size_t>(n_vocab));
+        for (int32_t i = 0; i < n_vocab; ++i) ids[static_cast<size_t>(i)] = i;
+        std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), [&](llama_token a, llama_token b) {
+            return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+        });
+        p.top.reserve(static_cast<size_t>(n));
+        for (int32_t i = 0; i < n; ++i) p.top.emplace_back(ids[static_cast<size_t>(i)], logits[ids[static_cast<size_t>(i)]] - log_z);
+    }
+    return p;
+}
+
 double percentile(std::vector<double> values, double q) {
     if (values.empty()) return 0.0;
     std::sort(values.begin(), values.end());
@@ -85,9 +107,14 @@ void Batcher::finish(Slot & s, FinishReason reason, const std::string & error) {
 void Batcher::sample_slot(Slot & s) {
     Request & r = *s.req;
     const auto now = Clock::now();
+    const GenerateParams & p = r.spec.params;
     llama_token tok;
+    TokenProb prob;
     try {
         tok = r.sampler->sample(ctx_, s.i_batch);
+        if (p.n_probs >= 0) {
+            prob = token_prob(llama_get_logits_ith(ctx_.raw(), s.i_batch), model_.info().n_vocab, tok, p.n_probs);
+        }
     } catch (const std::exception & e) {
         finish(s, FinishReason::Error, e.what());
         return;
@@ -101,7 +128,6 @@ void Batcher::sample_slot(Slot & s) {
         r.gaps.push_back(ms_between(r.t_last, now));
     }
     r.t_last = now;
-    const GenerateParams & p = r.spec.params;
     if (p.max_tokens == 0) {
         finish(s, FinishReason::Length);
         return;
@@ -120,6 +146,7 @@ void Batcher::sample_slot(Slot & s) {
     ev.first = r.generated.size() == 1;
     ev.text = r.stream->push(model_.token_to_piece(tok, false));
     ev.tokens.push_back(tok);
+    if (p.n_probs >= 0) ev.probs.push_back(std::move(prob));
     publish(std::move(ev));
     if (r.stream->stopped()) {
         finish(s, FinishReason::Stop);

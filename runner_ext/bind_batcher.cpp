@@ -25,10 +25,16 @@ void register_batcher(py::module_ & m) {
         .def_readonly("swaps", &RequestStats::swaps)
         .def_readonly("kv_preemptions", &RequestStats::kv_preemptions);
 
+    py::class_<TokenProb>(m, "TokenProb", "A generated token's log-probability and the most likely alternatives.")
+        .def_readonly("token", &TokenProb::token)
+        .def_readonly("logprob", &TokenProb::logprob)
+        .def_readonly("top", &TokenProb::top, "[(token, logprob)], most likely first");
+
     py::class_<Event>(m, "Event", "Output of one request since the last drain (coalesced).")
         .def_readonly("id", &Event::id)
         .def_property_readonly("text", [](const Event & e) { return to_str(e.text); })
         .def_readonly("tokens", &Event::tokens)
+        .def_readonly("probs", &Event::probs, "one per token when the request asked for n_probs >= 0")
         .def_readonly("done", &Event::done)
         .def_readonly("first", &Event::first)
         .def_property_readonly("finish_reason", [](const Event & e) { return to_string(e.finish_reason); })
@@ -69,12 +75,19 @@ void register_batcher(py::module_ & m) {
         .def(
             "submit",
             [](Batcher & self, std::string id, std::vector<llama_token> prompt, GenerateParams params,
-               int32_t repeat_limit) {
-                RequestSpec spec{std::move(id), std::move(prompt), std::move(params), repeat_limit};
+               int32_t repeat_limit, std::string group) {
+                RequestSpec spec;
+                spec.id = std::move(id);
+                spec.prompt = std::move(prompt);
+                spec.params = std::move(params);
+                spec.repeat_limit = repeat_limit;
+                spec.group = std::move(group);
                 py::gil_scoped_release nogil;
                 self.submit(std::move(spec));
             },
-            py::arg("id"), py::arg("prompt"), py::arg("params"), py::arg("repeat_limit") = 0)
+            py::arg("id"), py::arg("prompt"), py::arg("params"), py::arg("repeat_limit") = 0, py::arg("group") = "",
+            "Queue a request. Requests of one `group` (the choices of an n > 1 request, same prompt) share one "
+            "prefill: the others copy the first one's KV.")
         .def("drain", &Batcher::drain, "Events since the last drain, one per request (text and tokens joined).")
         .def_property_readonly("event_fd", &Batcher::event_fd)
         .def("slots", &Batcher::slots)

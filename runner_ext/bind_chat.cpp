@@ -17,7 +17,8 @@ void register_chat(py::module_ & m) {
         .def_readonly("preserved_tokens", &ChatPrompt::preserved_tokens)
         .def_readonly("additional_stops", &ChatPrompt::additional_stops)
         .def_readonly("format", &ChatPrompt::format)
-        .def_readonly("generation_prompt", &ChatPrompt::generation_prompt);
+        .def_readonly("generation_prompt", &ChatPrompt::generation_prompt)
+        .def_readonly("supports_thinking", &ChatPrompt::supports_thinking);
 
     py::class_<ChatToolCall>(m, "ChatToolCall")
         .def_readonly("name", &ChatToolCall::name)
@@ -39,18 +40,23 @@ void register_chat(py::module_ & m) {
         .def("feed", &ChatParser::feed, py::arg("text"), py::arg("final") = false,
              py::call_guard<py::gil_scoped_release>(),
              "Parse all the text generated so far; the changes since the last call.")
+        .def("append", &ChatParser::append, py::arg("piece"), py::arg("final") = false,
+             py::call_guard<py::gil_scoped_release>(),
+             "feed() with the text kept in the parser: `piece` is the text generated since the last call.")
         .def("result", &ChatParser::result);
 
     m.def("apply_chat",
           [](const Model & model, std::string messages_json, std::string tools_json, std::string tool_choice,
-             bool parallel_tool_calls, bool add_generation_prompt) {
-              ChatInput in{std::move(messages_json), std::move(tools_json), std::move(tool_choice),
-                           parallel_tool_calls, add_generation_prompt};
+             bool parallel_tool_calls, bool add_generation_prompt, std::string reasoning_format, bool enable_thinking) {
+              ChatInput in{std::move(messages_json), std::move(tools_json),      std::move(tool_choice),
+                           parallel_tool_calls,      add_generation_prompt,     std::move(reasoning_format),
+                           enable_thinking};
               py::gil_scoped_release nogil;
               return apply_chat(model, in);
           },
           py::arg("model"), py::arg("messages_json"), py::arg("tools_json") = "", py::arg("tool_choice") = "auto",
           py::arg("parallel_tool_calls") = false, py::arg("add_generation_prompt") = true,
+          py::arg("reasoning_format") = "none", py::arg("enable_thinking") = true,
           "Render OpenAI messages and tools with the model's template (llama.cpp common/chat).");
 
     m.def("chat_caps", &chat_caps, py::arg("model"), py::call_guard<py::gil_scoped_release>(),

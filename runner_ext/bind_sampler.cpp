@@ -38,6 +38,14 @@ void register_sampler(py::module_ & m) {
              py::arg("repeat_last_n") = 64, py::arg("presence_penalty") = 0.0f, py::arg("frequency_penalty") = 0.0f,
              py::arg("seed") = -1, py::arg("logit_bias") = std::vector<std::pair<llama_token, float>>{},
              py::arg("grammar") = "", py::arg("json_schema") = "")
+        .def("with_seed", [](const SamplingParams & self, int64_t seed) {
+                 if (seed < -1 || seed > static_cast<int64_t>(UINT32_MAX)) {
+                     raise(ErrorKind::InvalidArgument, "seed must be -1 (random) or in [0, 2^32)");
+                 }
+                 SamplingParams p = self;
+                 p.seed = seed < 0 ? LLAMA_DEFAULT_SEED : static_cast<uint32_t>(seed);
+                 return p;
+             }, py::arg("seed"), "A copy with another seed (-1: random).")
         .def_readonly("temperature", &SamplingParams::temperature)
         .def_readonly("top_k", &SamplingParams::top_k)
         .def_readonly("top_p", &SamplingParams::top_p)
@@ -66,16 +74,20 @@ void register_sampler(py::module_ & m) {
         .def_property_readonly("seed", &Sampler::seed);
 
     py::class_<GenerateParams>(m, "GenerateParams", "Limits and sampling of one generation.")
-        .def(py::init([](int32_t max_tokens, std::vector<std::string> stop, bool ignore_eos, SamplingParams sampling) {
+        .def(py::init([](int32_t max_tokens, std::vector<std::string> stop, bool ignore_eos, SamplingParams sampling,
+                         int32_t n_probs) {
+                 if (n_probs > 100) raise(ErrorKind::InvalidArgument, "n_probs must be <= 100");
                  GenerateParams p;
                  p.max_tokens = max_tokens;
                  p.stop = std::move(stop);
                  p.ignore_eos = ignore_eos;
                  p.sampling = std::move(sampling);
+                 p.n_probs = n_probs < 0 ? -1 : n_probs;
                  return p;
              }),
              py::kw_only(), py::arg("max_tokens") = 128, py::arg("stop") = std::vector<std::string>{},
-             py::arg("ignore_eos") = false, py::arg("sampling") = SamplingParams())
+             py::arg("ignore_eos") = false, py::arg("sampling") = SamplingParams(), py::arg("n_probs") = -1)
+        .def_readonly("n_probs", &GenerateParams::n_probs)
         .def_readonly("max_tokens", &GenerateParams::max_tokens)
         .def_readonly("stop", &GenerateParams::stop)
         .def_readonly("ignore_eos", &GenerateParams::ignore_eos)

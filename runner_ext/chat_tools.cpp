@@ -37,6 +37,13 @@ ChatPrompt apply_chat(const Model & model, const ChatInput & input) {
         raise(ErrorKind::InvalidArgument, "tool_choice 'required' needs at least one tool");
     }
     in.parallel_tool_calls = input.parallel_tool_calls;
+    try {
+        in.reasoning_format = common_reasoning_format_from_name(input.reasoning_format);
+    } catch (const std::exception &) {
+        raise(ErrorKind::InvalidArgument, "reasoning_format must be none, auto, deepseek or deepseek-legacy (got '" +
+                                              input.reasoning_format + "')");
+    }
+    in.enable_thinking = input.enable_thinking;
     in.add_generation_prompt = input.add_generation_prompt;
     in.use_jinja = true;
     common_chat_params out;
@@ -64,11 +71,25 @@ ChatPrompt apply_chat(const Model & model, const ChatInput & input) {
         raise(ErrorKind::TemplateError, "the chat template gave a lazy tool-call grammar without triggers");
     }
     p.format_id = static_cast<int32_t>(out.format);
+    p.supports_thinking = out.supports_thinking;
+    p.reasoning_format = static_cast<int32_t>(in.reasoning_format);
+    p.reasoning_in_content = in.reasoning_format == COMMON_REASONING_FORMAT_DEEPSEEK_LEGACY;
     return p;
 }
 
 std::map<std::string, bool> chat_caps(const Model & model) {
-    return common_chat_templates_get_caps(model.chat_templates().get());
+    auto caps = common_chat_templates_get_caps(model.chat_templates().get());
+    caps["supports_thinking"] = chat_supports_thinking(model);
+    return caps;
+}
+
+bool chat_supports_thinking(const Model & model) {
+    try {
+        logging::Capture cap;
+        return common_chat_templates_support_enable_thinking(model.chat_templates().get());
+    } catch (const std::exception &) {
+        return false;  // a template that fails on a plain user turn thinks nothing we could read
+    }
 }
 
 ChatParser::ChatParser(const ChatPrompt & prompt)
@@ -76,6 +97,8 @@ ChatParser::ChatParser(const ChatPrompt & prompt)
     params_->format = static_cast<common_chat_format>(prompt.format_id);
     params_->generation_prompt = prompt.generation_prompt;
     params_->parse_tool_calls = true;
+    params_->reasoning_format = static_cast<common_reasoning_format>(prompt.reasoning_format);
+    params_->reasoning_in_content = prompt.reasoning_in_content;
     if (!prompt.parser.empty()) params_->parser.load(prompt.parser);
 }
 
@@ -122,6 +145,11 @@ std::vector<ChatDelta> ChatParser::feed(const std::string & text, bool final) {
     }
     *last_ = std::move(msg);
     return out;
+}
+
+std::vector<ChatDelta> ChatParser::append(const std::string & piece, bool final) {
+    text_ += piece;
+    return feed(text_, final);
 }
 
 ChatResult ChatParser::result() const {

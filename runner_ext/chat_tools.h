@@ -24,6 +24,8 @@ struct ChatInput {
     std::string tool_choice = "auto"; // auto | none | required
     bool parallel_tool_calls = false;
     bool add_generation_prompt = true;
+    std::string reasoning_format = "none";  // none | auto | deepseek | deepseek-legacy (llama-server's names)
+    bool enable_thinking = true;      // the template's switch for models that can think or not
 };
 
 struct ChatPrompt {
@@ -37,7 +39,13 @@ struct ChatPrompt {
     int32_t format_id = 0;            // common_chat_format, for the parser
     std::string generation_prompt;
     std::string parser;               // the serialized PEG parser for the output
+    bool supports_thinking = false;   // the template reasons (thinking tags): the parser splits it out
+    int32_t reasoning_format = 0;     // common_reasoning_format, for the parser
+    bool reasoning_in_content = false;  // deepseek-legacy: reasoning also stays in the content
 };
+
+// The template can render and the parser split reasoning ("thinking").
+bool chat_supports_thinking(const Model & model);
 
 // Throws TemplateError (the template failed) or InvalidArgument (malformed messages or tools).
 ChatPrompt apply_chat(const Model & model, const ChatInput & input);
@@ -78,9 +86,12 @@ public:
     // Parse the whole text generated so far (partial until `final`); the changes since the last call.
     // A final text the parser cannot read is returned whole as content.
     std::vector<ChatDelta> feed(const std::string & text, bool final);
+    // feed() with the text kept here: `piece` is what was generated since the last call.
+    std::vector<ChatDelta> append(const std::string & piece, bool final);
     ChatResult result() const;
 
 private:
+    std::string text_;
     std::unique_ptr<common_chat_parser_params> params_;
     std::unique_ptr<common_chat_msg> last_;
 };

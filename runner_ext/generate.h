@@ -21,6 +21,7 @@ struct GenerateParams {
     int32_t max_tokens = 128;         // < 0: until the context is full
     std::vector<std::string> stop;
     bool ignore_eos = false;
+    int32_t n_probs = -1;             // >= 0: each token's log-probability and the n_probs most likely (batcher)
     SamplingParams sampling;
 };
 

@@ -51,7 +51,7 @@ async def watch_parent(parent: int) -> None:
 
 async def serve(args: argparse.Namespace, token: str) -> None:
     service = RunnerService(max_queue=args.max_queue, repeat_limit=args.repeat_limit,
-                            stream_interval_ms=args.stream_interval_ms)
+                            stream_interval_ms=args.stream_interval_ms, reasoning_format=args.reasoning_format)
     app = create_app(service, token)
     # Signals first: a SIGTERM that arrives right after the port line still drains.
     stop = asyncio.Event()
@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="end a request whose output repeats one block more than N times (0: off)")
     parser.add_argument("--stream-interval-ms", type=float, default=20.0,
                         help="wake Python for streamed tokens at most this often (first and last tokens go at once)")
+    parser.add_argument("--reasoning-format", default="auto", choices=["none", "auto", "deepseek", "deepseek-legacy"],
+                        help="how a reasoning model's thinking is returned when a request does not say")
     parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds SIGTERM waits for requests")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-format", default="json", choices=["json", "console"])

@@ -1,12 +1,14 @@
-"""A chat with tools in the runner: rendered by llama.cpp's chat layer (each family's native tool-call
-format: prompt, lazy grammar, triggers, stops) or, for templates that know no tools, by the generic
-JSON format (``generic_tools``); the answer read back into content, reasoning and tool calls.
+"""A chat with tools, or with a template that reasons, in the runner: rendered by llama.cpp's chat layer
+(each family's native tool-call format: prompt, lazy grammar, triggers, stops; thinking switched on or
+off) or, for templates that know no tools, by the generic JSON format (``generic_tools``); the answer
+read back into content, reasoning and tool calls, one reader per choice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -15,7 +17,6 @@ from mullama import _engine, engine, wire
 from mullama.core.errors import InvalidArgument
 from mullama.runner import generic_tools
 from mullama.runner.params import sampling_params
-
 
 _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -49,17 +50,16 @@ def uses_tools(req: wire.CompletionRequest) -> bool:
 
 
 class ChatReader:
-    """Parses the text generated so far after each event: the changes as ``wire.ChatDelta``s."""
+    """Reads one choice's answer after each event: the changes as ``wire.ChatDelta``s. The text is kept
+    by the parser (in C++ for the native formats): each call passes only what was generated since."""
 
     def __init__(self, parser: _engine.ChatParser | generic_tools.GenericParser) -> None:
         self._parser = parser
-        self._text: list[str] = []
 
-    def feed(self, text: str, done: bool) -> list[wire.ChatDelta]:
-        self._text.append(text)
+    def feed(self, piece: str, done: bool) -> list[wire.ChatDelta]:
         return [wire.ChatDelta(content=d.content, reasoning_content=d.reasoning_content, tool_index=d.tool_index,
                                name=d.name, arguments=d.arguments)
-                for d in self._parser.feed("".join(self._text), done)]
+                for d in self._parser.append(piece, done)]
 
     def message(self) -> wire.ChatResult:
         r = self._parser.result()
@@ -75,26 +75,31 @@ class Rendered:
     prompt: str
     sampling: engine.SamplingParams
     stop: list[str]
-    reader: ChatReader | None       # None: nothing to parse (tool_choice none on a template without tools)
+    new_reader: Callable[[], ChatReader] | None  # one per choice; None: nothing to parse (tool_choice none
+                                                 # on a template without tools)
 
 
-async def render(model: engine.Model, native: bool, req: wire.CompletionRequest,
-                 sampling: engine.SamplingParams) -> Rendered:
-    """``req.messages`` with ``req.tools``: the prompt, the sampling constraints and the reader."""
+async def render(model: engine.Model, native: bool, req: wire.CompletionRequest, sampling: engine.SamplingParams,
+                 reasoning_format: str) -> Rendered:
+    """``req.messages`` with ``req.tools`` (or a template that reasons): the prompt, the sampling constraints
+    and the readers. ``native``: the template renders tool calls itself."""
     messages, tools = req.messages or [], req.tools or []
-    if native:
+    if native or not uses_tools(req):
         chat = await asyncio.to_thread(engine.apply_chat, model,
                                        wire.encoder.encode(_with_template_ids(messages)).decode(),
-                                       wire.encoder.encode(tools).decode(), req.tool_choice, req.parallel_tool_calls)
+                                       wire.encoder.encode(tools).decode() if tools else "", req.tool_choice,
+                                       req.parallel_tool_calls, True, req.reasoning_format or reasoning_format,
+                                       req.think is not False)
         stop = [*req.stop, *(s for s in chat.additional_stops if s not in req.stop)]
-        return Rendered(chat.prompt, engine.with_chat(sampling, chat), stop, ChatReader(engine.ChatParser(chat)))
-    reader = None
+        return Rendered(chat.prompt, engine.with_chat(sampling, chat), stop,
+                        lambda: ChatReader(engine.ChatParser(chat)))
+    new_reader = None
     if tools and req.tool_choice != "none":
         if req.grammar or req.json_schema:
             raise InvalidArgument("a grammar or JSON schema cannot be combined with tools")
         schema = generic_tools.schema(tools, req.tool_choice, req.parallel_tool_calls)
         sampling = sampling_params(msgspec.structs.replace(req, json_schema=schema), model.info.n_vocab)
-        reader = ChatReader(generic_tools.GenericParser())
+        new_reader = lambda: ChatReader(generic_tools.GenericParser())
     prompt = model.apply_chat_template(generic_tools.messages(messages, tools, req.tool_choice,
                                                               req.parallel_tool_calls), True)
-    return Rendered(prompt, sampling, list(req.stop), reader)
+    return Rendered(prompt, sampling, list(req.stop), new_reader)

@@ -93,6 +93,12 @@ class GenericParser:
 
     def __init__(self) -> None:
         self._result = wire.ChatResult(content="")
+        self._pieces: list[str] = []
+
+    def append(self, piece: str, final: bool = False) -> list[_Delta]:
+        """``feed`` with the text kept here: ``piece`` is what was generated since the last call."""
+        self._pieces.append(piece)
+        return self.feed("".join(self._pieces), final) if final else []
 
     def feed(self, text: str, final: bool = False) -> list[_Delta]:
         if not final:

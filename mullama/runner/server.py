@@ -17,7 +17,7 @@ from aiohttp import web
 
 from mullama import wire
 from mullama.core.errors import ContextOverflow, InvalidArgument, InvalidGrammar, InvalidSchema, MullamaError
-from mullama.runner.params import stats_of
+from mullama.runner import completion as completion_answer
 from mullama.runner.service import RunnerService
 
 log = structlog.get_logger("mullama.runner")
@@ -161,44 +161,21 @@ async def completion(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
     t0 = time.perf_counter()
     stream = await service.submit(req)
-    final = None
+    finals = []
     try:
         if not req.stream:
-            text: list[str] = []
-            tokens: list[int] = []
-            async for ev in stream:
-                text.append(ev.text)
-                tokens.extend(ev.tokens)
-                if ev.done:
-                    final = ev
-            message = None
-            if stream.chat is not None:
-                stream.chat.feed("".join(text), True)
-                message = stream.chat.message()
-            return _json(wire.CompletionFinal(
-                id=stream.id, content="".join(text), tokens=tokens, finish_reason=final.finish_reason,
-                stop_string=final.stop_string or None, error=final.error or None, stats=stats_of(final),
-                message=message))
+            final = await completion_answer.collect(stream)
+            finals = [final]
+            return _json(final)
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        encode = wire.encoder.encode
-        async for ev in stream:
-            chat = stream.chat
-            deltas = chat.feed(ev.text, ev.done) if chat is not None else None
-            if ev.done:
-                final = ev
-                line = encode(wire.CompletionFinal(
-                    id=stream.id, content=ev.text, tokens=ev.tokens, finish_reason=ev.finish_reason,
-                    stop_string=ev.stop_string or None, error=ev.error or None, stats=stats_of(ev),
-                    deltas=deltas, message=chat.message() if chat is not None else None))
-            else:
-                line = encode(wire.CompletionChunk(id=stream.id, content=ev.text, tokens=ev.tokens, deltas=deltas))
-            await resp.write(line + b"\n")
+        finals = await completion_answer.relay(stream, resp.write)
         await resp.write_eof()
         return resp
     finally:
         stream.close()  # cancels the request if the client went away first
-        if final is not None:
+        if finals:
+            final = finals[-1]
             s = final.stats
             log.info("completion", id=stream.id, finish=final.finish_reason, prompt_tokens=s.prompt_tokens,
                      cached_tokens=s.cached_tokens, completion_tokens=s.completion_tokens,

@@ -28,9 +28,10 @@ from mullama.core.errors import (
     QueueFull,
     RequestNotFound,
 )
-from mullama.runner.chat import ChatReader, render, uses_tools
+from mullama.runner.chat import render, uses_tools
 from mullama.runner.embeddings import embed
 from mullama.runner.params import context_params, device_list, model_params, sampling_params
+from mullama.runner.stream import Logprobs, Stream
 
 log = structlog.get_logger("mullama.runner")
 
@@ -47,55 +48,29 @@ class Loaded:
     streams: dict[str, asyncio.Queue] = field(default_factory=dict)
 
     @functools.cached_property
+    def caps(self) -> dict[str, bool]:
+        return engine.chat_caps(self.model)
+
+    @property
     def native_tools(self) -> bool:
         """The chat template renders tool calls itself (else the generic JSON format is used)."""
-        return engine.chat_caps(self.model).get("supports_tool_calls", False)
+        return self.caps.get("supports_tool_calls", False)
 
+    @property
+    def thinks(self) -> bool:
+        """The chat template reasons: every chat goes through the chat layer, which splits the thinking out."""
+        return self.caps.get("supports_thinking", False)
 
-class Stream:
-    """The events of one request: ``async for ev in stream``; the last has ``done``.
-
-    ``close()`` before the end cancels the request (the C++ loop frees the slot
-    before its next decode step).
-    """
-
-    def __init__(self, owner: RunnerService, loaded: Loaded, rid: str) -> None:
-        self.id = rid
-        self.queue: asyncio.Queue = asyncio.Queue()
-        self._owner, self._loaded = owner, loaded
-        self._done = False
-        self._attached = True
-        self.chat: ChatReader | None = None  # a chat with tools: reads the answer back
-
-    def __aiter__(self) -> Stream:
-        return self
-
-    async def __anext__(self) -> _engine.Event:
-        if self._done:
-            raise StopAsyncIteration
-        ev = await self.queue.get()
-        if ev.done:
-            self._done = True
-            self.detach()
-        return ev
-
-    def detach(self) -> None:
-        if self._attached:
-            self._attached = False
-            self._owner._stream_closed(self._loaded, self.id)
-
-    def close(self) -> None:
-        if not self._done:
-            self._done = True
-            if self._loaded.batcher is not None:
-                self._loaded.batcher.cancel(self.id)
-        self.detach()
+    @functools.cached_property
+    def logprobs(self) -> Logprobs:
+        return Logprobs(self.model)
 
 
 class RunnerService:
     """One model's lifecycle and its request streams. Used from one event loop."""
 
-    def __init__(self, *, max_queue: int = 64, repeat_limit: int = 64, stream_interval_ms: float = 20.0) -> None:
+    def __init__(self, *, max_queue: int = 64, repeat_limit: int = 64, stream_interval_ms: float = 20.0,
+                 reasoning_format: str = "auto") -> None:
         self.status: wire.HealthStatus = "starting"
         self.phase = ""
         self.progress = 0.0
@@ -103,6 +78,7 @@ class RunnerService:
         self.max_queue = max_queue
         self.repeat_limit = repeat_limit
         self.stream_interval_ms = stream_interval_ms
+        self.reasoning_format = reasoning_format
         self.rejected = 0
         self._loaded: Loaded | None = None
         self._lock = asyncio.Lock()  # one load op at a time
@@ -270,11 +246,11 @@ class RunnerService:
                 queue.put_nowait(ev)
 
     @staticmethod
-    async def _submit_in_thread(batcher, rid: str, tokens, params, limit: int) -> None:
+    async def _submit_in_thread(batcher, rid: str, tokens, params, limit: int, group: str) -> None:
         """A submit that compiles a grammar or copies a long prompt, off the event loop. A caller that is
         cancelled meanwhile (its client left) does not leave the request behind: once the thread has
         handed it to the C++ loop, it is cancelled there."""
-        handed = asyncio.ensure_future(asyncio.to_thread(batcher.submit, rid, tokens, params, limit))
+        handed = asyncio.ensure_future(asyncio.to_thread(batcher.submit, rid, tokens, params, limit, group))
         try:
             await asyncio.shield(handed)
         except asyncio.CancelledError:
@@ -286,10 +262,11 @@ class RunnerService:
             raise
 
     async def submit(self, req: wire.CompletionRequest) -> Stream:
-        """Validate and queue a completion; errors (4xx/5xx) raise here, before any output."""
+        """Validate and queue a completion (``req.n`` requests of the loop sharing one prefill); errors
+        (4xx/5xx) raise here, before any output."""
         loaded = self._ready()
         batcher = loaded.batcher
-        if batcher.live >= batcher.n_slots + self.max_queue:
+        if batcher.live + req.n > batcher.n_slots + self.max_queue:
             self.rejected += 1
             raise QueueFull(f"all {batcher.n_slots} slots are busy and {batcher.queued} requests are waiting")
         if (req.prompt is not None) + (req.tokens is not None) + (req.messages is not None) != 1:
@@ -299,15 +276,15 @@ class RunnerService:
         n_ctx = loaded.ctx.n_ctx
         max_tokens = min(req.max_tokens, 10 * n_ctx) if req.max_tokens >= 0 else 10 * n_ctx
         prompt = req.prompt
-        chat = None
+        new_reader = None
         sampling = sampling_params(req, loaded.model.info.n_vocab)
         stop = req.stop
         if req.messages is not None:
             if not req.messages:
                 raise InvalidArgument("'messages' is empty")
-            if uses_tools(req):
-                rendered = await render(loaded.model, loaded.native_tools, req, sampling)
-                prompt, sampling, stop, chat = rendered.prompt, rendered.sampling, rendered.stop, rendered.reader
+            if uses_tools(req) or loaded.thinks:
+                r = await render(loaded.model, loaded.native_tools, req, sampling, self.reasoning_format)
+                prompt, sampling, stop, new_reader = r.prompt, r.sampling, r.stop, r.new_reader
             else:
                 prompt = loaded.model.apply_chat_template(
                     [{"role": m.role, "content": m.content or ""} for m in req.messages], True)
@@ -318,26 +295,34 @@ class RunnerService:
                 tokens = loaded.model.tokenize(prompt, req.add_special, req.parse_special)
         else:
             tokens = req.tokens
-        params = engine.GenerateParams(max_tokens=max_tokens, stop=stop, ignore_eos=req.ignore_eos,
-                                       sampling=sampling)
+        n_probs = req.top_logprobs if req.logprobs else -1
         if req.id is not None:
             rid = req.id
             if rid in loaded.streams:
                 raise InvalidArgument(f"request id {rid!r} is already running")
         else:
             rid = self._new_id(loaded)
+        ids = [rid, *(f"{rid}~{i}" for i in range(1, req.n))]
         limit = self.repeat_limit if req.repeat_limit is None else req.repeat_limit
-        stream = Stream(self, loaded, rid)
-        stream.chat = chat
-        loaded.streams[rid] = stream.queue
+        stream = Stream(ids, new_reader, cancel=lambda choice: loaded.batcher and loaded.batcher.cancel(choice),
+                        on_closed=lambda done: self._stream_closed(loaded, done),
+                        logprobs=loaded.logprobs if req.logprobs else None)
+        for choice_id in ids:
+            loaded.streams[choice_id] = stream.queue
         self._idle.clear()
+        slow = len(tokens) > 4096 or req.grammar or req.json_schema or new_reader is not None
         try:
-            if len(tokens) > 4096 or req.grammar or req.json_schema or chat is not None:
-                await self._submit_in_thread(batcher, rid, tokens, params, limit)
-            else:
-                batcher.submit(rid, tokens, params, limit)
+            for i, choice_id in enumerate(ids):
+                # choice i samples with seed + i: the choices differ, and a seed makes each reproducible
+                choice_sampling = sampling.with_seed((req.seed + i) % 2**32) if i and req.seed >= 0 else sampling
+                params = engine.GenerateParams(max_tokens=max_tokens, stop=stop, ignore_eos=req.ignore_eos,
+                                               sampling=choice_sampling, n_probs=n_probs)
+                if slow:
+                    await self._submit_in_thread(batcher, choice_id, tokens, params, limit, rid if req.n > 1 else "")
+                else:
+                    batcher.submit(choice_id, tokens, params, limit, rid if req.n > 1 else "")
         except BaseException:
-            stream.detach()
+            stream.close()
             raise
         return stream
 
@@ -348,8 +333,9 @@ class RunnerService:
             if rid not in loaded.streams:
                 return rid
 
-    def _stream_closed(self, loaded: Loaded, rid: str) -> None:
-        loaded.streams.pop(rid, None)
+    def _stream_closed(self, loaded: Loaded, ids: list[str]) -> None:
+        for rid in ids:
+            loaded.streams.pop(rid, None)
         if not loaded.streams:
             self._idle.set()
 

@@ -44,6 +44,7 @@ class RunnerSpec:
     max_queue: int = 256
     repeat_limit: int = 64
     stream_interval_ms: float = 20.0
+    reasoning_format: str = "auto"
     drain_timeout: float = 30.0
     start_timeout: float = 60.0
     extra_args: tuple[str, ...] = ()
@@ -53,6 +54,7 @@ class RunnerSpec:
         return [self.python, "-m", "mullama.runner", "--host", "127.0.0.1", "--port", "0",
                 "--max-queue", str(self.max_queue), "--repeat-limit", str(self.repeat_limit),
                 "--stream-interval-ms", str(self.stream_interval_ms), "--drain-timeout", str(self.drain_timeout),
+                "--reasoning-format", self.reasoning_format,
                 "--log-level", self.log_level, "--log-format", "json", *self.extra_args]
 
 

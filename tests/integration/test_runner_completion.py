@@ -58,8 +58,8 @@ async def test_non_stream_is_one_object_equal_to_the_stream(client):
     status, out = await client.post("/completion", {**body, "stream": False})
     assert status == 200
     assert set(out) == {"id", "content", "tokens", "done", "finish_reason", "stop_string", "error", "stats",
-                        "deltas", "message"}
-    assert out["deltas"] is None and out["message"] is None  # a chat with tools only
+                        "deltas", "message", "logprobs", "index", "choices"}
+    assert out["deltas"] is out["message"] is out["logprobs"] is out["choices"] is None and out["index"] == 0
     assert out["done"] is True and out["finish_reason"] in ("length", "stop")
     assert len(out["tokens"]) == out["stats"]["completion_tokens"]
 

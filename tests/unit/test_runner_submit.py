@@ -15,7 +15,7 @@ class SlowBatcher:
         self.seconds, self.submitted, self.cancelled = seconds, [], []
         self.lock = threading.Lock()
 
-    def submit(self, rid, tokens, params, limit) -> None:
+    def submit(self, rid, tokens, params, limit, group) -> None:
         time.sleep(self.seconds)  # compiling a big grammar, on the worker thread
         with self.lock:
             self.submitted.append(rid)
@@ -27,7 +27,7 @@ class SlowBatcher:
 
 async def test_a_submit_abandoned_while_in_its_thread_is_cancelled_once_handed_in() -> None:
     batcher = SlowBatcher(0.3)
-    task = asyncio.ensure_future(RunnerService._submit_in_thread(batcher, "r1", [1, 2], None, 64))
+    task = asyncio.ensure_future(RunnerService._submit_in_thread(batcher, "r1", [1, 2], None, 64, ""))
     await asyncio.sleep(0.05)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -41,6 +41,6 @@ async def test_a_submit_abandoned_while_in_its_thread_is_cancelled_once_handed_i
 
 async def test_a_submit_that_completes_is_not_cancelled() -> None:
     batcher = SlowBatcher(0.05)
-    await RunnerService._submit_in_thread(batcher, "r2", [1], None, 64)
+    await RunnerService._submit_in_thread(batcher, "r2", [1], None, 64, "")
     await asyncio.sleep(0.05)
     assert batcher.submitted == ["r2"] and batcher.cancelled == []

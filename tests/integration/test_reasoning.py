@@ -1,0 +1,112 @@
+"""Reasoning ("thinking") through llama.cpp's chat layer (issue 13): templates that reason are detected,
+thinking is switched on or off in the prompt, and the answer is split into reasoning and content in each
+``reasoning_format`` -- whole and split at every byte as a stream delivers it. Tiny random-weight GGUFs
+carry the real Qwen3 and DeepSeek-R1 templates; a runner serving one takes every chat through that layer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from runner_harness import client as client  # noqa: F401  (fixture)
+from runner_harness import load_model, running
+
+from gguf_factory import write_tiny_llama
+from mullama import engine
+from mullama.core.errors import InvalidArgument
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "third_party" / "llama.cpp" / "models" / "templates"
+HI = json.dumps([{"role": "user", "content": "Hi"}])
+# template -> the answer a reasoning model writes after the generation prompt (R1's opens the thinking itself)
+ANSWERS = {
+    "Qwen-Qwen3-0.6B": "<think>I should greet.</think>Hello!",
+    "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B": "I should greet.</think>Hello!",
+}
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("reasoning-templates")
+    names = [*ANSWERS, "Qwen-Qwen2.5-7B-Instruct"]
+    return {n: write_tiny_llama(d / f"{n}.gguf", chat_template=(TEMPLATES / f"{n}.jinja").read_text()) for n in names}
+
+
+@pytest.fixture(scope="module")
+def models(paths) -> dict[str, engine.Model]:
+    out = {n: engine.Model(str(p), engine.ModelParams(n_gpu_layers=0)) for n, p in paths.items()}
+    yield out
+    for m in out.values():
+        m.close()
+
+
+def _render(model: engine.Model, fmt: str = "deepseek", think: bool = True) -> engine.ChatPrompt:
+    return engine.apply_chat(model, HI, "", "auto", False, True, fmt, think)
+
+
+def test_templates_that_reason_are_told_apart(models):
+    assert engine.chat_caps(models["Qwen-Qwen3-0.6B"])["supports_thinking"]
+    assert engine.chat_caps(models["deepseek-ai-DeepSeek-R1-Distill-Qwen-32B"])["supports_thinking"]
+    assert not engine.chat_caps(models["Qwen-Qwen2.5-7B-Instruct"])["supports_thinking"]
+
+
+@pytest.mark.parametrize("family", ANSWERS)
+def test_think_false_closes_the_thinking_in_the_prompt(models, family):
+    on, off = _render(models[family]), _render(models[family], think=False)
+    assert "</think>" not in on.prompt and off.prompt.rstrip().endswith("</think>")
+    parser = engine.ChatParser(off)  # nothing is split out of an answer that was told not to think
+    parser.append("Hello!", True)
+    assert (parser.result().reasoning_content, parser.result().content) == ("", "Hello!")
+
+
+@pytest.mark.parametrize("family", ANSWERS)
+def test_the_thinking_is_split_from_the_answer(models, family):
+    parser = engine.ChatParser(_render(models[family]))
+    parser.append(ANSWERS[family], True)
+    r = parser.result()
+    assert (r.reasoning_content.strip(), r.content, r.tool_calls) == ("I should greet.", "Hello!", [])
+
+
+@pytest.mark.parametrize("family", ANSWERS)
+def test_streamed_at_every_byte_the_deltas_add_up(models, family):
+    text = ANSWERS[family]
+    parser = engine.ChatParser(_render(models[family]))
+    reasoning, content = [], []
+    for i in range(1, len(text) + 1):
+        for d in parser.append(text[i - 1:i], i == len(text)):
+            reasoning.append(d.reasoning_content)
+            content.append(d.content)
+            assert d.tool_index == -1
+    assert "".join(reasoning).strip() == "I should greet." and "".join(content) == "Hello!"
+
+
+def test_format_none_leaves_the_thinking_in_the_content(models):
+    parser = engine.ChatParser(_render(models["Qwen-Qwen3-0.6B"], "none"))
+    parser.append(ANSWERS["Qwen-Qwen3-0.6B"], True)
+    assert parser.result().reasoning_content == "" and "I should greet." in parser.result().content
+
+
+def test_an_unknown_reasoning_format_is_refused(models):
+    with pytest.raises(InvalidArgument, match="reasoning_format"):
+        _render(models["Qwen-Qwen3-0.6B"], "thoughtful")
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory, paths):
+    with running(tmp_path_factory.mktemp("reasoning-runner")) as r:
+        load_model(r, model=str(paths["Qwen-Qwen3-0.6B"]), n_ctx=512, n_parallel=2)
+        yield r
+
+
+async def test_a_runner_reads_every_chat_of_a_reasoning_template_back(client):  # noqa: F811
+    """Random weights write no real thinking, but the answer comes back parsed (message, deltas), with or
+    without thinking, streamed or not."""
+    for think in (True, False, None):
+        body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "temperature": 0,
+                "stream": False, **({"think": think} if think is not None else {})}
+        status, out = await client.post("/completion", body)
+        assert status == 200, out
+        assert out["message"] is not None and out["message"]["content"] + out["message"]["reasoning_content"]
+        records = await client.stream({**body, "stream": True})
+        assert all(r.get("deltas") is not None for r in records)
