@@ -40,6 +40,7 @@ from mullama.core.errors import ConfigError
 FlashAttn = Literal["auto", "on", "off"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["console", "json"]
+ReasoningFormat = Literal["none", "auto", "deepseek", "deepseek-legacy"]
 
 #: KV-cache element types llama.cpp accepts for ``--cache-type-k/-v``.
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
@@ -109,6 +110,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_tokens_limit: int = 32768
     max_messages: int = 2048
     max_stop: int = 16
+    responses_store: int = 1000          # recent /v1/responses kept for previous_response_id (0: none)
+    max_choices: int = 8                 # largest `n` (choices of one request, sampled from one prefill)
+    reasoning_format: ReasoningFormat = "auto"  # how a reasoning model's thinking is returned (llama-server's)
     event_log: str | None = None
     hooks: tuple[str, ...] = ()          # "module:function" each called at start with the Hooks registry
     log_level: LogLevel = "info"

@@ -42,6 +42,8 @@ INT_RANGES: Mapping[str, tuple[int, int | None]] = types.MappingProxyType({
     "n_ubatch": (1, None), "threads": (0, None), "threads_batch": (0, None), "n_gpu_layers": (-1, None),
     "max_loaded_models": (0, None), "max_queue": (0, None), "max_queue_per_model": (0, None),
     "max_tokens_limit": (1, None), "max_connections": (1, None), "max_messages": (1, None), "max_stop": (0, None),
+    "responses_store": (0, None),
+    "max_choices": (1, 128),
 })
 _BOOL_WORDS: Mapping[str, bool] = types.MappingProxyType(
     {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False})

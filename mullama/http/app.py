@@ -22,12 +22,14 @@ from aiohttp import web
 
 from mullama.config import Settings, is_loopback
 from mullama.http import internal, manage
+from mullama.http.anthropic import routes as anthropic_routes
 from mullama.http.connections import Guard, GuardedSite, connection_cap, limit_accept_errors, raise_fd_limit
 from mullama.http.keys import CONNECTIONS, SUPERVISOR
 from mullama.http.middleware import middlewares
 from mullama.http.ollama import routes as ollama_routes
 from mullama.http.ollama import store_routes
 from mullama.http.openai import routes as openai_routes
+from mullama.http.responses import routes as responses_routes
 from mullama.serving.supervisor import Supervisor
 
 log = structlog.get_logger("mullama.app")
@@ -40,11 +42,13 @@ OLLAMA_ERROR_PATHS = ollama_routes.PATHS | store_routes.PATHS
 
 def create_app(settings: Settings, *, supervisor: Supervisor | None = None) -> web.Application:
     sup = supervisor or Supervisor(settings)
-    app = web.Application(middlewares=middlewares(settings, OLLAMA_ERROR_PATHS),
+    app = web.Application(middlewares=middlewares(settings, OLLAMA_ERROR_PATHS, anthropic_routes.PATHS),
                           client_max_size=settings.max_body_bytes)
     app[SUPERVISOR] = sup
     app.cleanup_ctx.append(_lifespan)
     openai_routes.add_routes(app)
+    anthropic_routes.add_routes(app)
+    responses_routes.add_routes(app)
     manage.add_routes(app)
     internal.add_routes(app)
     ollama_routes.add_routes(app)

@@ -6,7 +6,8 @@
 ``retry_after``; aiohttp's own HTTP errors
 get a type by status (``shapes.HTTP_TYPES``); anything else is a 500 that is logged and never takes the
 server down. The shape is the API's own: Ollama's ``{"error": "..."}`` on the Ollama routes (the paths
-their route tables declare), OpenAI's everywhere else.
+their route tables declare), Anthropic's ``{"type": "error", "error": {...}}`` on the Anthropic ones,
+OpenAI's everywhere else.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from mullama.config import Settings, is_loopback
 from mullama.core import errors
+from mullama.http.anthropic import format as anthropic
 from mullama.http.ollama import format as ollama
 from mullama.http.openai import format as openai
 from mullama.http.shapes import HTTP_TYPES, openai_kind
@@ -32,18 +34,21 @@ OPEN_PATHS = frozenset({"/health"})
 
 
 def error_response(request: web.Request, status: int, type_: str, message: str, param: str | None,
-                   ollama_paths: frozenset[str]) -> web.Response:
+                   ollama_paths: frozenset[str], anthropic_paths: frozenset[str] = frozenset()) -> web.Response:
     """The error in the shape of the API the route belongs to."""
     if request.path in ollama_paths:
         return web.Response(body=ollama.error_body(message), status=status, content_type="application/json")
+    if request.path in anthropic_paths:
+        return web.Response(body=anthropic.error_body(message, status), status=status,
+                            content_type="application/json")
     kind, code = openai_kind(status, type_)
     return web.Response(body=openai.error_body(message, kind, param=param, code=code), status=status,
                         content_type="application/json")
 
 
-def error_middleware(ollama_paths: Iterable[str]):
-    """Errors -> responses; ``ollama_paths`` answer in Ollama's shape."""
-    paths = frozenset(ollama_paths)
+def error_middleware(ollama_paths: Iterable[str], anthropic_paths: Iterable[str] = ()):
+    """Errors -> responses; ``ollama_paths`` answer in Ollama's shape, ``anthropic_paths`` in Anthropic's."""
+    paths, anthropic_shaped = frozenset(ollama_paths), frozenset(anthropic_paths)
 
     @web.middleware
     async def handle_errors(request: web.Request, handler):
@@ -52,7 +57,7 @@ def error_middleware(ollama_paths: Iterable[str]):
         except errors.MullamaError as exc:
             if exc.status >= 500:
                 log.warning("request_failed", path=request.path, status=exc.status, type=exc.type, error=str(exc))
-            resp = error_response(request, exc.status, exc.type, str(exc), exc.param, paths)
+            resp = error_response(request, exc.status, exc.type, str(exc), exc.param, paths, anthropic_shaped)
             if exc.retry_after:
                 resp.headers["Retry-After"] = str(exc.retry_after)
             return resp
@@ -61,13 +66,13 @@ def error_middleware(ollama_paths: Iterable[str]):
                 raise
             message = exc.text if exc.status != 413 else f"request body too large: {exc.text}"
             return error_response(request, exc.status, HTTP_TYPES.get(exc.status, "invalid_request_error"),
-                                  message or exc.reason, None, paths)
+                                  message or exc.reason, None, paths, anthropic_shaped)
         except (ConnectionResetError, TimeoutError):
             raise
         except Exception as exc:  # a bug: say so, keep serving
             log.exception("unhandled", path=request.path)
             return error_response(request, 500, "server_error", f"internal error: {type(exc).__name__}", None,
-                                  paths)
+                                  paths, anthropic_shaped)
 
     return handle_errors
 
@@ -168,8 +173,8 @@ def browser_guard(settings: Settings):
     return guard
 
 
-def middlewares(settings: Settings, ollama_paths: Iterable[str]) -> list:
-    chain = [error_middleware(ollama_paths), browser_guard(settings)]
+def middlewares(settings: Settings, ollama_paths: Iterable[str], anthropic_paths: Iterable[str] = ()) -> list:
+    chain = [error_middleware(ollama_paths, anthropic_paths), browser_guard(settings)]
     if settings.api_keys:
         chain.append(auth_middleware(settings.api_keys))
     return chain

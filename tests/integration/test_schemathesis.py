@@ -35,8 +35,9 @@ from mullama.http.openapi import spec as openapi_spec
 EXAMPLES = 30
 HEAVY_EXAMPLES = 10
 SLOW_EXAMPLES = 100
-#: the operations that run the model for every example: chat, completion and embedding routes
-HEAVY = r"^/(v1/(chat/completions|completions|embeddings)|api/(generate|chat|embed|embeddings))$"
+#: the operations that run the model for every example: chat, completion, responses, messages and embeddings
+HEAVY = (r"^/(v1/(chat/completions|completions|embeddings|responses|messages|messages/count_tokens)"
+         r"|api/(generate|chat|embed|embeddings))$")
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
 EXCLUDED = {
     ("GET", "/internal/events"),

@@ -19,6 +19,7 @@ from mullama.serving.supervisor import Supervisor
 SPEC = openapi_spec.spec()
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 OLLAMA_ERROR_REF = {"$ref": "#/components/schemas/OllamaError"}  # {"error": "message"} on the Ollama routes
+ANTHROPIC_ERROR_REF = {"$ref": "#/components/schemas/AnthropicError"}  # {"type": "error", "error": {...}}
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 

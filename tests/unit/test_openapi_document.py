@@ -10,6 +10,7 @@ import msgspec
 import pytest
 from aiohttp import web
 from openapi_checks import (
+    ANTHROPIC_ERROR_REF,
     ERROR_REF,
     OLLAMA_ERROR_REF,
     SPEC,
@@ -69,7 +70,7 @@ def test_operations_are_complete() -> None:
             assert response["description"], where
             if status not in ("200", "default") and not (path == "/ready" and status == "503"):
                 assert 400 <= int(status) < 600, where
-                expected = OLLAMA_ERROR_REF if op["tags"] == ["ollama"] else ERROR_REF
+                expected = {"ollama": OLLAMA_ERROR_REF, "anthropic": ANTHROPIC_ERROR_REF}.get(op["tags"][0], ERROR_REF)
                 assert response["content"]["application/json"]["schema"] == expected
         names = set(re.findall(r"{(\w+)}", path))
         params = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
@@ -90,7 +91,7 @@ def app_routes() -> set[tuple[str, str]]:
 
 def test_every_route_is_documented_and_nothing_else() -> None:
     routes = app_routes()
-    assert len(routes) == 31    # 5 OpenAI, 8 management, 7 internal, 8 Ollama, 3 store
+    assert len(routes) == 36    # 5 OpenAI, 3 Responses, 2 Anthropic, 8 management, 7 internal, 8 Ollama, 3 store
     assert {(m, p) for p, m, _ in operations()} == routes
 
 
@@ -111,7 +112,7 @@ def test_internal_components_do_not_shadow_the_others() -> None:
     assert not internal & (set(openapi_spec.response_schemas()) | set(openapi_spec.request_schemas()))
     assert {"KvView", "SlotView", "RunnerConfig"} <= internal  # generated from the wire types
     assert not set(openapi_internal.paths()) & set(openapi_spec.paths())
-    assert [t["name"] for t in SPEC["tags"]] == ["openai", "management", "internal", "ollama"]
+    assert [t["name"] for t in SPEC["tags"]] == ["openai", "management", "internal", "ollama", "anthropic"]
     ollama = set(openapi_ollama.schemas())
     assert not ollama & (internal | set(openapi_spec.response_schemas()) | set(openapi_spec.request_schemas()))
     assert not set(openapi_ollama.paths()) & (set(openapi_spec.paths()) | set(openapi_internal.paths()))

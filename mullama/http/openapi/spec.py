@@ -3,7 +3,8 @@
 Request schemas of the OpenAI routes come from ``openai_requests.py`` (generated from the Structs
 ``openai_request.py`` decodes into, with its hand-made checks laid over them). Response schemas are
 written by hand and kept loose (extra properties allowed), so every response the server sends
-conforms. ``spec`` merges ``openapi_internal.py`` (/internal/*, /metrics).
+conforms. ``spec`` merges ``openapi_internal.py`` (/internal/*, /metrics), ``ollama.py``, ``anthropic.py``
+and ``responses.py`` (the Responses API).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from typing import Any
 
 from mullama import __version__
 from mullama.http.openai import request as openai_request
+from mullama.http.openapi import anthropic as openapi_anthropic
 from mullama.http.openapi import internal as openapi_internal
 from mullama.http.openapi import ollama as openapi_ollama
+from mullama.http.openapi import responses as openapi_responses
 from mullama.http.openapi.openai_requests import (  # noqa: F401  (TOKEN_ID_KEY: part of this module's surface)
     _KEEP_ALIVE,
     TOKEN_ID_KEY,
@@ -70,7 +73,18 @@ def _generation_schemas() -> dict[str, Schema]:
                   "tool_calls": _array(call_delta)})
     truncated = {"const": True, "description": "Present when the context filled up (finish_reason 'length' that "
                                                "the request's max_tokens did not set; llama-server's field)."}
-    choice = {"index": _INT, "finish_reason": _FINISH, "truncated": truncated, "logprobs": _NULL}
+    top = _obj({"token": _STR, "logprob": _NUM, "bytes": {"type": ["array", "null"], "items": _INT}},
+               ("token", "logprob"))
+    token = _obj({"token": _STR, "logprob": _NUM, "bytes": {"type": ["array", "null"], "items": _INT},
+                  "top_logprobs": _array(top)}, ("token", "logprob", "top_logprobs"))
+    chat_lp = {"anyOf": [_NULL, _obj({"content": {"type": ["array", "null"], "items": token},
+                                      "refusal": {"type": ["array", "null"]}})],
+               "description": "With 'logprobs': each generated token's log-probability and the most likely others."}
+    text_lp = {"anyOf": [_NULL, _obj({"tokens": _array(_STR), "token_logprobs": _array(_NUM),
+                                      "top_logprobs": _array({"type": "object", "additionalProperties": _NUM}),
+                                      "text_offset": _array(_INT)})],
+               "description": "With 'logprobs': the legacy parallel lists."}
+    choice = {"index": _INT, "finish_reason": _FINISH, "truncated": truncated, "logprobs": chat_lp}
     vector = {"anyOf": [_array(_NUM), {"type": "string", "contentEncoding": "base64",
                                        "description": "little-endian float32"}]}
     return {
@@ -81,7 +95,8 @@ def _generation_schemas() -> dict[str, Schema]:
             {**_HEAD, "object": {"const": "chat.completion.chunk"}, "usage": _OPT_USAGE,
              "choices": _array(_obj({**choice, "delta": delta}, ("index", "delta")))}, _HEAD_REQUIRED),
         "Completion": _obj({**_HEAD, "object": {"const": "text_completion"}, "usage": _OPT_USAGE,
-                            "choices": _array(_obj({**choice, "text": _STR}, ("text", "index")))},
+                            "choices": _array(_obj({**choice, "logprobs": text_lp, "text": _STR},
+                                                   ("text", "index")))},
                            _HEAD_REQUIRED),
         "Embeddings": _obj({"object": {"const": "list"}, "model": _STR, "usage": _USAGE,
                             "data": _array(_obj({"object": {"const": "embedding"}, "index": _INT,
@@ -279,11 +294,13 @@ def spec(limits: openai_request.Limits | None = None) -> dict[str, Any]:
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "tags": [{"name": "openai", "description": "OpenAI-compatible API"},
                  {"name": "management", "description": "Health, loaded models, the model catalog"},
-                 dict(openapi_internal.TAG), dict(openapi_ollama.TAG)],
-        "paths": _guarded({**paths(), **openapi_internal.paths(), **openapi_ollama.paths()}),
+                 dict(openapi_internal.TAG), dict(openapi_ollama.TAG), dict(openapi_anthropic.TAG)],
+        "paths": _guarded({**paths(), **openapi_responses.paths(), **openapi_internal.paths(),
+                           **openapi_ollama.paths(), **openapi_anthropic.paths()}),
         "components": {
             "schemas": {**response_schemas(), **request_schemas(limits), **openapi_internal.schemas(),
-                        **openapi_ollama.schemas(limits)},
+                        **openapi_ollama.schemas(limits), **openapi_anthropic.schemas(limits),
+                        **openapi_responses.schemas(limits)},
             "responses": responses,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",
