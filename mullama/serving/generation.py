@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
@@ -191,32 +191,71 @@ class Generation:
         self.sup.observer.metrics.request_failed(self.model, "generation_failed")
 
     async def gather(self, stream: CompletionStream) -> tuple[wire.CompletionFinal, str]:
-        """A non-streamed answer: the runner's final frame and the whole text. Errors are raised (nothing
-        was sent yet: the error middleware answers them and ``generate`` counts them)."""
-        text: list[str] = []
+        """A non-streamed answer: the runner's final frame and the whole text (of the first choice)."""
+        final, answers = await self.gather_choices(stream)
+        return final, answers[0].text
+
+    async def gather_choices(self, stream: CompletionStream) -> tuple[wire.CompletionFinal, list[Answer]]:
+        """A non-streamed answer: the runner's final frame and every choice, by index. Errors are raised
+        (nothing was sent yet: the error middleware answers them and ``generate`` counts them)."""
+        answers = [Answer(i) for i in range(self.job.request.n)]
+        first = True
         try:
             async for _, ev in stream:
-                if ev.content and not text:
+                if ev.content and first:
+                    first = False
                     self.sup.observer.emit("first_token", id=self.rid, model=self.model)
-                text.append(ev.content)
+                answers[ev.index].add(ev)
         except errors.MullamaError as exc:
             raise self.explain(exc) from None
         final = stream.final
         if final.finish_reason == "error":
             raise errors.RunnerError(f"generation failed: {final.error}", 500, "server_error")
-        return final, "".join(text)
+        return final, answers
 
     async def relay(self, stream: CompletionStream, write: Callable[[str], Awaitable[object]],
                     write_deltas: Callable[[list[wire.ChatDelta]], Awaitable[object]] | None = None) -> None:
-        """Each piece of text of a streamed answer to ``write`` (the first one is an event); for a chat with
-        tools, the parsed changes to ``write_deltas`` instead (content, reasoning, tool-call pieces)."""
-        first = True
-        async for _, ev in stream:
-            if ev.content and first:
-                first = False
-                self.sup.observer.emit("first_token", id=self.rid, model=self.model)
+        """Each piece of text of a streamed answer to ``write`` (the first one is an event); for a parsed
+        chat, the parsed changes to ``write_deltas`` instead (content, reasoning, tool-call pieces)."""
+        async def frame(ev: wire.CompletionChunk | wire.CompletionFinal) -> None:
             if ev.deltas is not None and write_deltas is not None:
                 if ev.deltas:
                     await write_deltas(ev.deltas)
             elif ev.content:
                 await write(ev.content)
+
+        await self.relay_frames(stream, frame)
+
+    async def relay_frames(self, stream: CompletionStream,
+                           on_frame: Callable[[wire.CompletionChunk | wire.CompletionFinal], Awaitable[object]]
+                           ) -> None:
+        """Each frame of a streamed answer (every choice's chunks, the final one last) to ``on_frame``."""
+        first = True
+        async for _, ev in stream:
+            if ev.content and first:
+                first = False
+                self.sup.observer.emit("first_token", id=self.rid, model=self.model)
+            await on_frame(ev)
+
+
+@dataclass
+class Answer:
+    """One choice of a collected answer: its text, the log-probabilities of its tokens, how it ended."""
+
+    index: int
+    text: str = ""
+    logprobs: list[wire.TokenLogprob] | None = None
+    finish_reason: str = ""
+    message: wire.ChatResult | None = None
+    _pieces: list[str] = field(default_factory=list)
+
+    def add(self, ev: wire.CompletionChunk | wire.CompletionFinal) -> None:
+        self._pieces.append(ev.content)
+        if ev.logprobs is not None:
+            if self.logprobs is None:
+                self.logprobs = []
+            self.logprobs.extend(ev.logprobs)
+        end = ev if isinstance(ev, wire.CompletionFinal) else ev.end
+        if end is not None:
+            self.finish_reason, self.message = end.finish_reason, end.message
+            self.text = "".join(self._pieces)

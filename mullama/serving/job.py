@@ -26,3 +26,4 @@ class Job:
     keep_alive: float | None = None     # seconds; -1 forever (units.parse_duration)
     user: str | None = None
     given: frozenset[str] = frozenset()  # request fields the client set (the rest are runner defaults)
+    echo: bool = False                  # /v1/completions: the answer starts with the prompt

@@ -48,6 +48,7 @@ class Supervisor:
         # a runner that says nothing (not even its port) for load_timeout is as stalled as a load that stops
         # moving; it gets 10 s at least to start Python, and never more than 60
         self.spec = spec or RunnerSpec(log_level=settings.log_level, drain_timeout=settings.drain_timeout,
+                                       reasoning_format=settings.reasoning_format,
                                        start_timeout=min(60.0, max(10.0, settings.load_timeout)))
         self.session: aiohttp.ClientSession | None = None
         self.observer = Observer(event_log=Path(settings.event_log) if settings.event_log else None)

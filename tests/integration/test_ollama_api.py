@@ -247,7 +247,7 @@ def test_embed_and_legacy_embeddings(client: ollama.Client) -> None:
     (lambda c: c.embed(model="no-such-model", input="x"), 404, "not found"),
     (lambda c: c.generate(model=MODEL, prompt="x", options={"temperature": "hot"}), 400, "options.temperature"),
     (lambda c: c.chat(model=MODEL, messages=HELLO, options={"num_predict": 1.5}), 400, "options.num_predict"),
-    (lambda c: c.chat(model=MODEL, messages=HELLO, think=True), 400, "think"),
+    (lambda c: c.chat(model=MODEL, messages=HELLO, think="max"), 400, "think"),
     (lambda c: c.chat(model=MODEL, messages=HELLO, tools=[{"type": "function", "function": {"name": "f g"}}]),
      400, "tools[0].function.name"),
     (lambda c: c.generate(model=MODEL, prompt="x", keep_alive="soon"), 400, "keep_alive"),

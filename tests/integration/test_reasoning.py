@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
+from gguf_factory import write_tiny_llama
 from runner_harness import client as client  # noqa: F401  (fixture)
 from runner_harness import load_model, running
 
-from gguf_factory import write_tiny_llama
 from mullama import engine
 from mullama.core.errors import InvalidArgument
 

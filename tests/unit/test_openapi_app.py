@@ -51,7 +51,7 @@ CALLS = [
     ("post", "/api/load", "/api/load", {"model": "tiny", "keep_alive": "soon"}, 400),
     ("post", "/v1/chat/completions", "/v1/chat/completions", {"messages": []}, 400),
     ("post", "/v1/chat/completions", "/v1/chat/completions", {"model": "nope", "messages": MSG}, 404),
-    ("post", "/v1/completions", "/v1/completions", {"prompt": "x", "echo": True}, 400),
+    ("post", "/v1/completions", "/v1/completions", {"prompt": [1, 2], "echo": True}, 400),
     ("post", "/v1/embeddings", "/v1/embeddings", {"input": [1, 2], "model": "tiny"}, 400),
     ("get", "/internal/scheduler", "/internal/scheduler", None, 200),
     ("post", "/internal/scheduler", "/internal/scheduler", {"policy": "Round-Robin"}, 200),

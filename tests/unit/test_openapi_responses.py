@@ -12,6 +12,7 @@ from openapi_checks import (
 
 from mullama import wire
 from mullama.http.openai import format as openai
+from mullama.serving.generation import Answer
 
 # ---------------------------------------------------------------------- responses the server formats
 
@@ -20,6 +21,9 @@ STATS = wire.CompletionStats(prompt_tokens=3, cached_tokens=1, completion_tokens
                                  inter_token_ms_p50=0.5, inter_token_ms_p95=0.9, slot=0, pauses=0, swaps=0)
 FINAL = wire.CompletionFinal(id="r", content="", tokens=[1, 2], finish_reason="length", stats=STATS)
 HEAD = {"id": "chatcmpl-1", "created": 1, "model": "smollm2:q8_0"}
+LPS = [wire.TokenLogprob(token=5, text="hi", bytes=[104, 105], logprob=-0.1,
+                         top=[wire.TopLogprob(token=5, text="hi", bytes=[104, 105], logprob=-0.1)])]
+ANSWERS = [Answer(i, text="hi", logprobs=LPS, finish_reason="stop") for i in range(2)]
 
 
 def sse(raw: bytes) -> Any:
@@ -34,6 +38,10 @@ def sse(raw: bytes) -> Any:
     ("ChatCompletionChunk", sse(openai.chat_chunk(**HEAD, finish="stop"))),
     ("ChatCompletionChunk", sse(openai.usage_chunk(**HEAD, kind="chat", stats=STATS))),
     ("Completion", json.loads(openai.completion_response(**HEAD, final=FINAL, text="hi"))),
+    ("ChatCompletion", json.loads(openai.chat_response(**HEAD, final=FINAL, answers=ANSWERS))),
+    ("ChatCompletionChunk", sse(openai.chat_chunk(**HEAD, content="hi", index=1, logprobs=LPS))),
+    ("Completion", json.loads(openai.completion_response(**HEAD, final=FINAL, answers=ANSWERS, echo="x"))),
+    ("Completion", sse(openai.completion_chunk(**HEAD, content="hi", logprobs=openai.completion_logprobs(LPS, 3)))),
     ("Completion", sse(openai.completion_chunk(**HEAD, content="x"))),
     ("Completion", sse(openai.completion_chunk(**HEAD, finish="length", include_usage=True))),
     ("Completion", sse(openai.usage_chunk(**HEAD, kind="completion", stats=STATS))),

@@ -87,23 +87,37 @@ def _line(obj: dict[str, Any]) -> bytes:
     return msgspec.json.encode(obj) + b"\n"
 
 
-def _body(kind: str, model: str, text: str) -> dict[str, Any]:
+def _body(kind: str, model: str, text: str, thinking: str = "",
+          logprobs: list[wire.TokenLogprob] | None = None) -> dict[str, Any]:
     head: dict[str, Any] = {"model": model, "created_at": rfc3339()}
     if kind == "chat":
-        head["message"] = {"role": "assistant", "content": text}
+        head["message"] = {"role": "assistant", "content": text, **({"thinking": thinking} if thinking else {})}
     else:
         head["response"] = text
+        if thinking:
+            head["thinking"] = thinking
+    if logprobs:
+        head["logprobs"] = logprobs_list(logprobs)
     return head
 
 
-def generate_chunk(model: str, text: str) -> bytes:
-    """One streamed /api/generate line."""
-    return _line({**_body("generate", model, text), "done": False})
+def generate_chunk(model: str, text: str, *, thinking: str = "",
+                   logprobs: list[wire.TokenLogprob] | None = None) -> bytes:
+    """One streamed /api/generate line (``thinking``: a piece of the model's reasoning)."""
+    return _line({**_body("generate", model, text, thinking, logprobs), "done": False})
 
 
-def chat_chunk(model: str, text: str) -> bytes:
-    """One streamed /api/chat line."""
-    return _line({**_body("chat", model, text), "done": False})
+def chat_chunk(model: str, text: str, *, thinking: str = "", logprobs: list[wire.TokenLogprob] | None = None
+               ) -> bytes:
+    """One streamed /api/chat line (``thinking``: a piece of the model's reasoning)."""
+    return _line({**_body("chat", model, text, thinking, logprobs), "done": False})
+
+
+def logprobs_list(lps: list[wire.TokenLogprob]) -> list[dict[str, Any]]:
+    """Ollama's ``logprobs``: each token's text, log-probability, bytes and the most likely others."""
+    return [{"token": t.text, "logprob": t.logprob, "bytes": t.bytes,
+             "top_logprobs": [{"token": x.text, "logprob": x.logprob, "bytes": x.bytes} for x in t.top]}
+            for t in lps]
 
 
 def tool_calls(calls: list[wire.ToolFunction]) -> list[dict[str, Any]]:
@@ -127,11 +141,12 @@ def calls_chunk(model: str, calls: list[wire.ToolFunction]) -> bytes:
 
 def final_record(kind: str, model: str, text: str, stats: wire.CompletionStats, finish: str, *,
                  total_ms: float, load_ms: float, extra: dict[str, Any] | None = None,
-                 calls: list[wire.ToolFunction] | None = None) -> dict[str, Any]:
-    """The closing object: the whole text when not streaming ("" as the last line of a stream), the tool
-    calls of a non-streamed chat, and the measurements in nanoseconds: total and load time from the
-    supervisor, prompt and decode from the runner."""
-    body = _body(kind, model, text)
+                 calls: list[wire.ToolFunction] | None = None, thinking: str = "",
+                 logprobs: list[wire.TokenLogprob] | None = None) -> dict[str, Any]:
+    """The closing object: the whole text, thinking and log-probabilities when not streaming ("" as the
+    last line of a stream), the tool calls of a non-streamed chat, and the measurements in nanoseconds:
+    total and load time from the supervisor, prompt and decode from the runner."""
+    body = _body(kind, model, text, thinking, logprobs)
     if calls:
         body["message"]["tool_calls"] = tool_calls(calls)
     return {**body, "done": True, "done_reason": done_reason(finish),

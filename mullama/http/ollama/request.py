@@ -249,13 +249,17 @@ def _format(fmt: str | dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _common(b: _Common, limits: openai_request.Limits) -> tuple[dict[str, Any], tuple[str, ...], float | None]:
-    if b.think not in (None, False, "", "none"):
-        raise bad("'think' is not supported: the models this server runs have no thinking mode.", "think")
-    if b.logprobs:
-        raise unsupported("logprobs", "no log probabilities")
-    if b.top_logprobs:
-        raise unsupported("top_logprobs", "no log probabilities")
     fields, ignored = parse_options(b.options, limits)
+    if b.think is not None and b.think != "":
+        if b.think not in (True, False, "low", "medium", "high"):
+            raise bad(f"Invalid value for 'think': expected true, false, \"low\", \"medium\" or \"high\", "
+                      f"got {b.think!r}.", "think")
+        # thinking comes back apart (``thinking``) for a model that reasons; others answer as usual
+        fields.update(think=b.think is not False, reasoning_format="deepseek")
+    if b.top_logprobs is not None and not 0 <= b.top_logprobs <= 20:
+        raise bad(f"Invalid value for 'top_logprobs': expected 0 to 20, got {b.top_logprobs}.", "top_logprobs")
+    if b.logprobs:
+        fields.update(logprobs=True, top_logprobs=b.top_logprobs or 0)
     schema = _format(b.format)
     if schema is not None:
         fields["json_schema"] = schema

@@ -24,7 +24,7 @@ from mullama.http.ollama import format as ollama
 from mullama.http.openai.routes import limits, wants_profile
 from mullama.http.shapes import NDJSON_HEADERS, json_response
 from mullama.http.streams import DeadlineWriter
-from mullama.serving.generation import Embedded, Generation, generate
+from mullama.serving.generation import Answer, Embedded, Generation, generate
 from mullama.serving.generation import embed as embed_inputs
 from mullama.serving.supervisor import Supervisor
 
@@ -76,34 +76,44 @@ async def _load_only(sup: Supervisor, gen: ollama.Generation) -> web.Response:
     return json_response(ollama.load_record(gen.kind, entry.name, "load"))
 
 
-def _final(kind: str, run: Generation, final, text: str, *, streamed: bool = False) -> dict:
+def _final(kind: str, run: Generation, final, answer: Answer | None = None) -> dict:
+    """The closing record: everything when not streamed (``answer``), the measurements when streamed."""
     profile = run.done(final)
-    parsed = final.message  # a chat with tools: the parser's reading of the answer
-    if parsed is not None and not streamed:
-        text = parsed.content
+    parsed = final.message  # a parsed chat: the parser's reading of the answer
+    text, thinking, calls = "", "", None
+    if answer is not None:
+        text = parsed.content if parsed is not None else answer.text
+        thinking = parsed.reasoning_content if parsed is not None else ""
+        calls = parsed.tool_calls if parsed is not None else None
     return ollama.final_record(kind, run.model, text, final.stats, final.finish_reason,
                                total_ms=(time.perf_counter() - run.t0) * 1000,
                                load_ms=run.lease.load_wait_ms if run.lease else 0.0,
                                extra={"profile": profile} if run.want_profile else None,
-                               calls=parsed.tool_calls if parsed is not None and not streamed else None)
+                               calls=calls, thinking=thinking, logprobs=answer.logprobs if answer else None)
 
 
 async def _respond(kind: str, request: web.Request, run: Generation, stream) -> web.StreamResponse:
     if not run.job.stream:
-        final, text = await run.gather(stream)
-        return json_response(_final(kind, run, final, text))
+        final, answers = await run.gather_choices(stream)
+        return json_response(_final(kind, run, final, answers[0]))
 
     resp = web.StreamResponse(headers=NDJSON_HEADERS)
     await resp.prepare(request)
     out = DeadlineWriter(request, resp, run, run.sup.settings.stream_write_timeout)
     chunk = ollama.chat_chunk if kind == "chat" else ollama.generate_chunk
-    async def deltas(ds: list[wire.ChatDelta]) -> None:  # a chat with tools: its text; calls come whole, last
-        text = "".join(d.content for d in ds)
-        if text:
-            await out.write(chunk(run.model, text))
+
+    async def frame(ev: wire.CompletionChunk | wire.CompletionFinal) -> None:
+        """Text and thinking as they come (a parsed chat's tool calls come whole, last), with the
+        log-probabilities of the tokens they came from."""
+        text, thinking = ev.content, ""
+        if ev.deltas is not None:
+            text = "".join(d.content for d in ev.deltas)
+            thinking = "".join(d.reasoning_content for d in ev.deltas)
+        if text or thinking or ev.logprobs:
+            await out.write(chunk(run.model, text, thinking=thinking, logprobs=ev.logprobs))
 
     try:
-        await run.relay(stream, lambda text: out.write(chunk(run.model, text)), deltas)
+        await run.relay_frames(stream, frame)
     except errors.MullamaError as exc:
         await out.write_eof(ollama.error_line(str(run.failed(exc))))
         return resp
@@ -114,7 +124,7 @@ async def _respond(kind: str, request: web.Request, run: Generation, stream) -> 
         return resp
     calls = final.message.tool_calls if final.message is not None else []
     head = ollama.calls_chunk(run.model, calls) if calls else b""
-    await out.write_eof(head + msgspec.json.encode(_final(kind, run, final, "", streamed=True)) + b"\n")
+    await out.write_eof(head + msgspec.json.encode(_final(kind, run, final)) + b"\n")
     return resp
 
 

@@ -110,31 +110,69 @@ def _head(id: str, object_: str, created: int, model: str) -> dict[str, Any]:
             "system_fingerprint": SYSTEM_FINGERPRINT}
 
 
-def chat_response(*, id: str, created: int, model: str, final: wire.CompletionFinal, text: str,
-                  extra: dict[str, Any] | None = None, call_ids: list[str] | None = None) -> bytes:
-    """A whole chat.completion; ``extra`` (e.g. {"profile": ...}) joins the top level."""
+def token_logprobs(lps: list[wire.TokenLogprob]) -> list[dict[str, Any]]:
+    """OpenAI's ``logprobs.content``: each token's text, log-probability, bytes and the most likely others."""
+    return [{"token": t.text, "logprob": t.logprob, "bytes": t.bytes,
+             "top_logprobs": [{"token": x.text, "logprob": x.logprob, "bytes": x.bytes} for x in t.top]}
+            for t in lps]
+
+
+def chat_logprobs(lps: list[wire.TokenLogprob] | None) -> dict[str, Any] | None:
+    return None if lps is None else {"content": token_logprobs(lps), "refusal": None}
+
+
+def completion_logprobs(lps: list[wire.TokenLogprob] | None, offset: int = 0) -> dict[str, Any] | None:
+    """The legacy completions' shape: parallel lists; ``text_offset`` counts characters from ``offset``."""
+    if lps is None:
+        return None
+    offsets = []
+    for t in lps:
+        offsets.append(offset)
+        offset += len(t.text)
+    return {"tokens": [t.text for t in lps], "token_logprobs": [t.logprob for t in lps],
+            "top_logprobs": [{x.text: x.logprob for x in t.top} for t in lps], "text_offset": offsets}
+
+
+def _single(final: wire.CompletionFinal, text: str) -> list[Any]:
+    """The one choice of an n = 1 answer, in the shape of ``Generation.gather_choices``'s answers."""
+    return [msgspec.structs.replace(final, content=text, index=0)]
+
+
+def _message(text: str, parsed: wire.ChatResult | None, call_ids: list[str] | None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
-    parsed = final.message
-    if parsed is not None:  # a chat with tools: the parser's reading of the answer
+    if parsed is not None:  # a parsed chat: the parser's reading of the answer
         message["content"] = parsed.content or (None if parsed.tool_calls else "")
         if parsed.reasoning_content:
             message["reasoning_content"] = parsed.reasoning_content
         if parsed.tool_calls:
             message["tool_calls"] = tool_calls(parsed.tool_calls, call_ids or
                                                [new_call_id() for _ in parsed.tool_calls])
-    choice = {"index": 0, "message": message, "logprobs": None,
-              **finish_fields(final.finish_reason, bool(parsed and parsed.tool_calls))}
-    return msgspec.json.encode({**_head(id, "chat.completion", created, model), "choices": [choice],
+    return message
+
+
+def chat_response(*, id: str, created: int, model: str, final: wire.CompletionFinal, text: str = "",
+                  extra: dict[str, Any] | None = None, call_ids: list[str] | None = None,
+                  answers: list[Any] | None = None) -> bytes:
+    """A whole chat.completion; ``answers`` (``Generation.gather_choices``) give every choice, else the one
+    is ``final`` and ``text``; ``extra`` (e.g. {"profile": ...}) joins the top level."""
+    choices = []
+    for a in answers or _single(final, text):
+        text_of = a.text if answers else a.content
+        called = bool(a.message and a.message.tool_calls)
+        choices.append({"index": a.index, "message": _message(text_of, a.message, call_ids),
+                        "logprobs": chat_logprobs(a.logprobs), **finish_fields(a.finish_reason, called)})
+    return msgspec.json.encode({**_head(id, "chat.completion", created, model), "choices": choices,
                                 "usage": usage(final.stats), **(extra or {})})
 
 
 def chat_chunk(*, id: str, created: int, model: str, content: str | None = None, role: bool = False,
                finish: str | None = None, include_usage: bool = False, reasoning: str | None = None,
-               tool_call: dict[str, Any] | None = None, called: bool = False) -> bytes:
-    """One chat.completion.chunk event. ``role`` marks the first (delta role+content ""); ``finish`` the last
-    (empty delta; ``called``: the answer was tool calls). ``reasoning`` and ``tool_call`` (one entry of
-    OpenAI's ``delta.tool_calls``) are the other deltas. With ``include_usage`` the chunk carries
-    "usage": null, as OpenAI's do."""
+               tool_call: dict[str, Any] | None = None, called: bool = False, index: int = 0,
+               logprobs: list[wire.TokenLogprob] | None = None) -> bytes:
+    """One chat.completion.chunk event of choice ``index``. ``role`` marks the first (delta role+content "");
+    ``finish`` the last (empty delta; ``called``: the answer was tool calls). ``reasoning`` and ``tool_call``
+    (one entry of OpenAI's ``delta.tool_calls``) are the other deltas; ``logprobs`` those of the tokens this
+    chunk brought. With ``include_usage`` the chunk carries "usage": null, as OpenAI's do."""
     delta: dict[str, Any] = {}
     if role:
         delta = {"role": "assistant", "content": content or "", "refusal": None}
@@ -144,26 +182,32 @@ def chat_chunk(*, id: str, created: int, model: str, content: str | None = None,
         delta = {"reasoning_content": reasoning}
     elif tool_call is not None:
         delta = {"tool_calls": [tool_call]}
-    choice = {"index": 0, "delta": delta, "logprobs": None, **finish_fields(finish, called)}
+    choice = {"index": index, "delta": delta, "logprobs": chat_logprobs(logprobs), **finish_fields(finish, called)}
     obj = {**_head(id, "chat.completion.chunk", created, model), "choices": [choice]}
     if include_usage:
         obj["usage"] = None
     return _sse(obj)
 
 
-def completion_response(*, id: str, created: int, model: str, final: wire.CompletionFinal, text: str,
-                        extra: dict[str, Any] | None = None) -> bytes:
-    """A whole text_completion; ``extra`` joins the top level."""
-    choice = {"text": text, "index": 0, "logprobs": None, **finish_fields(final.finish_reason)}
-    return msgspec.json.encode({**_head(id, "text_completion", created, model), "choices": [choice],
+def completion_response(*, id: str, created: int, model: str, final: wire.CompletionFinal, text: str = "",
+                        extra: dict[str, Any] | None = None, answers: list[Any] | None = None,
+                        echo: str = "") -> bytes:
+    """A whole text_completion (every choice of ``answers``, else ``final`` and ``text``); ``echo``: the
+    prompt each text starts with; ``extra`` joins the top level."""
+    choices = []
+    for a in answers or _single(final, text):
+        choices.append({"text": echo + (a.text if answers else a.content), "index": a.index,
+                        "logprobs": completion_logprobs(a.logprobs, len(echo)), **finish_fields(a.finish_reason)})
+    return msgspec.json.encode({**_head(id, "text_completion", created, model), "choices": choices,
                                 "usage": usage(final.stats), **(extra or {})})
 
 
 def completion_chunk(*, id: str, created: int, model: str, content: str = "", finish: str | None = None,
-                     include_usage: bool = False) -> bytes:
+                     include_usage: bool = False, index: int = 0, logprobs: dict[str, Any] | None = None) -> bytes:
     """One streamed text_completion event: the whole response's shape, finish_reason null until the end.
-    The text is ``content``, as in chat_chunk, so a caller can stream either kind the same way."""
-    choice = {"text": content, "index": 0, "logprobs": None, **finish_fields(finish)}
+    The text is ``content``, as in chat_chunk, so a caller can stream either kind the same way;
+    ``logprobs`` is ``completion_logprobs`` of this chunk's tokens."""
+    choice = {"text": content, "index": index, "logprobs": logprobs, **finish_fields(finish)}
     obj = {**_head(id, "text_completion", created, model), "choices": [choice]}
     if include_usage:
         obj["usage"] = None

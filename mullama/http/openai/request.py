@@ -47,6 +47,7 @@ class Limits:
     max_stop: int = 16
     max_stop_len: int = 256
     max_inputs: int = 2048      # embeddings inputs per request (OpenAI's own cap)
+    max_choices: int = 8        # largest n
 
 
 #: A keep-alive longer than this (about ten years) means forever: a timestamp that far ahead is no
@@ -68,10 +69,6 @@ class EmbeddingJob:
 def parse_chat(body: bytes, limits: Limits = Limits()) -> Job:
     """A /v1/chat/completions body as a Job; raises InvalidArgument naming the parameter."""
     b: _ChatBody = decode(body, _ChatBody)
-    if b.logprobs:
-        raise unsupported("logprobs", "no log probabilities")
-    if b.top_logprobs:
-        raise unsupported("top_logprobs", "no log probabilities")
     if b.functions or b.function_call not in (None, "none", "auto"):
         raise unsupported("functions" if b.functions else "function_call", "the deprecated function calling; "
                           "use 'tools' and 'tool_choice'")
@@ -79,7 +76,10 @@ def parse_chat(body: bytes, limits: Limits = Limits()) -> Job:
         raise unsupported("audio", "text only")
     if any(m != "text" for m in b.modalities or []):
         raise unsupported("modalities", "text only")
-    source: dict[str, Any] = {"messages": _messages(b.messages, limits)}
+    source: dict[str, Any] = {"messages": _messages(b.messages, limits), **_reasoning(b)}
+    bounds("top_logprobs", b.top_logprobs, 0, 20)  # without logprobs: true it is ignored, as llama-server does
+    if b.logprobs:
+        source.update(logprobs=True, top_logprobs=b.top_logprobs or 0)
     tools = parse_tools(b.tools) if b.tools is not None else []
     if tools:
         tools, choice = parse_tool_choice(b.tool_choice, tools)
@@ -95,15 +95,43 @@ def parse_chat(body: bytes, limits: Limits = Limits()) -> Job:
 def parse_completion(body: bytes, limits: Limits = Limits()) -> Job:
     """A /v1/completions body as a Job: a string prompt becomes ``prompt``, token ids ``tokens``."""
     b: _CompletionBody = decode(body, _CompletionBody)
-    if b.echo:
-        raise unsupported("echo", "the prompt is not echoed")
     if b.best_of is not None and b.best_of != 1:
         raise unsupported("best_of", "only best_of=1")
     if b.suffix:
         raise unsupported("suffix", "no insertion")
-    if b.logprobs:
-        raise unsupported("logprobs", "no log probabilities")
-    return _job("completion", b, limits, _prompt(b.prompt))
+    source = _prompt(b.prompt)
+    if b.logprobs is not None:
+        bounds("logprobs", b.logprobs, 0, 5)  # the legacy API's cap
+        source.update(logprobs=True, top_logprobs=b.logprobs)
+    if b.echo:
+        if "prompt" not in source:
+            raise unsupported("echo", "only a text prompt is echoed, not token ids")
+        if b.logprobs is not None:
+            raise unsupported("echo", "the prompt's own log-probabilities are not computed; echo without logprobs")
+    return _job("completion", b, limits, source, echo=bool(b.echo))
+
+
+def _reasoning(b: _ChatBody) -> dict[str, Any]:
+    """How a model that reasons answers: llama-server's ``reasoning_format``, OpenAI's ``reasoning_effort``
+    ("none" switches thinking off) and ``chat_template_kwargs.enable_thinking`` (llama-server's, vLLM's)."""
+    out: dict[str, Any] = {}
+    if b.reasoning_format is not None:
+        if b.reasoning_format not in ("none", "auto", "deepseek", "deepseek-legacy"):
+            raise bad("Invalid value for 'reasoning_format': expected 'none', 'auto', 'deepseek' or "
+                      f"'deepseek-legacy', got {b.reasoning_format!r}.", "reasoning_format")
+        out["reasoning_format"] = b.reasoning_format
+    if b.reasoning_effort is not None:
+        if b.reasoning_effort not in ("none", "minimal", "low", "medium", "high"):
+            raise bad("Invalid value for 'reasoning_effort': expected 'none', 'minimal', 'low', 'medium' or "
+                      f"'high', got {b.reasoning_effort!r}.", "reasoning_effort")
+        out["think"] = b.reasoning_effort != "none"
+    thinking = (b.chat_template_kwargs or {}).get("enable_thinking")
+    if thinking is not None:
+        if not isinstance(thinking, bool):
+            raise bad("Invalid value for 'chat_template_kwargs.enable_thinking': expected a boolean.",
+                      "chat_template_kwargs")
+        out["think"] = thinking
+    return out
 
 
 def parse_embeddings(body: bytes, limits: Limits = Limits()) -> EmbeddingJob:
@@ -300,10 +328,14 @@ _SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presen
              "frequency_penalty", "seed")
 
 
-def _job(kind: Literal["chat", "completion"], b: _Body, limits: Limits, source: dict[str, Any]) -> Job:
+def _job(kind: Literal["chat", "completion"], b: _Body, limits: Limits, source: dict[str, Any],
+         echo: bool = False) -> Job:
     """Checks shared by both endpoints; only the fields the client gave reach the request."""
-    if b.n is not None and b.n != 1:
-        raise bad(f"Invalid value for 'n': only n=1 is supported, got {b.n}.", "n")
+    if b.n is not None:
+        if b.n < 1 or b.n > limits.max_choices:
+            raise bad(f"Invalid value for 'n': expected 1 to {limits.max_choices} (this server's max_choices), "
+                      f"got {b.n}.", "n")
+        source = {**source, "n": b.n}
     if b.stream_options is not None and not b.stream:
         raise bad("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                   "stream_options")
@@ -345,5 +377,5 @@ def _job(kind: Literal["chat", "completion"], b: _Body, limits: Limits, source: 
     return Job(kind=kind, model=b.model or "", request=request, stream=stream,
                include_usage=stream and bool(b.stream_options and b.stream_options.include_usage),
                priority=b.priority or 0, deadline_ms=b.deadline_ms, keep_alive=keep_alive, user=b.user,
-               given=frozenset(req))
+               given=frozenset(req), echo=echo)
 

@@ -9,16 +9,14 @@ event.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-
 from aiohttp import web
 
-from mullama import wire
 from mullama.config import Settings
 from mullama.core import errors
 from mullama.http.keys import SUPERVISOR
 from mullama.http.middleware import user_key
 from mullama.http.openai import format as openai
+from mullama.http.openai.frames import ChatFrames, TextFrames
 from mullama.http.shapes import SSE_HEADERS, json_response, openai_kind
 from mullama.http.streams import DeadlineWriter
 from mullama.serving.generation import Generation, embed, generate
@@ -30,7 +28,7 @@ from mullama.serving.supervisor import Supervisor
 def limits(settings: Settings) -> openai.Limits:
     """The server's caps on one request, as both front ends' parsers take them."""
     return openai.Limits(max_tokens=settings.max_tokens_limit, max_messages=settings.max_messages,
-                         max_stop=settings.max_stop)
+                         max_stop=settings.max_stop, max_choices=settings.max_choices)
 
 
 def wants_profile(request: web.Request) -> bool:
@@ -59,42 +57,24 @@ async def _generate(request: web.Request, sup: Supervisor, job: Job) -> web.Stre
 
 
 async def _collect(run: Generation, stream) -> web.Response:
-    final, text = await run.gather(stream)
+    final, answers = await run.gather_choices(stream)
     profile = run.done(final)
-    fmt = openai.chat_response if run.chat else openai.completion_response
-    body = fmt(id=run.rid, created=run.created, model=run.model, final=final, text=text,
-               extra={"profile": profile} if run.want_profile else None)
+    extra = {"profile": profile} if run.want_profile else None
+    head = {"id": run.rid, "created": run.created, "model": run.model, "final": final, "answers": answers,
+            "extra": extra}
+    body = (openai.chat_response(**head) if run.chat else
+            openai.completion_response(**head, echo=run.job.request.prompt or "" if run.job.echo else ""))
     return web.Response(body=body, content_type="application/json")
 
 
 async def _stream(request: web.Request, run: Generation, stream) -> web.StreamResponse:
-    rid, created, model, usage = run.rid, run.created, run.model, run.job.include_usage
     resp = web.StreamResponse(headers=SSE_HEADERS)
     await resp.prepare(request)
     out = DeadlineWriter(request, resp, run, run.sup.settings.stream_write_timeout)
-    chunk = openai.chat_chunk if run.chat else openai.completion_chunk
-    if run.chat:
-        await out.write(openai.chat_chunk(id=rid, created=created, model=model, role=True, include_usage=usage))
-    call_ids: dict[int, str] = {}
-
-    def deltas(ds: list[wire.ChatDelta]) -> Awaitable[None]:
-        frames = []
-        for d in ds:
-            if d.tool_index >= 0:
-                frames.append(openai.chat_chunk(id=rid, created=created, model=model, include_usage=usage,
-                                                tool_call=openai.tool_call_delta(d, call_ids)))
-            elif d.reasoning_content:
-                frames.append(openai.chat_chunk(id=rid, created=created, model=model, include_usage=usage,
-                                                reasoning=d.reasoning_content))
-            if d.content:
-                frames.append(openai.chat_chunk(id=rid, created=created, model=model, include_usage=usage,
-                                                content=d.content))
-        return out.write(b"".join(frames))
-
+    frames = ChatFrames(run) if run.chat else TextFrames(run)
+    await out.write(frames.opening())
     try:
-        await run.relay(stream, lambda text: out.write(chunk(id=rid, created=created, model=model,
-                                                               content=text, include_usage=usage)),
-                        deltas if run.chat else None)
+        await run.relay_frames(stream, lambda ev: out.write(frames.frame(ev)))
     except errors.MullamaError as exc:
         exc = run.failed(exc)
         await out.write(openai.sse_error(str(exc), *openai_kind(exc.status, exc.type)))
@@ -107,12 +87,9 @@ async def _stream(request: web.Request, run: Generation, stream) -> web.StreamRe
         await out.write_eof()
         return resp
     profile = run.done(final)
-    called = bool(final.message and final.message.tool_calls)
-    tail = [openai.chat_chunk(id=rid, created=created, model=model, finish=final.finish_reason,
-                              include_usage=usage, called=called) if run.chat else
-            chunk(id=rid, created=created, model=model, finish=final.finish_reason, include_usage=usage)]
-    if usage or run.want_profile:
-        tail.append(openai.usage_chunk(id=rid, created=created, model=model, kind=run.job.kind,
+    tail = []
+    if run.job.include_usage or run.want_profile:
+        tail.append(openai.usage_chunk(id=run.rid, created=run.created, model=run.model, kind=run.job.kind,
                                        stats=final.stats, extra={"profile": profile} if run.want_profile else None))
     tail.append(openai.DONE)
     await out.write_eof(b"".join(tail))  # one write for the closing frames

@@ -103,11 +103,12 @@ def _request_schemas(limits: openai_request.Limits) -> dict[str, Schema]:
         "model": _opt(model), "stream": _opt(_BOOL), "options": _options(limits), "keep_alive": _keep_alive(),
         "format": {"anyOf": [_NULL, {"enum": ["", "json"]}, {"type": "object"}],
                    "description": "\"json\": any JSON object; an object: a JSON schema the answer follows."},
-        "think": {"anyOf": [_NULL, {"const": False}, {"enum": ["", "none"]}],
-                  "description": "Not supported: no thinking models."},
-        "logprobs": {"anyOf": [_NULL, {"const": False}], "description": "Not supported."},
-        "top_logprobs": {"anyOf": [_NULL, {"type": "integer", "minimum": 0, "maximum": 0}],
-                         "description": "Not supported."},
+        "think": {"anyOf": [_NULL, _BOOL, {"enum": ["", "low", "medium", "high"]}],
+                  "description": "A model that reasons: true (or a level) thinks and returns it apart "
+                                 "('thinking'), false answers without; others ignore it."},
+        "logprobs": {**_opt(_BOOL), "description": "Each generated token's log-probability ('logprobs')."},
+        "top_logprobs": {"anyOf": [_NULL, {"type": "integer", "minimum": 0, "maximum": 20}],
+                         "description": "With logprobs: the most likely tokens at each position."},
     }
     unsupported_text = {"anyOf": [_NULL, {"type": "string", "maxLength": 0}], "description": "Not supported."}
     call = {"type": "object", "required": ["function"], "properties": {"function": {
@@ -162,14 +163,20 @@ def _response_schemas() -> dict[str, Schema]:
              "total_duration": _NS, "load_duration": _NS, "prompt_eval_count": _INT,
              "prompt_eval_duration": _NS, "eval_count": _INT, "eval_duration": _NS,
              "profile": {"type": "object", "description": "With 'X-Profile: true' (mullama)."}}
-    head = {"model": _STR, "created_at": {"type": "string", "format": "date-time"}, "done": _BOOL, **stats}
+    top = _obj({"token": _STR, "logprob": _NUM, "bytes": _array(_INT)}, ("token", "logprob"))
+    logprobs = _array(_obj({"token": _STR, "logprob": _NUM, "bytes": _array(_INT), "top_logprobs": _array(top)},
+                           ("token", "logprob")))
+    head = {"model": _STR, "created_at": {"type": "string", "format": "date-time"}, "done": _BOOL,
+            "logprobs": logprobs, **stats}
     details = _obj({"parent_model": _STR, "format": _STR, "family": _STR,
                     "families": {"type": ["array", "null"], "items": _STR}, "parameter_size": _STR,
                     "quantization_level": _STR})
     return {
         "OllamaError": _obj({"error": _STR}, ("error",)),
-        "OllamaGenerateResponse": _obj({**head, "response": _STR}, ("model", "created_at", "response", "done")),
-        "OllamaChatResponse": _obj({**head, "message": _obj({"role": _STR, "content": _STR, "tool_calls": _array(
+        "OllamaGenerateResponse": _obj({**head, "response": _STR, "thinking": _STR},
+                                       ("model", "created_at", "response", "done")),
+        "OllamaChatResponse": _obj({**head, "message": _obj({"role": _STR, "content": _STR, "thinking": _STR,
+                                                             "tool_calls": _array(
             _obj({"function": _obj({"name": _STR, "arguments": {"type": "object"}}, "*")}, "*"))}, ("role",))},
                                    ("model", "created_at", "message", "done")),
         "OllamaEmbedResponse": _obj({"model": _STR, "embeddings": {"type": "array", "items": {

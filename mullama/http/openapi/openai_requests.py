@@ -80,7 +80,8 @@ def _shared_constraints(limits: openai_request.Limits) -> dict[str, Schema]:
         "stop": {**stop_len, "maxItems": limits.max_stop, "items": {"type": "string", **stop_len}},
         "logit_bias": {"propertyNames": {"pattern": TOKEN_ID_KEY},
                        "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}},
-        "n": {"minimum": 1, "maximum": 1, "description": "Only 1 is supported."},
+        "n": {"minimum": 1, "maximum": limits.max_choices,
+              "description": "Choices sampled from one prefill of the prompt (up to the server's max_choices)."},
         "priority": {"minimum": -1000, "maximum": 1000, "description": "Scheduling priority (mullama)."},
         "deadline_ms": {"exclusiveMinimum": 0, "description": "Give up after this many ms (mullama)."},
         "keep_alive": _KEEP_ALIVE,
@@ -96,7 +97,14 @@ def _constraints(limits: openai_request.Limits) -> dict[str, dict[str, Schema]]:
     return {
         "ChatCompletionRequest": {
             **shared, "messages": {"type": "array", "minItems": 1, "maxItems": limits.max_messages},
-            "logprobs": {"not": {"const": True}}, "top_logprobs": {"minimum": 0, "maximum": 0},
+            "logprobs": {"description": "Each generated token's log-probability (logprobs.content)."},
+            "top_logprobs": {"minimum": 0, "maximum": 20, "description": "With logprobs true: the most likely tokens (else ignored, as llama-server does)."},
+            "reasoning_format": {"enum": [None, "none", "auto", "deepseek", "deepseek-legacy"],
+                                 "description": "How a model that reasons returns its thinking (llama-server's)."},
+            "reasoning_effort": {"enum": [None, "none", "minimal", "low", "medium", "high"],
+                                 "description": "'none' switches a reasoning model's thinking off."},
+            "chat_template_kwargs": {"properties": {"enable_thinking": {"type": "boolean"}},
+                                     "description": "enable_thinking switches a reasoning model's thinking on/off."},
             "tools": _Replace(_TOOLS), "functions": _UNSUPPORTED, "audio": {"type": "null"},
             "tool_choice": _Replace(_TOOL_CHOICE), "function_call": function_call,
             "modalities": {"items": {"const": "text"}},
@@ -107,8 +115,10 @@ def _constraints(limits: openai_request.Limits) -> dict[str, dict[str, Schema]]:
                 {"type": "string"}, {**one_prompt, "items": {"type": "string"}},
                 {"type": "array", "minItems": 1, "items": _TOKEN_ID},
                 {**one_prompt, "items": {"type": "array", "minItems": 1, "items": _TOKEN_ID}}]),
-            "echo": {"not": {"const": True}}, "best_of": {"minimum": 1, "maximum": 1},
-            "suffix": {"maxLength": 0}, "logprobs": {"minimum": 0, "maximum": 0},
+            "echo": {"description": "The text starts with the prompt (a text prompt, without logprobs)."},
+            "best_of": {"minimum": 1, "maximum": 1},
+            "suffix": {"maxLength": 0}, "logprobs": {"minimum": 0, "maximum": 5,
+                                                      "description": "Log-probabilities with this many alternatives."},
         },
         "EmbeddingRequest": {
             "input": _Replace(description="Text to embed: a string or an array of strings (not token ids).",
@@ -130,6 +140,11 @@ def _constraints(limits: openai_request.Limits) -> dict[str, dict[str, Schema]]:
 # Whole-object rules the per-property overlay cannot say.
 _REQUIRED = {"ChatCompletionRequest": ["messages"], "CompletionRequest": ["prompt"],
              "EmbeddingRequest": ["input"], "ContentPart": ["type", "text"]}
+_ECHO_OF_TEXT: Schema = {
+    "if": {"required": ["echo"], "properties": {"echo": {"const": True}}},
+    "then": {"properties": {"prompt": {"anyOf": [{"type": "string"},
+                                                 {"type": "array", "maxItems": 1, "items": {"type": "string"}}]},
+                            "logprobs": {"type": "null"}}}}
 _STREAM_OPTIONS_NEED_STREAM: Schema = {
     "if": {"required": ["stream_options"], "properties": {"stream_options": {"type": "object"}}},
     "then": {"required": ["stream"], "properties": {"stream": {"const": True}}}}
@@ -170,7 +185,7 @@ _TOOL_TURNS: list[Schema] = [
 _OBJECT_RULES: dict[str, list[Schema]] = {
     "ChatCompletionRequest": [_STREAM_OPTIONS_NEED_STREAM, _GRAMMAR_OR_JSON, _ONE_TOKEN_CAP, _CHOICE_NEEDS_TOOLS,
                               _TOOLS_NOT_WITH_A_FORMAT],
-    "CompletionRequest": [_STREAM_OPTIONS_NEED_STREAM, _GRAMMAR_OR_JSON, _ONE_TOKEN_CAP],
+    "CompletionRequest": [_STREAM_OPTIONS_NEED_STREAM, _GRAMMAR_OR_JSON, _ONE_TOKEN_CAP, _ECHO_OF_TEXT],
     "ChatMessage": [_NULL_ONLY_FOR_ASSISTANT, *_TOOL_TURNS],
     "ResponseFormat": [_JSON_SCHEMA_NEEDS_SCHEMA],
 }
