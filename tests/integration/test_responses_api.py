@@ -116,6 +116,20 @@ def test_raw_stream_events(client):
     assert done.text == events[-1].response.output_text and events[-1].response.usage.output_tokens == 4
 
 
+def test_logprobs_whole_and_streamed_agree(client):
+    kw = {"model": MODEL, "input": "Tell me a story.", "include": ["message.output_text.logprobs"],
+          "top_logprobs": 2, **GREEDY, "max_output_tokens": 8}
+    part = client.responses.create(**kw).output[0].content[0]
+    assert len(part.logprobs) == 8 and "".join(lp.token for lp in part.logprobs) == part.text
+    assert all(lp.logprob <= 0 and len(lp.top_logprobs) == 2 for lp in part.logprobs)
+    events = list(client.responses.create(**kw, stream=True))
+    streamed = [lp for e in events if e.type == "response.output_text.delta" for lp in e.logprobs]
+    assert [lp.token for lp in streamed] == [lp.token for lp in part.logprobs]
+    done = next(e for e in events if e.type == "response.output_text.done")
+    assert [lp.token for lp in done.logprobs] == [lp.token for lp in part.logprobs]
+    assert client.responses.create(model=MODEL, input="Hi", **GREEDY).output[0].content[0].logprobs == []
+
+
 def test_a_streamed_function_call(client):
     whole = client.responses.create(model=MODEL, input=ASK, **ONE_CALL).output[-1]
     with client.responses.stream(model=MODEL, input=ASK, **ONE_CALL) as stream:

@@ -14,7 +14,7 @@ from typing import Any
 from mullama.http.openai import request as openai_request
 from mullama.http.openai.tools import MAX_TOOLS
 from mullama.http.openapi.schema import BOOL, INT, NULL, NUM, STR, Schema, array, obj, ref
-from mullama.http.responses.request import EFFORTS, IGNORED_INCLUDES, MAX_METADATA, MAX_METADATA_VALUE
+from mullama.http.responses.request import EFFORTS, IGNORED_INCLUDES, LOGPROBS, MAX_METADATA, MAX_METADATA_VALUE
 
 _GENERATE = (400, 401, 404, 408, 409, 413, 422, 429, 500, 502, 503, 507)
 _STORED = (401, 404, 500)
@@ -63,9 +63,10 @@ def _request(limits: openai_request.Limits) -> Schema:
         "user": _opt(STR), "safety_identifier": {**_opt(STR), "description": "The fairness key (before 'user')"},
         "store": {**_opt(BOOL), "description": "false: not kept for previous_response_id or GET"},
         "stream": _opt(BOOL),
-        "include": _opt(array({"enum": sorted(IGNORED_INCLUDES)})),
+        "include": _opt(array({"enum": sorted({*IGNORED_INCLUDES, LOGPROBS})})),
         "truncation": {**_opt({"enum": ["auto", "disabled"]}), "description": "'auto' is refused"},
-        "top_logprobs": {**_opt(INT), "description": "only 0 (no log probabilities)"},
+        "top_logprobs": {**_opt({"type": "integer", "minimum": 0, "maximum": 20}),
+                         "description": "the most likely tokens at each position of the message's logprobs"},
         "background": {**_opt(BOOL), "description": "only false"},
         "conversation": {"description": "not supported: only null"}, "prompt": {"description": "not supported: "
                                                                                                 "only null"},
@@ -79,7 +80,10 @@ def _request(limits: openai_request.Limits) -> Schema:
 
 
 def _responses() -> dict[str, Schema]:
-    text = obj({"type": {"const": "output_text"}, "text": STR, "annotations": array({}), "logprobs": array({})},
+    top = obj({"token": STR, "logprob": NUM, "bytes": array(INT)}, ("token", "logprob"))
+    logprob = obj({"token": STR, "logprob": NUM, "bytes": array(INT), "top_logprobs": array(top)},
+                  ("token", "logprob"))
+    text = obj({"type": {"const": "output_text"}, "text": STR, "annotations": array({}), "logprobs": array(logprob)},
                ("type", "text", "annotations"))
     status = {"enum": ["in_progress", "completed", "incomplete"]}
     message = obj({"id": STR, "type": {"const": "message"}, "role": {"const": "assistant"}, "status": status,

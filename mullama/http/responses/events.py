@@ -22,6 +22,7 @@ from mullama.http.responses.format import (
     output_text,
     reasoning_item,
     reasoning_text,
+    token_logprobs,
 )
 
 
@@ -34,6 +35,7 @@ class ResponseEvents:
         self._seq = 0
         self._open: dict[str, Any] | None = None  # the last item of ``output`` while it is being written
         self._call = -1                           # the tool_index of the open function_call item
+        self._logprobs: list[dict[str, Any]] = []  # of tokens whose text has not been sent yet
 
     def _event(self, type_: str, **fields: Any) -> bytes:
         data = msgspec.json.encode({"type": type_, "sequence_number": self._seq, **fields})
@@ -50,10 +52,17 @@ class ResponseEvents:
 
     # ------------------------------------------------------------------ pieces
 
-    def text(self, delta: str) -> bytes:
+    def text(self, delta: str, logprobs: list[dict[str, Any]] | None = None) -> bytes:
+        """A piece of the message; ``logprobs`` of the tokens it came from go out with the next text."""
+        self._logprobs += logprobs or []
+        if not delta:
+            return b""
         head = b"" if self._is_open("message") else self._open_item(message_item(new_id("msg"), "", "in_progress"))
-        self._open["content"][0]["text"] += delta  # type: ignore[index]
-        return head + self._item_event("response.output_text.delta", content_index=0, delta=delta, logprobs=[])
+        part = self._open["content"][0]  # type: ignore[index]
+        part["text"] += delta
+        sent, self._logprobs = self._logprobs, []
+        part["logprobs"] += sent
+        return head + self._item_event("response.output_text.delta", content_index=0, delta=delta, logprobs=sent)
 
     def reasoning(self, delta: str) -> bytes:
         head = b"" if self._is_open("reasoning") else self._open_item(
@@ -71,8 +80,10 @@ class ResponseEvents:
         self._open["arguments"] += delta.arguments  # type: ignore[index]
         return head + self._item_event("response.function_call_arguments.delta", delta=delta.arguments)
 
-    def deltas(self, deltas: list[wire.ChatDelta]) -> bytes:
-        """The chat parser's changes: reasoning, tool-call pieces and text, in its order."""
+    def deltas(self, deltas: list[wire.ChatDelta], logprobs: list[dict[str, Any]] | None = None) -> bytes:
+        """The chat parser's changes: reasoning, tool-call pieces and text, in its order (``logprobs`` go
+        with the message's text)."""
+        self._logprobs += logprobs or []
         frames = []
         for d in deltas:
             if d.reasoning_content:
@@ -82,6 +93,11 @@ class ResponseEvents:
             if d.content:
                 frames.append(self.text(d.content))
         return b"".join(frames)
+
+    def frame(self, ev: wire.CompletionChunk | wire.CompletionFinal) -> bytes:
+        """One frame of the runner's answer: its parsed changes, or its text, with its tokens' logprobs."""
+        logprobs = token_logprobs(ev.logprobs)
+        return self.deltas(ev.deltas, logprobs) if ev.deltas is not None else self.text(ev.content, logprobs)
 
     # ------------------------------------------------------------------ the end
 
@@ -127,7 +143,7 @@ class ResponseEvents:
         else:
             part = item["content"][0]
             done = "response.output_text.done" if item["type"] == "message" else "response.reasoning_text.done"
-            extra = {"logprobs": []} if item["type"] == "message" else {}
+            extra = {"logprobs": part["logprobs"]} if item["type"] == "message" else {}
             frames = (self._item_event(done, content_index=0, text=part["text"], **extra)
                       + self._item_event("response.content_part.done", content_index=0, part=part))
         frames += self._event("response.output_item.done", output_index=len(self.output) - 1, item=item)

@@ -12,6 +12,7 @@ import secrets
 from typing import Any
 
 from mullama import wire
+from mullama.http.openai import format as openai_format
 from mullama.http.openai.format import new_call_id
 
 #: runner finish reasons that end a response early: the max_output_tokens limit, or a full context
@@ -30,13 +31,20 @@ def outcome(finish_reason: str) -> tuple[str, dict[str, str] | None]:
     return "completed", None
 
 
-def output_text(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def output_text(text: str, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A message's text; ``logprobs`` (``token_logprobs``) when the request included them."""
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
 
 
-def message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
+def token_logprobs(lps: list[wire.TokenLogprob] | None) -> list[dict[str, Any]]:
+    """The Responses API's logprobs: per token its text, log-probability, bytes and the most likely others."""
+    return openai_format.token_logprobs(lps) if lps else []
+
+
+def message_item(item_id: str, text: str, status: str, logprobs: list[dict[str, Any]] | None = None
+                 ) -> dict[str, Any]:
     return {"id": item_id, "type": "message", "role": "assistant", "status": status,
-            "content": [output_text(text)]}
+            "content": [output_text(text, logprobs)]}
 
 
 def reasoning_text(text: str) -> dict[str, Any]:
@@ -53,9 +61,11 @@ def function_call_item(item_id: str, name: str, arguments: str, status: str, cal
             "name": name, "arguments": arguments}
 
 
-def output_items(final: wire.CompletionFinal, text: str) -> list[dict[str, Any]]:
+def output_items(final: wire.CompletionFinal, text: str, logprobs: list[wire.TokenLogprob] | None = None
+                 ) -> list[dict[str, Any]]:
     """A whole answer's items: ``final.message`` when the chat parser read it (tools, reasoning), else
-    ``text``. The last item is "incomplete" when the response is."""
+    ``text``; the message carries ``logprobs`` (of every generated token) when asked for. The last item is
+    "incomplete" when the response is."""
     parsed = final.message
     content, reasoning, calls = (parsed.content, parsed.reasoning_content, parsed.tool_calls) if parsed else \
         (text, "", [])
@@ -63,7 +73,7 @@ def output_items(final: wire.CompletionFinal, text: str) -> list[dict[str, Any]]
     if reasoning:
         items.append(reasoning_item(new_id("rs"), reasoning, "completed"))
     if content or not calls:
-        items.append(message_item(new_id("msg"), content, "completed"))
+        items.append(message_item(new_id("msg"), content, "completed", token_logprobs(logprobs)))
     items += [function_call_item(new_id("fc"), c.name, c.arguments, "completed") for c in calls]
     if outcome(final.finish_reason)[0] == "incomplete":
         items[-1]["status"] = "incomplete"

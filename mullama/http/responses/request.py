@@ -29,6 +29,8 @@ from mullama.serving.job import Job
 
 #: reasoning.effort -> the template's enable_thinking
 EFFORTS = {"none": False, "minimal": False, "low": True, "medium": True, "high": True, "xhigh": True}
+#: the ``include`` that asks for the log-probabilities of the answer's tokens (``top_logprobs`` implies it)
+LOGPROBS = "message.output_text.logprobs"
 #: ``include`` values that only add data this server never produces (hosted tools, encrypted reasoning)
 IGNORED_INCLUDES = frozenset({
     "reasoning.encrypted_content", "file_search_call.results", "web_search_call.results",
@@ -71,6 +73,8 @@ def parse_responses(body: bytes, limits: Limits, history: Callable[[str], list[w
     elif b.tool_choice not in (None, "none", "auto"):
         raise bad("Invalid value for 'tool_choice': there are no 'tools' to choose from.", "tool_choice")
     req = _sampling(b, limits)
+    if LOGPROBS in (b.include or ()) or b.top_logprobs:
+        req.update(logprobs=True, top_logprobs=b.top_logprobs or 0)
     if schema is not None:
         req["json_schema"] = schema
     if b.reasoning is not None and b.reasoning.effort is not None:
@@ -101,8 +105,7 @@ def _refuse(b: _ResponsesBody) -> None:
         raise unsupported("conversation", "no Conversations API; continue with 'previous_response_id'")
     if b.prompt is not None:
         raise unsupported("prompt", "no stored prompt templates")
-    if b.top_logprobs:
-        raise unsupported("top_logprobs", "no log probabilities")
+    bounds("top_logprobs", b.top_logprobs, 0, 20)
     if b.truncation not in (None, "disabled"):
         if b.truncation == "auto":
             raise unsupported("truncation", "the conversation is never shortened; one past the context is a "
@@ -110,9 +113,7 @@ def _refuse(b: _ResponsesBody) -> None:
         raise bad(f"Invalid value for 'truncation': expected 'auto' or 'disabled', got {b.truncation!r}.",
                   "truncation")
     for i, name in enumerate(b.include or ()):
-        if name == "message.output_text.logprobs":
-            raise unsupported(f"include[{i}]", "no log probabilities")
-        if name not in IGNORED_INCLUDES:
+        if name != LOGPROBS and name not in IGNORED_INCLUDES:
             raise bad(f"Invalid value for 'include[{i}]': {name!r} is not a known include.", f"include[{i}]")
     metadata = b.metadata or {}
     if len(metadata) > MAX_METADATA:
@@ -222,4 +223,5 @@ def _echo(b: _ResponsesBody, parallel: bool) -> dict[str, Any]:
         "reasoning": msgspec.structs.asdict(b.reasoning) if b.reasoning else {"effort": None, "summary": None},
         "metadata": b.metadata or {}, "store": b.store is not False, "truncation": "disabled",
         "user": b.user, "safety_identifier": b.safety_identifier, "background": False,
+        "top_logprobs": b.top_logprobs or 0,
     }

@@ -56,10 +56,10 @@ async def create_response(request: web.Request) -> web.StreamResponse:
 
 
 async def _collect(run: Generation, stream: CompletionStream, head: dict[str, Any]) -> dict[str, Any]:
-    final, text = await run.gather(stream)
+    final, (answer,) = await run.gather_choices(stream)
     profile = run.done(final)
     status, incomplete = fmt.outcome(final.finish_reason)
-    return fmt.response_object(**head, status=status, output=fmt.output_items(final, text),
+    return fmt.response_object(**head, status=status, output=fmt.output_items(final, answer.text, answer.logprobs),
                                usage=fmt.usage(final.stats), incomplete=incomplete,
                                extra={"profile": profile} if run.want_profile else None)
 
@@ -72,8 +72,7 @@ async def _stream(request: web.Request, run: Generation, stream: CompletionStrea
     out = DeadlineWriter(request, resp, run, run.sup.settings.stream_write_timeout)
     await out.write(events.start())
     try:
-        await run.relay(stream, lambda text: out.write(events.text(text)),
-                        lambda deltas: out.write(events.deltas(deltas)))
+        await run.relay_frames(stream, lambda ev: out.write(events.frame(ev)))
     except errors.MullamaError as exc:
         exc = run.failed(exc)
         await out.write_eof(events.fail(str(exc), exc.type))
