@@ -109,6 +109,7 @@ class ChatMessage(_Chat, kw_only=True):
     tool_calls: list[ToolCall] | None = None   # assistant: the calls it made
     tool_call_id: str | None = None            # tool: the call this result answers
     name: str | None = None                    # tool: the function's name
+    reasoning_content: str | None = None       # assistant: its thinking (templates that reason may render it)
 
 
 class FunctionSpec(_Chat, kw_only=True):

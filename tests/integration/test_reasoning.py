@@ -81,6 +81,18 @@ def test_streamed_at_every_byte_the_deltas_add_up(models, family):
     assert "".join(reasoning).strip() == "I should greet." and "".join(content) == "Hello!"
 
 
+def test_earlier_thinking_in_a_tool_loop_reaches_the_template(models):
+    tools = [{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]
+    loop = [{"role": "user", "content": "What time is it?"},
+            {"role": "assistant", "content": "", "reasoning_content": "I should call get_time.",
+             "tool_calls": [{"id": "abc123XYZ", "type": "function",
+                             "function": {"name": "get_time", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "abc123XYZ", "content": "12:00"}]
+    chat = engine.apply_chat(models["Qwen-Qwen3-0.6B"], json.dumps(loop), json.dumps(tools), "auto", False, True,
+                             "deepseek", True)
+    assert "<think>\nI should call get_time.\n</think>" in chat.prompt
+
+
 def test_format_none_leaves_the_thinking_in_the_content(models):
     parser = engine.ChatParser(_render(models["Qwen-Qwen3-0.6B"], "none"))
     parser.append(ANSWERS["Qwen-Qwen3-0.6B"], True)

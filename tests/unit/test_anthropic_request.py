@@ -52,7 +52,7 @@ def test_tool_round_trip_keeps_ids_and_names() -> None:
             {"role": "user", "content": [{**RESULT, "is_error": True}, {"type": "text", "text": "and now?"}]}]
     req = parse_messages(body(messages=msgs, tools=[WEATHER])).request
     _, assistant, tool, user = req.messages or []
-    assert assistant.content == "Let me look."
+    assert assistant.content == "Let me look." and assistant.reasoning_content == "hmm"
     assert assistant.tool_calls == [wire.ToolCall(id="toolu_1", function=wire.ToolFunction(
         name="get_weather", arguments='{"city":"Paris"}'))]
     assert (tool.role, tool.tool_call_id, tool.name, tool.content) == ("tool", "toolu_1", "get_weather",

@@ -64,6 +64,7 @@ def test_chat_messages() -> None:
         {"role": "assistant", "content": None, "thinking": "hmm"}]))
     assert [(m.role, m.content) for m in gen.job.request.messages] == [("system", "s"), ("user", "u"),
                                                                        ("assistant", "")]
+    assert [m.reasoning_content for m in gen.job.request.messages] == [None, None, "hmm"]
     assert gen.job.kind == "chat"
 
 

@@ -136,6 +136,17 @@ def test_assistant_null_content_is_empty_text():
     assert [m.content for m in chat(messages=msgs).request.messages] == ["a", "", "b"]
 
 
+def test_reasoning_knobs_and_earlier_thinking_reach_the_request():
+    msgs = [{"role": "user", "content": "a", "reasoning_content": "ignored"},
+            {"role": "assistant", "content": "x", "reasoning_content": "hmm"}, {"role": "user", "content": "b"}]
+    req = chat(messages=msgs, reasoning_format="none", reasoning_effort="none", logprobs=True, top_logprobs=3,
+               n=2).request
+    assert [m.reasoning_content for m in req.messages] == [None, "hmm", None]
+    assert (req.reasoning_format, req.think, req.logprobs, req.top_logprobs, req.n) == ("none", False, True, 3, 2)
+    assert chat(chat_template_kwargs={"enable_thinking": True}).request.think is True
+    assert chat(top_logprobs=3).request.logprobs is False  # ignored without logprobs, as llama-server does
+
+
 @pytest.mark.parametrize("fields", [
     {"n": 1}, {"n": None}, {"logprobs": False}, {"logprobs": None}, {"top_logprobs": 0}, {"tools": []},
     {"tools": None}, {"tool_choice": "none"}, {"tool_choice": "auto"}, {"functions": []}, {"audio": None},

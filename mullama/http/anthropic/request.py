@@ -5,8 +5,9 @@ Pure: no I/O. The body is decoded into ``body.py``'s Structs, then checked here,
 ``InvalidArgument`` (400) whose message names the field. The conversation becomes ``wire.ChatMessage``s:
 ``system`` first; consecutive turns of one role are one turn, as Anthropic combines them; ``tool_use``
 blocks are the assistant's ``tool_calls`` (their ids kept), each ``tool_result`` a ``tool`` message
-answering a ``tool_use`` of the turn before; ``thinking`` blocks of earlier turns are dropped (chat
-templates drop earlier reasoning too). Sampling follows Anthropic's defaults where it documents one
+answering a ``tool_use`` of the turn before; ``thinking`` blocks of earlier turns become the turn's
+``reasoning_content`` (a template that reasons renders what it keeps of it; ``redacted_thinking`` is
+dropped). Sampling follows Anthropic's defaults where it documents one
 (``temperature`` 1); the others stay at the runner's. A named tool choice reuses the OpenAI front end's
 rule (``openai.tools.parse_tool_choice``): only that tool, required.
 """
@@ -183,11 +184,14 @@ def messages(system: str | list[shapes.TextBlock] | None, raw: list[shapes.Messa
 
 def _assistant(blocks: list[tuple[str, shapes.Block]]) -> tuple[wire.ChatMessage, dict[str, str]]:
     texts: list[str] = []
+    thinking: list[str] = []
     calls: list[wire.ToolCall] = []
     names: dict[str, str] = {}
     for where, blk in blocks:
         if isinstance(blk, shapes.TextBlock):
             texts.append(blk.text)
+        elif isinstance(blk, shapes.ThinkingBlock):
+            thinking.append(blk.thinking)
         elif isinstance(blk, shapes.ToolUseBlock):
             if not blk.id:
                 raise bad(f"Invalid value for '{where}.id': a tool_use block needs a non-empty id.", f"{where}.id")
@@ -203,10 +207,10 @@ def _assistant(blocks: list[tuple[str, shapes.Block]]) -> tuple[wire.ChatMessage
         elif isinstance(blk, shapes.ToolResultBlock):
             raise bad(f"Invalid content block at '{where}': tool_result blocks belong in user messages.",
                       f"{where}.type")
-        # thinking and redacted_thinking of earlier turns: dropped
+        # redacted_thinking: dropped (its content is opaque)
     text = "\n".join(texts)
     return wire.ChatMessage(role="assistant", content=text or (None if calls else ""),
-                            tool_calls=calls or None), names
+                            tool_calls=calls or None, reasoning_content="\n".join(thinking) or None), names
 
 
 def _user(blocks: list[tuple[str, shapes.Block]], calls: dict[str, str]) -> list[wire.ChatMessage]:

@@ -34,7 +34,7 @@ class _Message(msgspec.Struct, kw_only=True):
     images: list[Any] | None = None
     tool_calls: list[Any] | None = None
     tool_name: str | None = None
-    thinking: str | None = None     # a previous answer's thinking: dropped, as Ollama's templates do
+    thinking: str | None = None     # a previous answer's thinking: for templates that reason
 
 
 class _Common(msgspec.Struct, kw_only=True):
@@ -327,13 +327,15 @@ def parse_chat(body: bytes, limits: openai_request.Limits = _LIMITS) -> Generati
             calls = [msgspec.structs.replace(c, id=f"call_{i}_{j}")
                      for j, c in enumerate(parse_tool_calls(m.tool_calls, f"{where}.tool_calls"))]
             unanswered += [c.id for c in calls]
-            out.append(wire.ChatMessage(role="assistant", content=m.content or None, tool_calls=calls))
+            out.append(wire.ChatMessage(role="assistant", content=m.content or None, tool_calls=calls,
+                                        reasoning_content=m.thinking or None))
         elif m.role == "tool":
             call_id = unanswered.pop(0) if unanswered else f"call_{i}"
             out.append(wire.ChatMessage(role="tool", content=m.content or "", tool_call_id=call_id,
                                         name=m.tool_name))
         else:
-            out.append(wire.ChatMessage(role=m.role, content=m.content or ""))
+            out.append(wire.ChatMessage(role=m.role, content=m.content or "",
+                                        reasoning_content=m.thinking or None if m.role == "assistant" else None))
     if not out:
         return Generation("chat", b.model or "", None, b.stream is not False, keep, ignored)
     source: dict[str, Any] = {"messages": out}

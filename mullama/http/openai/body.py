@@ -50,6 +50,7 @@ class _Message(msgspec.Struct, kw_only=True):
     tool_calls: Any = None
     tool_call_id: str | None = None
     name: str | None = None
+    reasoning_content: str | None = None        # assistant: its earlier thinking (llama-server's field)
     function_call: Any = None
 
 

@@ -180,12 +180,15 @@ def _messages(raw: list[_Message] | None, limits: Limits) -> list[wire.ChatMessa
                                         tool_call_id=m.tool_call_id, name=m.name))
         elif m.tool_calls is not None and role == "assistant":
             out.append(wire.ChatMessage(role=role, content=_content(m.content, role, where) or None,
-                                        tool_calls=parse_tool_calls(m.tool_calls, f"{where}.tool_calls")))
+                                        tool_calls=parse_tool_calls(m.tool_calls, f"{where}.tool_calls"),
+                                        reasoning_content=m.reasoning_content or None))
         elif m.tool_calls is not None:
             raise bad(f"Invalid value for '{where}.tool_calls': only assistant messages carry tool calls.",
                       f"{where}.tool_calls")
         else:
-            out.append(wire.ChatMessage(role=role, content=_content(m.content, role, where)))
+            thinking = m.reasoning_content or None if role == "assistant" else None
+            out.append(wire.ChatMessage(role=role, content=_content(m.content, role, where),
+                                        reasoning_content=thinking))
     return out
 
 
