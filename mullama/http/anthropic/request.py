@@ -22,7 +22,7 @@ from mullama import wire
 from mullama.core.errors import InvalidArgument
 from mullama.http.anthropic import body as shapes
 from mullama.http.openai.body import bounds
-from mullama.http.openai.request import Limits
+from mullama.http.openai.request import Limits, stop_list
 from mullama.http.openai.tools import MAX_TOOLS, parse_tool_choice
 from mullama.serving.job import Job
 
@@ -56,7 +56,7 @@ def parse_messages(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Job:
         sampling["top_p"] = b.top_p
     if b.top_k is not None:
         sampling["top_k"] = b.top_k
-    if stops := _stops(b.stop_sequences, limits):
+    if stops := stop_list(b.stop_sequences, limits, "stop_sequences"):
         sampling["stop"] = stops
     user = b.metadata.user_id if b.metadata is not None else None
     return _job(b, limits, sampling, stream=bool(b.stream), user=user)
@@ -95,18 +95,6 @@ def _job(b: shapes.CountTokensBody, limits: Limits, sampling: dict[str, Any], *,
     request = wire.CompletionRequest(stream=True, **fields)
     return Job(kind="chat", model=b.model, request=request, stream=stream, include_usage=False, user=user,
                given=frozenset(sampling))
-
-
-def _stops(stops: list[str] | None, limits: Limits) -> list[str]:
-    stops = stops or []
-    if len(stops) > limits.max_stop:
-        raise bad(f"Invalid value for 'stop_sequences': {len(stops)} stop sequences, above this server's limit "
-                  f"of {limits.max_stop}.", "stop_sequences")
-    for s in stops:
-        if not s or len(s) > limits.max_stop_len:
-            raise bad(f"Invalid value for 'stop_sequences': each stop sequence must have 1 to "
-                      f"{limits.max_stop_len} characters, got {len(s)}.", "stop_sequences")
-    return stops
 
 
 def _tools(raw: list[shapes.Tool]) -> list[wire.Tool]:

@@ -227,14 +227,8 @@ def parse_options(options: dict[str, Any] | None, limits: openai_request.Limits 
     return fields, tuple(ignored)
 
 
-def keep_alive(value: str | float | None) -> float | None:
-    """Ollama's keep_alive (seconds, or a duration such as "5m"; negative: forever; 0: unload now)."""
-    if value is None:
-        return None
-    try:
-        return openai_request.keep_alive_seconds(value)
-    except ValueError as exc:
-        raise bad(f"Invalid value for 'keep_alive': {exc}.", "keep_alive") from None
+#: Ollama's keep_alive (seconds, or a duration such as "5m"; negative: forever; 0: unload now): ours
+keep_alive = openai_request.keep_alive_param
 
 
 def _format(fmt: str | dict[str, Any] | None) -> dict[str, Any] | None:

@@ -288,16 +288,27 @@ def _max_tokens(b: _Body, limits: Limits) -> int:
     return value
 
 
-def _stops(stop: str | list[str] | None, limits: Limits) -> list[str]:
+def stop_list(stop: str | list[str] | None, limits: Limits, param: str = "stop") -> list[str]:
+    """Stop sequences within the server's limits (their count and length); ``param`` names the field."""
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     if len(stops) > limits.max_stop:
-        raise bad(f"Invalid value for 'stop': {len(stops)} stop sequences, above this server's limit of "
-                  f"{limits.max_stop}.", "stop")
+        raise bad(f"Invalid value for '{param}': {len(stops)} stop sequences, above this server's limit of "
+                  f"{limits.max_stop}.", param)
     for s in stops:
         if not s or len(s) > limits.max_stop_len:
-            raise bad(f"Invalid value for 'stop': each stop sequence must have 1 to {limits.max_stop_len} "
-                      f"characters, got {len(s)}.", "stop")
+            raise bad(f"Invalid value for '{param}': each stop sequence must have 1 to {limits.max_stop_len} "
+                      f"characters, got {len(s)}.", param)
     return stops
+
+
+def keep_alive_param(value: str | float | None) -> float | None:
+    """A request's ``keep_alive`` in seconds (None: not given); a bad one is a 400 naming the field."""
+    if value is None:
+        return None
+    try:
+        return keep_alive_seconds(value)
+    except ValueError as e:
+        raise bad(f"Invalid value for 'keep_alive': {e}.", "keep_alive") from None
 
 
 def _logit_bias(bias: dict[str, float] | None) -> dict[str, float]:
@@ -352,12 +363,7 @@ def _job(kind: Literal["chat", "completion"], b: _Body, limits: Limits, source: 
     bounds("seed", b.seed, -1, 2**32 - 1)
     bounds("priority", b.priority, -1000, 1000)
     bounds("deadline_ms", b.deadline_ms, 0, open_lo=True)
-    keep_alive = None
-    if b.keep_alive is not None:
-        try:
-            keep_alive = keep_alive_seconds(b.keep_alive)
-        except ValueError as e:
-            raise bad(f"Invalid value for 'keep_alive': {e}.", "keep_alive") from None
+    keep_alive = keep_alive_param(b.keep_alive)
     schema = _json_schema(b.response_format)
     if schema is not None and b.grammar is not None:
         raise bad("Give either 'grammar' or a JSON 'response_format', not both.", "grammar")
@@ -365,7 +371,7 @@ def _job(kind: Literal["chat", "completion"], b: _Body, limits: Limits, source: 
     req: dict[str, Any] = {name: getattr(b, name) for name in _SAMPLING if getattr(b, name) is not None}
     if max_tokens > 0:
         req["max_tokens"] = max_tokens
-    if stops := _stops(b.stop, limits):
+    if stops := stop_list(b.stop, limits):
         req["stop"] = stops
     if bias := _logit_bias(b.logit_bias):
         req["logit_bias"] = bias

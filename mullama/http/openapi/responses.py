@@ -14,7 +14,13 @@ from typing import Any
 from mullama.http.openai import request as openai_request
 from mullama.http.openai.tools import MAX_TOOLS
 from mullama.http.openapi.schema import BOOL, INT, NULL, NUM, STR, Schema, array, obj, ref
-from mullama.http.responses.request import EFFORTS, IGNORED_INCLUDES, LOGPROBS, MAX_METADATA, MAX_METADATA_VALUE
+from mullama.http.responses.request import (
+    EFFORTS,
+    IGNORED_INCLUDES,
+    LOGPROBS,
+    MAX_METADATA,
+    MAX_METADATA_VALUE,
+)
 
 _GENERATE = (400, 401, 404, 408, 409, 413, 422, 429, 500, 502, 503, 507)
 _STORED = (401, 404, 500)

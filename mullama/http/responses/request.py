@@ -21,7 +21,7 @@ import msgspec
 from mullama import wire
 from mullama.core.errors import InvalidArgument
 from mullama.http.openai.body import bad, bounds, decode, missing, unsupported
-from mullama.http.openai.request import Limits, keep_alive_seconds
+from mullama.http.openai.request import Limits, keep_alive_param
 from mullama.http.openai.tools import parse_tool_choice, parse_tools
 from mullama.http.responses.body import _Format, _Item, _ResponsesBody, _Tool
 from mullama.http.responses.items import conversation
@@ -84,12 +84,7 @@ def parse_responses(body: bytes, limits: Limits, history: Callable[[str], list[w
         req["think"] = EFFORTS[b.reasoning.effort]
         if req["think"]:
             req["reasoning_format"] = "deepseek"
-    keep_alive = None
-    if b.keep_alive is not None:
-        try:
-            keep_alive = keep_alive_seconds(b.keep_alive)
-        except ValueError as e:
-            raise bad(f"Invalid value for 'keep_alive': {e}.", "keep_alive") from None
+    keep_alive = keep_alive_param(b.keep_alive)
     request = wire.CompletionRequest(**{**source, "stream": True, "max_tokens": -1, **req})
     job = Job(kind="chat", model=b.model or "", request=request, stream=bool(b.stream), include_usage=False,
               priority=b.priority or 0, deadline_ms=b.deadline_ms, keep_alive=keep_alive,
