@@ -264,6 +264,12 @@ class CompletionFinal(_Wire, kw_only=True):
     choices: list[ChoiceEnd] | None = None  # n > 1: every choice's end, by index (``stats`` sums their tokens)
 
 
+class CountResult(_Wire, kw_only=True):
+    """``POST /count``: the prompt of a ``CompletionRequest`` as /completion would evaluate it."""
+
+    prompt_tokens: int
+
+
 class EmbeddingRequest(_Wire, kw_only=True):
     input: str | list[str]
 

@@ -184,6 +184,13 @@ async def completion(request: web.Request) -> web.StreamResponse:
             log.info("completion_aborted", id=stream.id)
 
 
+async def count(request: web.Request) -> web.Response:
+    """The prompt's size, rendered and tokenized as /completion would (template, tools, thinking); nothing
+    is evaluated and no slot is taken."""
+    req = await _body(request, wire.CompletionRequest)
+    return _json(wire.CountResult(prompt_tokens=await request.app[SERVICE].count(req)))
+
+
 async def embedding(request: web.Request) -> web.Response:
     req = await _body(request, wire.EmbeddingRequest)
     texts = [req.input] if isinstance(req.input, str) else req.input
@@ -242,6 +249,7 @@ def create_app(service: RunnerService, token: str) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_post("/load", load)
     app.router.add_post("/completion", completion)
+    app.router.add_post("/count", count)
     app.router.add_post("/embedding", embedding)
     app.router.add_post("/tokenize", tokenize)
     app.router.add_post("/detokenize", detokenize)

@@ -15,6 +15,7 @@ import functools
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
@@ -28,7 +29,7 @@ from mullama.core.errors import (
     QueueFull,
     RequestNotFound,
 )
-from mullama.runner.chat import render, uses_tools
+from mullama.runner.chat import ChatReader, render, uses_tools
 from mullama.runner.embeddings import embed
 from mullama.runner.params import context_params, device_list, model_params, sampling_params
 from mullama.runner.stream import Logprobs, Stream
@@ -269,32 +270,11 @@ class RunnerService:
         if batcher.live + req.n > batcher.n_slots + self.max_queue:
             self.rejected += 1
             raise QueueFull(f"all {batcher.n_slots} slots are busy and {batcher.queued} requests are waiting")
-        if (req.prompt is not None) + (req.tokens is not None) + (req.messages is not None) != 1:
-            raise InvalidArgument("give exactly one of 'prompt' (text), 'tokens' (ids) or 'messages' (chat)")
         if req.max_tokens < -1:
             raise InvalidArgument("max_tokens must be >= 0 (or -1: until the context is full)")
         n_ctx = loaded.ctx.n_ctx
         max_tokens = min(req.max_tokens, 10 * n_ctx) if req.max_tokens >= 0 else 10 * n_ctx
-        prompt = req.prompt
-        new_reader = None
-        sampling = sampling_params(req, loaded.model.info.n_vocab)
-        stop = req.stop
-        if req.messages is not None:
-            if not req.messages:
-                raise InvalidArgument("'messages' is empty")
-            if uses_tools(req) or loaded.thinks:
-                r = await render(loaded.model, loaded.native_tools, req, sampling, self.reasoning_format)
-                prompt, sampling, stop, new_reader = r.prompt, r.sampling, r.stop, r.new_reader
-            else:
-                prompt = loaded.model.apply_chat_template(
-                    [{"role": m.role, "content": m.content or ""} for m in req.messages], True)
-        if prompt is not None:
-            if len(prompt) > 1 << 16:
-                tokens = await asyncio.to_thread(loaded.model.tokenize, prompt, req.add_special, req.parse_special)
-            else:
-                tokens = loaded.model.tokenize(prompt, req.add_special, req.parse_special)
-        else:
-            tokens = req.tokens
+        tokens, sampling, stop, new_reader = await self._prompt(loaded, req)
         n_probs = req.top_logprobs if req.logprobs else -1
         if req.id is not None:
             rid = req.id
@@ -325,6 +305,38 @@ class RunnerService:
             stream.close()
             raise
         return stream
+
+    async def _prompt(self, loaded: Loaded, req: wire.CompletionRequest
+                      ) -> tuple[list[int], engine.SamplingParams, list[str], Callable[[], ChatReader] | None]:
+        """The prompt as tokens (a chat rendered by the model's template: tools, thinking), the sampling
+        and stop strings it comes with, and the chat reader's factory when the answer is read back."""
+        if (req.prompt is not None) + (req.tokens is not None) + (req.messages is not None) != 1:
+            raise InvalidArgument("give exactly one of 'prompt' (text), 'tokens' (ids) or 'messages' (chat)")
+        prompt = req.prompt
+        new_reader = None
+        sampling = sampling_params(req, loaded.model.info.n_vocab)
+        stop = req.stop
+        if req.messages is not None:
+            if not req.messages:
+                raise InvalidArgument("'messages' is empty")
+            if uses_tools(req) or loaded.thinks:
+                r = await render(loaded.model, loaded.native_tools, req, sampling, self.reasoning_format)
+                prompt, sampling, stop, new_reader = r.prompt, r.sampling, r.stop, r.new_reader
+            else:
+                prompt = loaded.model.apply_chat_template(
+                    [{"role": m.role, "content": m.content or ""} for m in req.messages], True)
+        if prompt is not None:
+            if len(prompt) > 1 << 16:
+                tokens = await asyncio.to_thread(loaded.model.tokenize, prompt, req.add_special, req.parse_special)
+            else:
+                tokens = loaded.model.tokenize(prompt, req.add_special, req.parse_special)
+        else:
+            tokens = req.tokens
+        return tokens, sampling, stop, new_reader
+
+    async def count(self, req: wire.CompletionRequest) -> int:
+        """The prompt's size as ``submit`` would evaluate it (template, tools, thinking), nothing run."""
+        return len((await self._prompt(self._ready(), req))[0])
 
     def _new_id(self, loaded: Loaded) -> str:
         while True:  # never reuse an id a client chose

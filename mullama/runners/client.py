@@ -142,6 +142,10 @@ class RunnerClient:
         return await self._call("POST", "/embedding", wire.EmbeddingRequest(input=inputs), wire.EmbeddingResult,
                                 None)
 
+    async def count(self, req: wire.CompletionRequest) -> int:
+        """The size of ``req``'s prompt as a completion would evaluate it; nothing is generated."""
+        return (await self._call("POST", "/count", req, wire.CountResult)).prompt_tokens
+
     async def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         req = wire.TokenizeRequest(content=text, add_special=add_special)
         return (await self._call("POST", "/tokenize", req, wire.TokenizeResult)).tokens

@@ -120,6 +120,19 @@ async def embed(sup: Supervisor, model: str, inputs: list[str], *, user: str,
     return Embedded(entry.name, vectors, tokens, lease.load_wait_ms, (time.perf_counter() - t0) * 1000)
 
 
+async def count_prompt(sup: Supervisor, job: Job) -> tuple[str, int]:
+    """(the model, the size of ``job``'s prompt as its runner would evaluate it): rendered and tokenized by
+    the runner, nothing evaluated. The model is loaded if it is not; the scheduler is not involved (no
+    slot is taken), so counting never waits behind generations."""
+    sup.check_open()
+    entry = sup.resolve(job.model)
+    lease = await sup.lifecycle.acquire(entry, keep_alive=job.keep_alive)
+    try:
+        return entry.name, await lease.client.count(job.request)
+    finally:
+        sup.lifecycle.release(lease)
+
+
 async def _submit(sup: Supervisor, req: Request):
     """The scheduler's ticket for ``req`` once it may run; a refusal (429, deadline, shutdown) is counted."""
     try:

@@ -122,3 +122,7 @@ async def test_a_runner_reads_every_chat_of_a_reasoning_template_back(client):  
         assert out["message"] is not None and out["message"]["content"] + out["message"]["reasoning_content"]
         records = await client.stream({**body, "stream": True})
         assert all(r.get("deltas") is not None for r in records)
+        status, counted = await client.post("/count", body)  # rendered the same way, nothing evaluated
+        assert status == 200 and counted == {"prompt_tokens": out["stats"]["prompt_tokens"]}
+    status, err = await client.post("/count", {"max_tokens": 1})
+    assert status == 400 and "exactly one of" in err["error"]["message"]

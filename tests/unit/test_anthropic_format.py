@@ -86,7 +86,7 @@ def test_error_types(status: int, kind: str) -> None:
 
 
 def test_token_count() -> None:
-    assert json.loads(fmt.token_count(STATS)) == {"input_tokens": 30}
+    assert json.loads(fmt.token_count(30)) == {"input_tokens": 30}
 
 
 # ---------------------------------------------------------------------- streamed events

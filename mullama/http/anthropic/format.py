@@ -114,6 +114,6 @@ def message(*, id: str, model: str, final: wire.CompletionFinal, text: str, stop
                                 "usage": usage(final.stats), **(extra or {})})
 
 
-def token_count(stats: wire.CompletionStats) -> bytes:
+def token_count(prompt_tokens: int) -> bytes:
     """/v1/messages/count_tokens: the whole prompt, cached or not."""
-    return msgspec.json.encode({"input_tokens": stats.prompt_tokens})
+    return msgspec.json.encode({"input_tokens": prompt_tokens})

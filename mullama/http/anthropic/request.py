@@ -64,7 +64,7 @@ def parse_messages(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Job:
 
 def parse_count(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Job:
     """A /v1/messages/count_tokens body as a chat Job that generates nothing (``max_tokens`` 0): the runner
-    renders and prefills the prompt exactly as /v1/messages would, and its stats count it."""
+    renders and tokenizes the prompt exactly as /v1/messages would (``generation.count_prompt``)."""
     b: shapes.CountTokensBody = shapes.decode(raw, shapes.CountTokensBody)
     return _job(b, limits, {"max_tokens": 0}, stream=False, user=None)
 

@@ -21,7 +21,7 @@ from mullama.http.middleware import user_key
 from mullama.http.openai.routes import limits, wants_profile
 from mullama.http.shapes import SSE_HEADERS
 from mullama.http.streams import DeadlineWriter
-from mullama.serving.generation import Generation, generate
+from mullama.serving.generation import Generation, count_prompt, generate
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
@@ -36,16 +36,12 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 async def count_tokens(request: web.Request) -> web.Response:
-    """The prompt rendered and prefilled by the model's runner, nothing generated: its exact size."""
+    """The prompt rendered (template, tools, thinking) and tokenized by the model's runner: its exact size,
+    with nothing evaluated."""
     sup = request.app[SUPERVISOR]
     job = parse_count(await request.read(), limits(sup.settings))
-
-    async def respond(run: Generation, stream) -> web.Response:
-        final, _ = await run.gather(stream)
-        run.done(final)
-        return web.Response(body=fmt.token_count(final.stats), content_type="application/json")
-
-    return await generate(sup, job, respond, user=user_key(request, None, sup.settings.api_keys))
+    _, n = await count_prompt(sup, job)
+    return web.Response(body=fmt.token_count(n), content_type="application/json")
 
 
 async def _collect(run: Generation, stream) -> web.Response:
