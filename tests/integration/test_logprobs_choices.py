@@ -6,7 +6,9 @@ reproduce with a seed; the bounds are clear 400s.
 
 from __future__ import annotations
 
+import json
 import math
+import time
 
 import ollama
 import openai
@@ -133,3 +135,34 @@ def test_ollama_logprobs_and_think(server):
     assert g.thinking in (None, "") and g.done
     with pytest.raises(ollama.ResponseError):
         c.chat(model=MODEL, messages=STORY, logprobs=True, top_logprobs=21)
+
+
+def test_choices_of_a_tool_call_are_each_a_valid_call(client):
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Weather in Paris?"}],
+                                       tools=[tool], tool_choice="required", n=2, temperature=0.9, seed=3,
+                                       max_tokens=48)
+    assert [c.index for c in r.choices] == [0, 1]
+    for c in r.choices:
+        (call,) = c.message.tool_calls
+        assert c.finish_reason == "tool_calls" and call.function.name == "get_weather"
+        assert isinstance(json.loads(call.function.arguments)["city"], str)
+    assert r.choices[0].message.tool_calls[0].id != r.choices[1].message.tool_calls[0].id
+
+
+def test_a_client_that_leaves_frees_every_choice_s_slot(server, client):
+    stream = client.chat.completions.create(model=MODEL, messages=STORY, n=3, max_tokens=2000, temperature=0,
+                                            stream=True, extra_body={"ignore_eos": True})
+    for received, _ in enumerate(stream, 1):
+        if received == 6:
+            break
+    stream.close()
+    deadline = time.monotonic() + 5.0  # left alone, 3 x 2000 tokens would take minutes
+    while True:
+        status, kv = server.call("GET", f"/internal/kv/{MODEL}")
+        busy = [s for s in kv["slots"] if s["state"] != "idle"] if status == 200 else ["?"]
+        if not busy or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not busy, busy
