@@ -40,11 +40,6 @@ class Stream:
         self._open = len(ids)
         self._attached = True
 
-    @property
-    def chat(self) -> bool:
-        """The answers are read back into content, reasoning and tool calls."""
-        return self.choices[0].reader is not None
-
     def choice(self, ev: _engine.Event) -> Choice:
         return self._by_id[ev.id]
 
