@@ -113,7 +113,9 @@ class SamplingParams:
         typical_p: float = 1.0, repeat_penalty: float = 1.0, repeat_last_n: int = 64,
         presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed: int = -1,
         logit_bias: Sequence[tuple[int, float]] = (), grammar: str = "", json_schema: str = "",
+        reasoning_budget: int = -1,
     ) -> None: ...
+    def with_seed(self, seed: int) -> SamplingParams: ...
     temperature: float
     top_k: int
     top_p: float
@@ -124,6 +126,9 @@ class SamplingParams:
     presence_penalty: float
     frequency_penalty: float
     seed: int
+    reasoning_budget: int  # thinking tokens before the end tag is forced (-1: no limit; with_chat sets the tags)
+    reasoning_start: str
+    reasoning_end: list[str]
     logit_bias: list[tuple[int, float]]
     grammar: str
     json_schema: str

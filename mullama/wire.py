@@ -161,6 +161,8 @@ class CompletionRequest(_Wire, kw_only=True):
     parallel_tool_calls: bool = False
     reasoning_format: ReasoningFormat | None = None  # None: the runner's default (settings.reasoning_format)
     think: bool | None = None            # the template's enable_thinking; None: the template's default (on)
+    reasoning_budget: Annotated[int, msgspec.Meta(ge=-1, le=2**31 - 1)] = -1  # thinking tokens, then the end
+                                         # tag is forced (llama-server's reasoning_budget_tokens; -1: no limit)
     logprobs: bool = False               # each generated token's log-probability (and top_logprobs others)
     top_logprobs: TopLogprobs = 0
     n: Annotated[int, msgspec.Meta(ge=1, le=128)] = 1  # choices sampled from one prefill of the prompt

@@ -18,7 +18,9 @@ void register_chat(py::module_ & m) {
         .def_readonly("additional_stops", &ChatPrompt::additional_stops)
         .def_readonly("format", &ChatPrompt::format)
         .def_readonly("generation_prompt", &ChatPrompt::generation_prompt)
-        .def_readonly("supports_thinking", &ChatPrompt::supports_thinking);
+        .def_readonly("supports_thinking", &ChatPrompt::supports_thinking)
+        .def_readonly("thinking_start_tag", &ChatPrompt::thinking_start_tag)
+        .def_readonly("thinking_end_tags", &ChatPrompt::thinking_end_tags);
 
     py::class_<ChatToolCall>(m, "ChatToolCall")
         .def_readonly("name", &ChatToolCall::name)
@@ -76,6 +78,10 @@ void register_chat(py::module_ & m) {
               }
               p.preserved_tokens = chat.preserved_tokens;
               p.generation_prompt = chat.generation_prompt;
+              if (!chat.thinking_end_tags.empty()) {
+                  p.reasoning_start = chat.thinking_start_tag;
+                  p.reasoning_end = chat.thinking_end_tags;
+              }
               return p;
           },
           py::arg("sampling"), py::arg("chat"), "Sampling parameters with the chat prompt's tool-call grammar.");

@@ -13,7 +13,7 @@ void register_sampler(py::module_ & m) {
         .def(py::init([](float temperature, int32_t top_k, float top_p, float min_p, float typical_p,
                          float repeat_penalty, int32_t repeat_last_n, float presence_penalty, float frequency_penalty,
                          int64_t seed, std::vector<std::pair<llama_token, float>> logit_bias, std::string grammar,
-                         std::string json_schema) {
+                         std::string json_schema, int32_t reasoning_budget) {
                  if (seed < -1 || seed > static_cast<int64_t>(UINT32_MAX)) {
                      raise(ErrorKind::InvalidArgument, "seed must be -1 (random) or in [0, 2^32)");
                  }
@@ -31,13 +31,14 @@ void register_sampler(py::module_ & m) {
                  p.logit_bias = std::move(logit_bias);
                  p.grammar = std::move(grammar);
                  p.json_schema = std::move(json_schema);
+                 p.reasoning_budget = reasoning_budget;
                  return p;
              }),
              py::kw_only(), py::arg("temperature") = 0.8f, py::arg("top_k") = 40, py::arg("top_p") = 0.95f,
              py::arg("min_p") = 0.05f, py::arg("typical_p") = 1.0f, py::arg("repeat_penalty") = 1.0f,
              py::arg("repeat_last_n") = 64, py::arg("presence_penalty") = 0.0f, py::arg("frequency_penalty") = 0.0f,
              py::arg("seed") = -1, py::arg("logit_bias") = std::vector<std::pair<llama_token, float>>{},
-             py::arg("grammar") = "", py::arg("json_schema") = "")
+             py::arg("grammar") = "", py::arg("json_schema") = "", py::arg("reasoning_budget") = -1)
         .def("with_seed", [](const SamplingParams & self, int64_t seed) {
                  if (seed < -1 || seed > static_cast<int64_t>(UINT32_MAX)) {
                      raise(ErrorKind::InvalidArgument, "seed must be -1 (random) or in [0, 2^32)");
@@ -58,7 +59,10 @@ void register_sampler(py::module_ & m) {
         .def_readonly("seed", &SamplingParams::seed)
         .def_readonly("logit_bias", &SamplingParams::logit_bias)
         .def_readonly("grammar", &SamplingParams::grammar)
-        .def_readonly("json_schema", &SamplingParams::json_schema);
+        .def_readonly("json_schema", &SamplingParams::json_schema)
+        .def_readonly("reasoning_budget", &SamplingParams::reasoning_budget)
+        .def_readonly("reasoning_start", &SamplingParams::reasoning_start)
+        .def_readonly("reasoning_end", &SamplingParams::reasoning_end);
 
     py::class_<Sampler>(m, "Sampler", "Sampling state of one sequence.")
         .def(py::init<const Model &, const SamplingParams &>(), py::arg("model"), py::arg("params"),

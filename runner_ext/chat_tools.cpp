@@ -72,6 +72,8 @@ ChatPrompt apply_chat(const Model & model, const ChatInput & input) {
     }
     p.format_id = static_cast<int32_t>(out.format);
     p.supports_thinking = out.supports_thinking;
+    p.thinking_start_tag = out.thinking_start_tag;
+    p.thinking_end_tags = out.thinking_end_tags;
     p.reasoning_format = static_cast<int32_t>(in.reasoning_format);
     p.reasoning_in_content = in.reasoning_format == COMMON_REASONING_FORMAT_DEEPSEEK_LEGACY;
     return p;

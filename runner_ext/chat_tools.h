@@ -42,6 +42,8 @@ struct ChatPrompt {
     bool supports_thinking = false;   // the template reasons (thinking tags): the parser splits it out
     int32_t reasoning_format = 0;     // common_reasoning_format, for the parser
     bool reasoning_in_content = false;  // deepseek-legacy: reasoning also stays in the content
+    std::string thinking_start_tag;   // e.g. "<think>" (for the reasoning-budget sampler)
+    std::vector<std::string> thinking_end_tags;
 };
 
 // The template can render and the parser split reasoning ("thinking").

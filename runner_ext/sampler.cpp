@@ -43,6 +43,7 @@ common_params_sampling to_common(const SamplingParams & p, int32_t n_vocab) {
     if (p.top_p < 0.0f || p.top_p > 1.0f) raise(ErrorKind::InvalidArgument, "top_p must be in [0, 1]");
     if (p.min_p < 0.0f || p.min_p > 1.0f) raise(ErrorKind::InvalidArgument, "min_p must be in [0, 1]");
     if (p.repeat_last_n < -1) raise(ErrorKind::InvalidArgument, "repeat_last_n must be >= -1");
+    if (p.reasoning_budget < -1) raise(ErrorKind::InvalidArgument, "reasoning_budget must be >= -1");
     if (!p.grammar.empty() && !p.json_schema.empty()) {
         raise(ErrorKind::InvalidArgument, "give either grammar or json_schema, not both");
     }
@@ -73,6 +74,7 @@ common_params_sampling to_common(const SamplingParams & p, int32_t n_vocab) {
     }
     c.grammar_lazy = p.grammar_lazy;
     c.generation_prompt = p.generation_prompt;
+    c.reasoning_budget_tokens = p.reasoning_budget;
     return c;
 }
 
@@ -94,6 +96,14 @@ void resolve_tokens(common_params_sampling & c, const SamplingParams & p, const 
             }
         }
         c.grammar_triggers.push_back(std::move(t));
+    }
+    // the thinking tags as token sequences; the first end tag is what the budget forces (as llama-server)
+    if (!p.reasoning_start.empty() && !p.reasoning_end.empty()) {
+        c.reasoning_budget_start = common_tokenize(vocab, p.reasoning_start, false, true);
+        for (const auto & tag : p.reasoning_end) {
+            if (!tag.empty()) c.reasoning_budget_end.push_back(common_tokenize(vocab, tag, false, true));
+        }
+        if (!c.reasoning_budget_end.empty()) c.reasoning_budget_forced = c.reasoning_budget_end.front();
     }
 }
 

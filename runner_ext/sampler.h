@@ -39,6 +39,12 @@ struct SamplingParams {
     std::vector<std::pair<int32_t, std::string>> grammar_triggers;  // (common_grammar_trigger_type, value)
     std::vector<std::string> preserved_tokens;
     std::string generation_prompt;
+    // Thinking of a template that reasons (set by with_chat): llama.cpp's reasoning-budget sampler forces
+    // the first end tag once `reasoning_budget` tokens were thought (-1: no limit); with a lazy tool grammar
+    // it also keeps the grammar out of the thinking.
+    int32_t reasoning_budget = -1;
+    std::string reasoning_start;
+    std::vector<std::string> reasoning_end;
 };
 
 // GBNF for a JSON schema (llama.cpp's json-schema-to-grammar); throws InvalidSchema.

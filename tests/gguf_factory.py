@@ -13,6 +13,7 @@ a valid GGUF cut inside its header or inside its tensor data, and a GGUF whose
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,8 +85,11 @@ def tiny_vocab() -> tuple[list[str], list[float], list[int]]:
 N_VOCAB = len(tiny_vocab()[0])
 
 
-def _add_vocab(w: gguf.GGUFWriter, chat_template: str | None) -> None:
+def _add_vocab(w: gguf.GGUFWriter, chat_template: str | None, extra_tokens: Sequence[str] = ()) -> None:
     tokens, scores, types = tiny_vocab()
+    tokens += list(extra_tokens)  # user-defined: whole tokens wherever they appear (e.g. "<think>")
+    scores += [0.0] * len(extra_tokens)
+    types += [int(gguf.TokenType.USER_DEFINED)] * len(extra_tokens)
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
     w.add_token_scores(scores)
@@ -99,7 +103,7 @@ def _add_vocab(w: gguf.GGUFWriter, chat_template: str | None) -> None:
         w.add_chat_template(chat_template)
 
 
-def _tensors(spec: TinySpec) -> dict[str, np.ndarray]:
+def _tensors(spec: TinySpec, n_vocab: int = N_VOCAB) -> dict[str, np.ndarray]:
     """numpy arrays in numpy order (GGUF ne is the reverse: ne0 = last axis)."""
     rng = np.random.default_rng(spec.seed)
     wdt = np.float16 if spec.dtype == "f16" else np.float32
@@ -113,9 +117,9 @@ def _tensors(spec: TinySpec) -> dict[str, np.ndarray]:
         return (1.0 + 0.01 * rng.standard_normal(n)).astype(np.float32)
 
     out: dict[str, np.ndarray] = {
-        "token_embd.weight": mat(N_VOCAB, e),
+        "token_embd.weight": mat(n_vocab, e),
         "output_norm.weight": norm(e),
-        "output.weight": mat(N_VOCAB, e),
+        "output.weight": mat(n_vocab, e),
     }
     for i in range(spec.n_layer):
         out[f"blk.{i}.attn_norm.weight"] = norm(e)
@@ -137,8 +141,10 @@ def write_tiny_llama(
     arch: str = "llama",
     chat_template: str | None = CHATML_TEMPLATE,
     name: str = "tiny-random-llama",
+    extra_tokens: Sequence[str] = (),
 ) -> Path:
-    """Write a random-weight llama GGUF (or one labelled ``arch``) and return its path."""
+    """Write a random-weight llama GGUF (or one labelled ``arch``) and return its path; ``extra_tokens``
+    join the vocabulary as user-defined tokens (a template's tags, e.g. ``<think>``)."""
     path = Path(path)
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name(name)
@@ -152,10 +158,10 @@ def write_tiny_llama(
     w.add_rope_dimension_count(spec.head_dim)
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5)
-    w.add_vocab_size(N_VOCAB)
+    w.add_vocab_size(N_VOCAB + len(extra_tokens))
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if spec.dtype == "f16" else gguf.LlamaFileType.ALL_F32)
-    _add_vocab(w, chat_template)
-    for tname, arr in _tensors(spec).items():
+    _add_vocab(w, chat_template, extra_tokens)
+    for tname, arr in _tensors(spec, N_VOCAB + len(extra_tokens)).items():
         w.add_tensor(tname, arr)
     w.write_header_to_file()
     w.write_kv_data_to_file()

@@ -89,7 +89,7 @@ async def render(model: engine.Model, native: bool, req: wire.CompletionRequest,
                                        wire.encoder.encode(_with_template_ids(messages)).decode(),
                                        wire.encoder.encode(tools).decode() if tools else "", req.tool_choice,
                                        req.parallel_tool_calls, True, req.reasoning_format or reasoning_format,
-                                       req.think is not False)
+                                       req.think is not False and req.reasoning_budget != 0)  # budget 0: no thinking
         stop = [*req.stop, *(s for s in chat.additional_stops if s not in req.stop)]
         return Rendered(chat.prompt, engine.with_chat(sampling, chat), stop,
                         lambda: ChatReader(engine.ChatParser(chat)))

@@ -49,7 +49,7 @@ def sampling_params(req: wire.CompletionRequest, n_vocab: int) -> engine.Samplin
         temperature=req.temperature, top_k=req.top_k, top_p=req.top_p, min_p=req.min_p,
         repeat_penalty=req.repeat_penalty, repeat_last_n=req.repeat_last_n,
         presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty, seed=req.seed,
-        logit_bias=bias, grammar=req.grammar or "", json_schema=schema,
+        logit_bias=bias, grammar=req.grammar or "", json_schema=schema, reasoning_budget=req.reasoning_budget,
     )
 
 

@@ -93,6 +93,30 @@ def test_earlier_thinking_in_a_tool_loop_reaches_the_template(models):
     assert "<think>\nI should call get_time.\n</think>" in chat.prompt
 
 
+def test_a_reasoning_budget_forces_the_end_of_the_thinking(paths, tmp_path):
+    """llama.cpp's budget sampler: after the budget the first end tag is forced (the template's thinking
+    tags are whole tokens here, as in real reasoning models' vocabularies)."""
+    r1 = "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B"
+    path = write_tiny_llama(tmp_path / "r1.gguf", chat_template=(TEMPLATES / f"{r1}.jinja").read_text(),
+                            extra_tokens=("<think>", "</think>"))
+    with engine.Model(str(path), engine.ModelParams(n_gpu_layers=0)) as model, \
+            engine.Context(model, engine.ContextParams(n_ctx=256, n_threads=2)) as ctx:
+        chat = _render(model)
+        assert (chat.thinking_start_tag, chat.thinking_end_tags) == ("<think>", ["</think>"])
+        (end,) = model.tokenize("</think>", False, True)
+        prompt = model.tokenize(chat.prompt, True, True)
+
+        def generated(budget: int) -> list[int]:
+            sampling = engine.with_chat(engine.SamplingParams(temperature=0, reasoning_budget=budget), chat)
+            out = ctx.generate(model, [prompt], [engine.GenerateParams(max_tokens=16, sampling=sampling)])
+            ctx.kv_clear()
+            return out[0].tokens
+
+        assert end not in generated(-1)  # left alone, these random weights never close the thinking
+        for budget in (2, 5):
+            assert end in generated(budget)[:budget]  # the budget counts the prompt's own "\n" after <think>
+
+
 def test_format_none_leaves_the_thinking_in_the_content(models):
     parser = engine.ChatParser(_render(models["Qwen-Qwen3-0.6B"], "none"))
     parser.append(ANSWERS["Qwen-Qwen3-0.6B"], True)

@@ -75,14 +75,15 @@ def test_tool_choice(choice: Any, names: list[str], wire_choice: str, parallel: 
     assert req.tools and req.tools[0].function.parameters is not None
 
 
-@pytest.mark.parametrize("thinking, think, fmt", [
-    ({"type": "enabled", "budget_tokens": 1024}, True, "deepseek"),
-    ({"type": "adaptive"}, None, "deepseek"),
-    ({"type": "disabled"}, False, None),
+@pytest.mark.parametrize("thinking, think, fmt, budget", [
+    ({"type": "enabled", "budget_tokens": 1024}, True, "deepseek", 1024),
+    ({"type": "adaptive"}, None, "deepseek", -1),
+    ({"type": "disabled"}, False, None, -1),
 ])
-def test_thinking_maps_to_think_and_reasoning_format(thinking: Any, think: bool | None, fmt: str | None) -> None:
+def test_thinking_maps_to_think_and_reasoning_format(thinking: Any, think: bool | None, fmt: str | None,
+                                                     budget: int) -> None:
     req = parse_messages(body(max_tokens=2048, thinking=thinking)).request
-    assert (req.think, req.reasoning_format) == (think, fmt)
+    assert (req.think, req.reasoning_format, req.reasoning_budget) == (think, fmt, budget)
 
 
 def test_count_tokens_generates_nothing() -> None:

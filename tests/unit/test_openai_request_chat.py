@@ -144,6 +144,8 @@ def test_reasoning_knobs_and_earlier_thinking_reach_the_request():
     assert [m.reasoning_content for m in req.messages] == [None, "hmm", None]
     assert (req.reasoning_format, req.think, req.logprobs, req.top_logprobs, req.n) == ("none", False, True, 3, 2)
     assert chat(chat_template_kwargs={"enable_thinking": True}).request.think is True
+    assert chat(reasoning_budget_tokens=64).request.reasoning_budget == 64
+    assert chat(thinking_budget_tokens=0).request.reasoning_budget == 0
     assert chat(top_logprobs=3).request.logprobs is False  # ignored without logprobs, as llama-server does
 
 
@@ -282,6 +284,7 @@ BAD_CHAT: list[tuple[dict[str, Any], str | None, str]] = [
     ({"reasoning_format": "bogus"}, "reasoning_format", "deepseek"),
     ({"reasoning_effort": "extreme"}, "reasoning_effort", "minimal"),
     ({"chat_template_kwargs": {"enable_thinking": "yes"}}, "chat_template_kwargs", "boolean"),
+    ({"reasoning_budget_tokens": -2}, "reasoning_budget_tokens", "reasoning_budget_tokens"),
     ({"tool_choice": "required"}, "tool_choice", "no 'tools'"),
     ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice", "no 'tools'"),
     ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "sometimes"}, "tool_choice",

@@ -87,9 +87,10 @@ def _job(b: shapes.CountTokensBody, limits: Limits, sampling: dict[str, Any], *,
     if isinstance(b.thinking, shapes.ThinkingEnabled) and b.thinking.budget_tokens < MIN_THINKING_BUDGET:
         raise bad(f"Invalid value for 'thinking.budget_tokens': expected at least {MIN_THINKING_BUDGET}, got "
                   f"{b.thinking.budget_tokens}.", "thinking.budget_tokens")
-    if isinstance(b.thinking, shapes.ThinkingEnabled | shapes.ThinkingAdaptive):
-        fields.update(think=True if isinstance(b.thinking, shapes.ThinkingEnabled) else None,
-                      reasoning_format="deepseek")
+    if isinstance(b.thinking, shapes.ThinkingEnabled):
+        fields.update(think=True, reasoning_format="deepseek", reasoning_budget=b.thinking.budget_tokens)
+    elif isinstance(b.thinking, shapes.ThinkingAdaptive):
+        fields.update(think=None, reasoning_format="deepseek")
     elif isinstance(b.thinking, shapes.ThinkingDisabled):
         fields["think"] = False
     request = wire.CompletionRequest(stream=True, **fields)

@@ -125,6 +125,11 @@ def _reasoning(b: _ChatBody) -> dict[str, Any]:
             raise bad("Invalid value for 'reasoning_effort': expected 'none', 'minimal', 'low', 'medium' or "
                       f"'high', got {b.reasoning_effort!r}.", "reasoning_effort")
         out["think"] = b.reasoning_effort != "none"
+    for name in ("reasoning_budget_tokens", "thinking_budget_tokens"):
+        budget = getattr(b, name)
+        if budget is not None:
+            bounds(name, budget, -1, INT32_MAX)
+            out["reasoning_budget"] = budget
     thinking = (b.chat_template_kwargs or {}).get("enable_thinking")
     if thinking is not None:
         if not isinstance(thinking, bool):

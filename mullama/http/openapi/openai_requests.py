@@ -103,6 +103,11 @@ def _constraints(limits: openai_request.Limits) -> dict[str, dict[str, Schema]]:
                                  "description": "How a model that reasons returns its thinking (llama-server's)."},
             "reasoning_effort": {"enum": [None, "none", "minimal", "low", "medium", "high"],
                                  "description": "'none' switches a reasoning model's thinking off."},
+            "reasoning_budget_tokens": {"minimum": -1, "maximum": _INT32_MAX,
+                                        "description": "Thinking tokens before the end tag is forced (-1: no limit, "
+                                                       "0: no thinking; llama-server's)."},
+            "thinking_budget_tokens": {"minimum": -1, "maximum": _INT32_MAX,
+                                       "description": "Another name of reasoning_budget_tokens."},
             "chat_template_kwargs": {"properties": {"enable_thinking": {"type": "boolean"}},
                                      "description": "enable_thinking switches a reasoning model's thinking on/off."},
             "tools": _Replace(_TOOLS), "functions": _UNSUPPORTED, "audio": {"type": "null"},
