@@ -124,6 +124,8 @@ class Tool(_Chat, kw_only=True):
 
 
 ToolChoice = Literal["auto", "none", "required"]
+#: DRY's default sequence breakers (llama.cpp's)
+DRY_BREAKERS = ("\n", ":", "\"", "*")
 
 #: How reasoning ("thinking") is read out of a chat answer, as llama-server's ``--reasoning-format``:
 #: ``none`` leaves it in the content, ``auto``/``deepseek`` split it into ``reasoning_content``,
@@ -178,6 +180,23 @@ class CompletionRequest(_Wire, kw_only=True):
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     seed: Seed = -1
+    # llama.cpp's other samplers (llama-server's names and defaults); off unless set
+    typical_p: float = 1.0
+    min_keep: Count = 0
+    mirostat: Annotated[int, msgspec.Meta(ge=0, le=2)] = 0
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+    xtc_probability: float = 0.0
+    xtc_threshold: float = 0.1
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: Count = 2
+    dry_penalty_last_n: Annotated[int, msgspec.Meta(ge=-1, le=2**31 - 1)] = -1
+    dry_sequence_breakers: list[str] = msgspec.field(default_factory=lambda: list(DRY_BREAKERS))
+    top_n_sigma: float = -1.0
+    dynatemp_range: float = 0.0
+    dynatemp_exponent: float = 1.0
+    samplers: list[str] = []          # the chain's order by llama.cpp's names; []: llama.cpp's default
     stop: list[str] = []
     ignore_eos: bool = False
     grammar: str | None = None

@@ -39,6 +39,38 @@ void register_sampler(py::module_ & m) {
              py::arg("repeat_last_n") = 64, py::arg("presence_penalty") = 0.0f, py::arg("frequency_penalty") = 0.0f,
              py::arg("seed") = -1, py::arg("logit_bias") = std::vector<std::pair<llama_token, float>>{},
              py::arg("grammar") = "", py::arg("json_schema") = "", py::arg("reasoning_budget") = -1)
+        .def("with_extras",
+             [](const SamplingParams & self, int32_t min_keep, int32_t mirostat, float mirostat_tau,
+                float mirostat_eta, float xtc_probability, float xtc_threshold, float dry_multiplier, float dry_base,
+                int32_t dry_allowed_length, int32_t dry_penalty_last_n, std::vector<std::string> dry_sequence_breakers,
+                float top_n_sigma, float dynatemp_range, float dynatemp_exponent, std::vector<std::string> samplers) {
+                 SamplingParams p = self;
+                 p.min_keep = min_keep;
+                 p.mirostat = mirostat;
+                 p.mirostat_tau = mirostat_tau;
+                 p.mirostat_eta = mirostat_eta;
+                 p.xtc_probability = xtc_probability;
+                 p.xtc_threshold = xtc_threshold;
+                 p.dry_multiplier = dry_multiplier;
+                 p.dry_base = dry_base;
+                 p.dry_allowed_length = dry_allowed_length;
+                 p.dry_penalty_last_n = dry_penalty_last_n;
+                 p.dry_sequence_breakers = std::move(dry_sequence_breakers);
+                 p.top_n_sigma = top_n_sigma;
+                 p.dynatemp_range = dynatemp_range;
+                 p.dynatemp_exponent = dynatemp_exponent;
+                 p.samplers = std::move(samplers);
+                 return p;
+             },
+             py::kw_only(), py::arg("min_keep") = 0, py::arg("mirostat") = 0, py::arg("mirostat_tau") = 5.0f,
+             py::arg("mirostat_eta") = 0.1f, py::arg("xtc_probability") = 0.0f, py::arg("xtc_threshold") = 0.1f,
+             py::arg("dry_multiplier") = 0.0f, py::arg("dry_base") = 1.75f, py::arg("dry_allowed_length") = 2,
+             py::arg("dry_penalty_last_n") = -1,
+             py::arg("dry_sequence_breakers") = std::vector<std::string>{"\n", ":", "\"", "*"},
+             py::arg("top_n_sigma") = -1.0f, py::arg("dynatemp_range") = 0.0f, py::arg("dynatemp_exponent") = 1.0f,
+             py::arg("samplers") = std::vector<std::string>{},
+             "A copy with llama.cpp's other samplers set (Mirostat, XTC, DRY, top-n-sigma, dynamic temperature, "
+             "min_keep, the chain's order); checked when a Sampler is made.")
         .def("with_seed", [](const SamplingParams & self, int64_t seed) {
                  if (seed < -1 || seed > static_cast<int64_t>(UINT32_MAX)) {
                      raise(ErrorKind::InvalidArgument, "seed must be -1 (random) or in [0, 2^32)");
@@ -75,7 +107,8 @@ void register_sampler(py::module_ & m) {
              "Sample (and accept) a token from the logits of batch entry `index` of the last decode.")
         .def("accept", &Sampler::accept, py::arg("token"))
         .def("reset", &Sampler::reset)
-        .def_property_readonly("seed", &Sampler::seed);
+        .def_property_readonly("seed", &Sampler::seed)
+        .def_property_readonly("chain", &Sampler::chain, "The samplers as llama.cpp built them, in order.");
 
     py::class_<GenerateParams>(m, "GenerateParams", "Limits and sampling of one generation.")
         .def(py::init([](int32_t max_tokens, std::vector<std::string> stop, bool ignore_eos, SamplingParams sampling,

@@ -30,6 +30,56 @@ void check_finite(float v, const char * name) {
     }
 }
 
+void check_range(float v, float lo, float hi, const char * name) {
+    check_finite(v, name);
+    if (v < lo || v > hi) {
+        raise(ErrorKind::InvalidArgument, std::string(name) + " must be in [" + std::to_string(lo) + ", " +
+                                              std::to_string(hi) + "]");
+    }
+}
+
+// The samplers beyond OpenAI's: ranges as llama.cpp documents them.
+void check_extras(const SamplingParams & p) {
+    if (p.mirostat < 0 || p.mirostat > 2) raise(ErrorKind::InvalidArgument, "mirostat must be 0, 1 or 2");
+    check_range(p.mirostat_tau, 0.0f, 1e6f, "mirostat_tau");
+    check_range(p.mirostat_eta, 0.0f, 1.0f, "mirostat_eta");
+    check_range(p.xtc_probability, 0.0f, 1.0f, "xtc_probability");
+    check_range(p.xtc_threshold, 0.0f, 1.0f, "xtc_threshold");
+    check_range(p.dry_multiplier, 0.0f, 1e6f, "dry_multiplier");
+    check_range(p.dry_base, 1.0f, 1e6f, "dry_base");
+    check_range(p.dynatemp_range, 0.0f, 1e6f, "dynatemp_range");
+    check_range(p.dynatemp_exponent, 0.0f, 1e6f, "dynatemp_exponent");
+    check_range(p.top_n_sigma, -1.0f, 1e6f, "top_n_sigma");  // <= 0: off
+    if (p.min_keep < 0) raise(ErrorKind::InvalidArgument, "min_keep must be >= 0");
+    if (p.dry_allowed_length < 0) raise(ErrorKind::InvalidArgument, "dry_allowed_length must be >= 0");
+    if (p.dry_penalty_last_n < -1) raise(ErrorKind::InvalidArgument, "dry_penalty_last_n must be >= -1");
+    if (p.dry_sequence_breakers.size() > 64) raise(ErrorKind::InvalidArgument, "at most 64 dry_sequence_breakers");
+    for (const auto & b : p.dry_sequence_breakers) {
+        if (b.empty() || b.size() > 64) {
+            raise(ErrorKind::InvalidArgument, "each dry_sequence_breaker must have 1 to 64 bytes");
+        }
+    }
+}
+
+// The chain's order from llama.cpp's sampler names; an unknown name is an error (llama.cpp only warns).
+std::vector<common_sampler_type> sampler_order(const std::vector<std::string> & names) {
+    if (names.size() > 32) raise(ErrorKind::InvalidArgument, "at most 32 samplers");
+    std::vector<common_sampler_type> out;
+    for (const auto & name : names) {
+        std::vector<common_sampler_type> one;
+        {
+            logging::Capture cap;  // llama.cpp warns about an unknown name; it is an error here
+            one = common_sampler_types_from_names({name});
+        }
+        if (one.empty()) {
+            raise(ErrorKind::InvalidArgument, "unknown sampler '" + name + "' (known: penalties, dry, top_n_sigma, "
+                                              "top_k, typ_p, top_p, min_p, xtc, temperature, adaptive_p)");
+        }
+        out.push_back(one.front());
+    }
+    return out;
+}
+
 common_params_sampling to_common(const SamplingParams & p, int32_t n_vocab) {
     check_finite(p.temperature, "temperature");
     check_finite(p.top_p, "top_p");
@@ -44,6 +94,7 @@ common_params_sampling to_common(const SamplingParams & p, int32_t n_vocab) {
     if (p.min_p < 0.0f || p.min_p > 1.0f) raise(ErrorKind::InvalidArgument, "min_p must be in [0, 1]");
     if (p.repeat_last_n < -1) raise(ErrorKind::InvalidArgument, "repeat_last_n must be >= -1");
     if (p.reasoning_budget < -1) raise(ErrorKind::InvalidArgument, "reasoning_budget must be >= -1");
+    check_extras(p);
     if (!p.grammar.empty() && !p.json_schema.empty()) {
         raise(ErrorKind::InvalidArgument, "give either grammar or json_schema, not both");
     }
@@ -59,6 +110,21 @@ common_params_sampling to_common(const SamplingParams & p, int32_t n_vocab) {
     c.penalty_freq = p.frequency_penalty;
     c.seed = p.seed;
     c.no_perf = true;
+    c.min_keep = p.min_keep;
+    c.mirostat = p.mirostat;
+    c.mirostat_tau = p.mirostat_tau;
+    c.mirostat_eta = p.mirostat_eta;
+    c.xtc_probability = p.xtc_probability;
+    c.xtc_threshold = p.xtc_threshold;
+    c.dry_multiplier = p.dry_multiplier;
+    c.dry_base = p.dry_base;
+    c.dry_allowed_length = p.dry_allowed_length;
+    c.dry_penalty_last_n = p.dry_penalty_last_n;
+    c.dry_sequence_breakers = p.dry_sequence_breakers;
+    c.top_n_sigma = p.top_n_sigma;
+    c.dynatemp_range = p.dynatemp_range;
+    c.dynatemp_exponent = p.dynatemp_exponent;
+    if (!p.samplers.empty()) c.samplers = sampler_order(p.samplers);
     for (const auto & [tok, bias] : p.logit_bias) {
         if (tok < 0 || tok >= n_vocab) {
             raise(ErrorKind::InvalidArgument, "logit_bias token " + std::to_string(tok) + " out of range");
@@ -112,6 +178,7 @@ void resolve_tokens(common_params_sampling & c, const SamplingParams & p, const 
 Sampler::Sampler(const Model & model, const SamplingParams & params) : model_(model.handle()), params_(params) {
     common_params_sampling cp = to_common(params, llama_vocab_n_tokens(model_->vocab()));
     resolve_tokens(cp, params, model_->vocab());
+    if (cp.dry_penalty_last_n == -1) cp.dry_penalty_last_n = llama_model_n_ctx_train(model_->get());  // as llama-server
     logging::Capture cap;
     // llama.cpp's grammar parser prints its error, and the whole grammar, straight to
     // stderr: keep user text out of the logs and put the reason into the exception.
@@ -177,5 +244,7 @@ void Sampler::accept(llama_token token) {
 void Sampler::reset() { common_sampler_reset(smpl_); }
 
 uint32_t Sampler::seed() const { return common_sampler_get_seed(smpl_); }
+
+std::string Sampler::chain() const { return common_sampler_print(smpl_); }
 
 }  // namespace mullama

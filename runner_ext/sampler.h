@@ -30,6 +30,21 @@ struct SamplingParams {
     float presence_penalty = 0.0f;
     float frequency_penalty = 0.0f;
     uint32_t seed = LLAMA_DEFAULT_SEED;  // LLAMA_DEFAULT_SEED: random
+    int32_t min_keep = 0;          // samplers keep at least this many candidates (0: off)
+    int32_t mirostat = 0;          // 0 off, 1 Mirostat, 2 Mirostat 2.0 (replaces top-k/p... and temperature)
+    float mirostat_tau = 5.0f;     // target entropy
+    float mirostat_eta = 0.1f;     // learning rate
+    float xtc_probability = 0.0f;  // XTC: chance to cut the most likely tokens (0: off)
+    float xtc_threshold = 0.1f;    //   ... those above this probability (> 0.5: off)
+    float dry_multiplier = 0.0f;   // DRY repetition penalty (0: off)
+    float dry_base = 1.75f;
+    int32_t dry_allowed_length = 2;
+    int32_t dry_penalty_last_n = -1;   // tokens scanned (-1: the context, 0: off)
+    std::vector<std::string> dry_sequence_breakers = {"\n", ":", "\"", "*"};
+    float top_n_sigma = -1.0f;     // keep tokens within n standard deviations of the top logit (-1: off)
+    float dynatemp_range = 0.0f;   // dynamic temperature: temperature +/- range by entropy (0: off)
+    float dynatemp_exponent = 1.0f;
+    std::vector<std::string> samplers;  // the chain's order by llama.cpp's names (top_k, min_p, ...); empty: default
     std::vector<std::pair<llama_token, float>> logit_bias;
     std::string grammar;           // GBNF
     std::string json_schema;       // JSON schema text, converted to GBNF
@@ -64,6 +79,7 @@ public:
     void accept(llama_token token);  // feed a token that was not sampled (e.g. prompt history)
     void reset();
     uint32_t seed() const;
+    std::string chain() const;  // the samplers as llama.cpp built them, e.g. "logits -> ... -> dist"
     const SamplingParams & params() const { return params_; }
 
 private:

@@ -46,11 +46,17 @@ def sampling_params(req: wire.CompletionRequest, n_vocab: int) -> engine.Samplin
     if req.json_schema is not None and req.json_schema is not False:
         schema = msgspec.json.encode(req.json_schema if req.json_schema is not True else {}).decode()
     return engine.SamplingParams(
-        temperature=req.temperature, top_k=req.top_k, top_p=req.top_p, min_p=req.min_p,
+        temperature=req.temperature, top_k=req.top_k, top_p=req.top_p, min_p=req.min_p, typical_p=req.typical_p,
         repeat_penalty=req.repeat_penalty, repeat_last_n=req.repeat_last_n,
         presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty, seed=req.seed,
         logit_bias=bias, grammar=req.grammar or "", json_schema=schema, reasoning_budget=req.reasoning_budget,
-    )
+    ).with_extras(**{name: getattr(req, name) for name in EXTRA_SAMPLING})
+
+
+#: ``CompletionRequest`` fields that are llama.cpp's other samplers (``SamplingParams.with_extras``)
+EXTRA_SAMPLING = ("min_keep", "mirostat", "mirostat_tau", "mirostat_eta", "xtc_probability", "xtc_threshold",
+                  "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n", "dry_sequence_breakers",
+                  "top_n_sigma", "dynatemp_range", "dynatemp_exponent", "samplers")
 
 
 def stats_of(ev: _engine.Event) -> wire.CompletionStats:

@@ -79,10 +79,15 @@ def test_options_map_to_the_request() -> None:
 
 
 def test_ignored_options_are_reported() -> None:
-    fields, ignored = ollama.parse_options({"num_ctx": 4096, "mirostat": 2, "typical_p": 0.9, "penalize_newline":
-                                            True, "num_gpu": 0, "no_such_option": [1], "temperature": None})
-    assert fields == {} and ignored == ("num_ctx", "mirostat", "typical_p", "penalize_newline", "num_gpu",
-                                        "no_such_option")
+    fields, ignored = ollama.parse_options({"num_ctx": 4096, "penalize_newline": False, "tfs_z": 1, "num_gpu": 0,
+                                            "no_such_option": [1], "temperature": None})
+    assert fields == {} and ignored == ("num_ctx", "penalize_newline", "tfs_z", "num_gpu", "no_such_option")
+
+
+def test_samplers_beyond_openai_s_are_mapped() -> None:
+    fields, ignored = ollama.parse_options({"mirostat": 2, "mirostat_tau": 4.0, "mirostat_eta": 0.2,
+                                            "typical_p": 0.9})
+    assert fields == {"mirostat": 2, "mirostat_tau": 4.0, "mirostat_eta": 0.2, "typical_p": 0.9} and not ignored
 
 
 @pytest.mark.parametrize("options, expected", [
@@ -103,6 +108,8 @@ def test_option_values(options: dict[str, Any], expected: dict[str, Any]) -> Non
     ({"repeat_penalty": 0}, "options.repeat_penalty"), ({"repeat_last_n": -2}, "options.repeat_last_n"),
     ({"seed": 2**32}, "options.seed"), ({"stop": 5}, "options.stop"), ({"stop": ["a", 1]}, "options.stop"),
     ({"stop": ["x"] * 17}, "options.stop"), ({"mirostat": "2"}, "options.mirostat"),
+    ({"mirostat": 3}, "options.mirostat"), ({"mirostat_eta": 2}, "options.mirostat_eta"),
+    ({"tfs_z": 0.9}, "options.tfs_z"), ({"penalize_newline": True}, "options.penalize_newline"),
     ({"num_ctx": 1.5}, "options.num_ctx"), ({"use_mmap": 1}, "options.use_mmap"),
     # one rule with the OpenAI routes (issue 16): no empty stop string, no zero-token answer
     ({"stop": [""]}, "options.stop"), ({"stop": ""}, "options.stop"), ({"num_predict": 0}, "options.num_predict"),

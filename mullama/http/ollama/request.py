@@ -128,14 +128,15 @@ OPTIONS: dict[str, tuple[_Kind, str | None, float, float]] = {
     "frequency_penalty": ("float", "frequency_penalty", -math.inf, math.inf),
     "seed": ("int", "seed", -(2**63), 2**32 - 1),
     "stop": ("stop", "stop", 0, 0),
-    # samplers the runner does not have
-    "num_keep": ("int", None, -1, INT32_MAX),
-    "typical_p": ("float", None, 0, 1),
+    "typical_p": ("float", "typical_p", 0, 1),
+    "mirostat": ("int", "mirostat", 0, 2),
+    "mirostat_tau": ("float", "mirostat_tau", 0, 1e6),
+    "mirostat_eta": ("float", "mirostat_eta", 0, 1),
+    # samplers llama.cpp no longer has: refused unless they say "off" (REMOVED)
     "tfs_z": ("float", None, 0, math.inf),
-    "mirostat": ("int", None, 0, 2),
-    "mirostat_tau": ("float", None, -math.inf, math.inf),
-    "mirostat_eta": ("float", None, -math.inf, math.inf),
     "penalize_newline": ("bool", None, 0, 0),
+    # the context is never shifted, so there is nothing to keep
+    "num_keep": ("int", None, -1, INT32_MAX),
     # load-time options: the model's settings come from the server's config (docs/ollama.md)
     "num_ctx": ("int", None, 0, INT32_MAX),
     "num_batch": ("int", None, 0, INT32_MAX),
@@ -152,6 +153,12 @@ OPTIONS: dict[str, tuple[_Kind, str | None, float, float]] = {
     "embedding_only": ("bool", None, 0, 0),
 }
 OPTION_NAMES = tuple(OPTIONS)
+#: options of samplers llama.cpp removed, and the value that means "off" (the only one accepted)
+REMOVED: dict[str, Any] = {"tfs_z": 1.0, "penalize_newline": False}
+
+
+def json_word(value: Any) -> str:
+    return "false" if value is False else "true" if value is True else _number(value)
 
 
 def _option(name: str, value: Any, limits: openai_request.Limits) -> Any:
@@ -210,6 +217,9 @@ def parse_options(options: dict[str, Any] | None, limits: openai_request.Limits 
             ignored.append(name)
             continue
         value = _option(name, value, limits)
+        if name in REMOVED and value != REMOVED[name]:
+            raise bad(f"Invalid value for 'options.{name}': llama.cpp no longer has this sampler; only "
+                      f"{json_word(REMOVED[name])} (off) is accepted.", f"options.{name}")
         target = OPTIONS[name][1]
         if target is None:
             ignored.append(name)

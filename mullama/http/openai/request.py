@@ -344,7 +344,28 @@ def _json_schema(rf: _ResponseFormat | None) -> dict[str, Any] | bool | None:
 
 
 _SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presence_penalty",
-             "frequency_penalty", "seed")
+             "frequency_penalty", "seed", "typical_p", "min_keep", "mirostat", "mirostat_tau", "mirostat_eta",
+             "xtc_probability", "xtc_threshold", "dry_multiplier", "dry_base", "dry_allowed_length",
+             "dry_penalty_last_n", "dry_sequence_breakers", "top_n_sigma", "dynatemp_range", "dynatemp_exponent",
+             "samplers")
+#: (lowest, highest) of llama.cpp's other samplers, as the engine checks them
+EXTRA_BOUNDS = {"typical_p": (0, 1), "min_keep": (0, INT32_MAX), "mirostat": (0, 2), "mirostat_tau": (0, 1e6),
+                "mirostat_eta": (0, 1), "xtc_probability": (0, 1), "xtc_threshold": (0, 1),
+                "dry_multiplier": (0, 1e6), "dry_base": (1, 1e6), "dry_allowed_length": (0, INT32_MAX),
+                "dry_penalty_last_n": (-1, INT32_MAX), "top_n_sigma": (-1, 1e6), "dynatemp_range": (0, 1e6),
+                "dynatemp_exponent": (0, 1e6)}
+MAX_SAMPLERS, MAX_BREAKERS, MAX_BREAKER_LEN = 32, 64, 64
+
+
+def _lists(b: _Body) -> None:
+    """The sampler order and DRY's sequence breakers, bounded (names are checked by the engine)."""
+    if b.samplers is not None and (len(b.samplers) > MAX_SAMPLERS or not all(b.samplers)):
+        raise bad(f"Invalid value for 'samplers': up to {MAX_SAMPLERS} sampler names, none empty.", "samplers")
+    breakers = b.dry_sequence_breakers
+    if breakers is not None and (len(breakers) > MAX_BREAKERS
+                                 or not all(1 <= len(s) <= MAX_BREAKER_LEN for s in breakers)):
+        raise bad(f"Invalid value for 'dry_sequence_breakers': up to {MAX_BREAKERS} strings of 1 to "
+                  f"{MAX_BREAKER_LEN} characters.", "dry_sequence_breakers")
 
 
 def _job(kind: Literal["chat", "completion"], b: _Body, limits: Limits, source: dict[str, Any],
@@ -366,6 +387,9 @@ def _job(kind: Literal["chat", "completion"], b: _Body, limits: Limits, source: 
     bounds("presence_penalty", b.presence_penalty, -2, 2)
     bounds("frequency_penalty", b.frequency_penalty, -2, 2)
     bounds("seed", b.seed, -1, 2**32 - 1)
+    for name, (lo, hi) in EXTRA_BOUNDS.items():
+        bounds(name, getattr(b, name), lo, hi)
+    _lists(b)
     bounds("priority", b.priority, -1000, 1000)
     bounds("deadline_ms", b.deadline_ms, 0, open_lo=True)
     keep_alive = keep_alive_param(b.keep_alive)

@@ -85,7 +85,10 @@ def _option_schema(name: str, limits: openai_request.Limits) -> Schema:
             schema = {"type": "number", "exclusiveMinimum": 0}
         if name == "num_predict":
             schema["not"] = {"const": 0}
-    if target is None:
+    if name in ollama_request.REMOVED:
+        schema = {"const": ollama_request.REMOVED[name],
+                  "description": "llama.cpp no longer has this sampler: only its 'off' value is accepted."}
+    elif target is None:
         schema["description"] = "Accepted and ignored (docs/ollama.md)."
     return _opt(schema)
 

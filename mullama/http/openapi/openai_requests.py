@@ -80,6 +80,12 @@ def _shared_constraints(limits: openai_request.Limits) -> dict[str, Schema]:
         "stop": {**stop_len, "maxItems": limits.max_stop, "items": {"type": "string", **stop_len}},
         "logit_bias": {"propertyNames": {"pattern": TOKEN_ID_KEY},
                        "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}},
+        **{name: {"minimum": lo, "maximum": hi} for name, (lo, hi) in openai_request.EXTRA_BOUNDS.items()},
+        "samplers": {"maxItems": openai_request.MAX_SAMPLERS, "items": {"minLength": 1},
+                     "description": "The sampler chain's order by llama.cpp's names (top_k, top_p, min_p, "
+                                    "temperature, penalties, dry, xtc, top_n_sigma, typ_p, adaptive_p)."},
+        "dry_sequence_breakers": {"maxItems": openai_request.MAX_BREAKERS,
+                                  "items": {"minLength": 1, "maxLength": openai_request.MAX_BREAKER_LEN}},
         "n": {"minimum": 1, "maximum": limits.max_choices,
               "description": "Choices sampled from one prefill of the prompt (up to the server's max_choices)."},
         "priority": {"minimum": -1000, "maximum": 1000, "description": "Scheduling priority (mullama)."},
