@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from mullama.config.sampling import SamplingDefaults, check_sampling
 from mullama.config.sources import (
     INT_RANGES,
     LOWERCASE,
@@ -65,6 +66,7 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     require_full: bool | None = None  # refuse to load unless fully on GPU
     pinned: bool = False  # never evicted (a family entry pins every variant)
     preload: bool = False  # loaded at start
+    sampling: SamplingDefaults | None = None  # request defaults (a variant's fields beat its family's)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -159,6 +161,7 @@ class RunnerConfig:
     require_full: bool
     pinned: bool
     preload: bool
+    sampling: tuple[tuple[str, Any], ...]  # (field, default) pairs for requests that leave them out
 
 
 # ---------------------------------------------------------------- field metadata
@@ -298,6 +301,8 @@ def _check_models(s: Settings, where: Where) -> None:
         _check_entry(entry, lambda name: f"{base}.{name}")
         if entry.path is not None and not entry.path.strip():
             raise ConfigError(f"{base}.path: expected a file path, got an empty string")
+        if entry.sampling is not None:
+            check_sampling(entry.sampling, f"{base}.sampling")
         split = entry.tensor_split
         if split is not None and (any(x < 0 for x in split) or sum(split) <= 0):
             raise ConfigError(f"{base}.tensor_split: expected non-negative shares with a positive sum, "
@@ -370,12 +375,16 @@ def model_settings(settings: Settings, name: str, family: str) -> RunnerConfig:
     name = settings.aliases.get(name, name)
     values: dict[str, Any] = {f: getattr(settings, f, None) for f in _RUNNER_FIELDS}
     values.update(tensor_split=(), require_full=False, pinned=False, preload=False)
+    sampling: dict[str, Any] = {}
     entries = _overrides(settings, family) + (_overrides(settings, name) if name != family else [])
     for entry in entries:
         for field in _RUNNER_FIELDS:
             value = getattr(entry, field)
             if field in ("pinned", "preload"):
                 values[field] = values[field] or value
+            elif field == "sampling":
+                sampling.update(value.given() if value is not None else {})
             elif value is not None:
                 values[field] = value
+    values["sampling"] = tuple(sampling.items())
     return RunnerConfig(**values)

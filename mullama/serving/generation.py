@@ -21,7 +21,7 @@ import structlog
 from mullama import wire
 from mullama.core import errors
 from mullama.observe.profiles import build_profile
-from mullama.serving.job import Job
+from mullama.serving.job import Job, with_defaults
 from mullama.serving.policies import Request
 from mullama.serving.runtime import State
 
@@ -64,7 +64,8 @@ async def generate(sup: Supervisor, job: Job, respond: Respond[T], *, user: str,
         try:
             run.lease = lease
             try:
-                stream = await lease.client.completion(msgspec.structs.replace(job.request, id=rid, stream=True))
+                request = with_defaults(job, sup.runner_config(entry).sampling)
+                stream = await lease.client.completion(msgspec.structs.replace(request, id=rid, stream=True))
             except errors.MullamaError as exc:
                 raise run.explain(exc) from None
             ticket.control = lambda op: lease.client.control(op, rid)

@@ -7,7 +7,9 @@ from, so both front ends share one path through the scheduler, the lifecycle and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import msgspec
 
 from mullama import wire
 
@@ -27,3 +29,10 @@ class Job:
     user: str | None = None
     given: frozenset[str] = frozenset()  # request fields the client set (the rest are runner defaults)
     echo: bool = False                  # /v1/completions: the answer starts with the prompt
+
+
+def with_defaults(job: Job, defaults: tuple[tuple[str, Any], ...]) -> wire.CompletionRequest:
+    """``job``'s request with a model's sampling defaults (``[models.NAME.sampling]``) for the fields the
+    client left out (``job.given``)."""
+    missing = {name: list(v) if isinstance(v, tuple) else v for name, v in defaults if name not in job.given}
+    return msgspec.structs.replace(job.request, **missing) if missing else job.request

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from config_helpers import load
+from config_helpers import error, load
 
 from mullama.config import ModelSettings, RunnerConfig, Settings, load_settings, model_settings
 
@@ -110,3 +110,34 @@ def test_directly_built_and_replaced_settings_are_immutable_too() -> None:
         replaced.models["x"] = ModelSettings()  # type: ignore[index]
     assert model_settings(replaced, "m", "m").n_ctx == 512 and replaced.redacted()["aliases"] == {"a": "b"}
 
+
+
+def test_sampling_defaults_merge_field_by_field(tmp_path: Path) -> None:
+    s = load(tmp_path, '[models.smollm2.sampling]\ntemperature = 0.2\nstop = ["END"]\n'
+                       '[models."smollm2:q8_0".sampling]\ntop_k = 5\ntemperature = 0.3\n')
+    assert dict(model_settings(s, "smollm2:q8_0", "smollm2").sampling) == {"temperature": 0.3, "stop": ("END",),
+                                                                           "top_k": 5}
+    assert dict(model_settings(s, "smollm2:q4_1", "smollm2").sampling) == {"temperature": 0.2, "stop": ("END",)}
+    assert model_settings(s, "other", "other").sampling == ()
+
+
+@pytest.mark.parametrize("toml, fragment", [
+    ("[models.m.sampling]\ntemprature = 0.2\n", "models.m.sampling: Object contains unknown field `temprature`"),
+    ("[models.m.sampling]\ntop_p = 2\n", "models.m.sampling.top_p: expected a value from 0 to 1, got 2.0"),
+    ("[models.m.sampling]\nmirostat = 3\n", "models.m.sampling.mirostat"),
+    ("[models.m.sampling]\nstop = [\"\"]\n", "models.m.sampling.stop: expected non-empty strings"),
+    ("[models.m.sampling]\ntop_k = \"many\"\n", "models.m.sampling.top_k"),
+])
+def test_bad_sampling_defaults_name_the_field(tmp_path: Path, toml: str, fragment: str) -> None:
+    assert fragment in error(tmp_path, toml)
+
+
+def test_defaults_fill_only_what_the_request_left_out() -> None:
+    from mullama import wire
+    from mullama.serving.job import Job, with_defaults
+
+    job = Job(kind="chat", model="m", request=wire.CompletionRequest(prompt="x", temperature=0.9), stream=False,
+              include_usage=False, given=frozenset({"temperature"}))
+    req = with_defaults(job, (("temperature", 0.2), ("top_k", 5), ("stop", ("END",))))
+    assert (req.temperature, req.top_k, req.stop) == (0.9, 5, ["END"])
+    assert with_defaults(job, ()) is job.request

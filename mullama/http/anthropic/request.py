@@ -59,18 +59,20 @@ def parse_messages(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Job:
     if stops := stop_list(b.stop_sequences, limits, "stop_sequences"):
         sampling["stop"] = stops
     user = b.metadata.user_id if b.metadata is not None else None
-    return _job(b, limits, sampling, stream=bool(b.stream), user=user)
+    # Anthropic's default temperature is sent, but a model's configured default may replace it
+    given = frozenset(sampling) - ({"temperature"} if b.temperature is None else set())
+    return _job(b, limits, sampling, stream=bool(b.stream), user=user, given=given)
 
 
 def parse_count(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Job:
     """A /v1/messages/count_tokens body as a chat Job that generates nothing (``max_tokens`` 0): the runner
     renders and tokenizes the prompt exactly as /v1/messages would (``generation.count_prompt``)."""
     b: shapes.CountTokensBody = shapes.decode(raw, shapes.CountTokensBody)
-    return _job(b, limits, {"max_tokens": 0}, stream=False, user=None)
+    return _job(b, limits, {"max_tokens": 0}, stream=False, user=None, given=frozenset({"max_tokens"}))
 
 
 def _job(b: shapes.CountTokensBody, limits: Limits, sampling: dict[str, Any], *, stream: bool,
-         user: str | None) -> Job:
+         user: str | None, given: frozenset[str]) -> Job:
     fields: dict[str, Any] = {"messages": messages(b.system, b.messages, limits), **sampling}
     if b.tools:
         tools, choice = _tools(b.tools), b.tool_choice or shapes.ChoiceAuto()
@@ -95,7 +97,7 @@ def _job(b: shapes.CountTokensBody, limits: Limits, sampling: dict[str, Any], *,
         fields["think"] = False
     request = wire.CompletionRequest(stream=True, **fields)
     return Job(kind="chat", model=b.model, request=request, stream=stream, include_usage=False, user=user,
-               given=frozenset(sampling))
+               given=given)
 
 
 def _tools(raw: list[shapes.Tool]) -> list[wire.Tool]:

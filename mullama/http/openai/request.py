@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mullama import wire
+from mullama.core import sampling as sampling_limits
 from mullama.core import units
 from mullama.http.openai.body import (
     INT32_MAX,
@@ -349,11 +350,7 @@ _SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presen
              "dry_penalty_last_n", "dry_sequence_breakers", "top_n_sigma", "dynatemp_range", "dynatemp_exponent",
              "samplers")
 #: (lowest, highest) of llama.cpp's other samplers, as the engine checks them
-EXTRA_BOUNDS = {"typical_p": (0, 1), "min_keep": (0, INT32_MAX), "mirostat": (0, 2), "mirostat_tau": (0, 1e6),
-                "mirostat_eta": (0, 1), "xtc_probability": (0, 1), "xtc_threshold": (0, 1),
-                "dry_multiplier": (0, 1e6), "dry_base": (1, 1e6), "dry_allowed_length": (0, INT32_MAX),
-                "dry_penalty_last_n": (-1, INT32_MAX), "top_n_sigma": (-1, 1e6), "dynatemp_range": (0, 1e6),
-                "dynatemp_exponent": (0, 1e6)}
+EXTRA_BOUNDS = sampling_limits.EXTRA
 MAX_SAMPLERS, MAX_BREAKERS, MAX_BREAKER_LEN = 32, 64, 64
 
 
