@@ -198,10 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(sub)
     from mullama.cli import bench as cli_bench
     from mullama.cli import client as cli_client
+    from mullama.cli import import_args as cli_import
     from mullama.cli import store as cli_store
 
     for add in (cli_client.add_ps, cli_client.add_stop, cli_client.add_list, cli_client.add_show, cli_client.add_run,
-                cli_store.add_pull, cli_store.add_rm, cli_bench.add_bench):
+                cli_store.add_pull, cli_store.add_rm, cli_bench.add_bench, cli_import.add_import_args):
         add(sub)
     return parser
 

@@ -1,0 +1,190 @@
+"""``mullama import-args [--name NAME] -- <llama-server arguments>``: a llama-server command line as
+mullama's TOML (server settings, a ``[models.NAME]`` table and its ``sampling`` table), and what could
+not be mapped, each with the reason. A migration aid: the output is meant to be read, then kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mullama.bench.servers import toml_value
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.replace(";", ",").split(",") if x.strip()]
+
+
+def _escapes(text: str) -> str:
+    """llama-server's escapes in a string argument (\\n, \\t, \\\\, \\")."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "nt\\\"":
+            out.append({"n": "\n", "t": "\t"}.get(text[i + 1], text[i + 1]))
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _flash(text: str) -> str:
+    word = text.strip().lower()
+    return {"1": "on", "true": "on", "0": "off", "false": "off"}.get(word, word)
+
+
+#: llama-server flag -> (table, our key, converter); table "server", "model" or "sampling"
+FLAGS: dict[str, tuple[str, str, Callable[[str], Any]]] = {}
+
+
+def _add(names: Sequence[str], table: str, key: str, convert: Callable[[str], Any]) -> None:
+    for name in names:
+        FLAGS[name] = (table, key, convert)
+
+
+_add(["--host"], "server", "host", str)
+_add(["--port"], "server", "port", int)
+_add(["--api-key"], "server", "api_keys", str)
+_add(["--reasoning-format"], "server", "reasoning_format", str)
+_add(["-m", "--model"], "model", "path", str)
+_add(["-c", "--ctx-size"], "model", "n_ctx", int)
+_add(["-np", "--parallel"], "model", "n_parallel", int)
+_add(["-b", "--batch-size"], "model", "n_batch", int)
+_add(["-ub", "--ubatch-size"], "model", "n_ubatch", int)
+_add(["-ngl", "--gpu-layers", "--n-gpu-layers"], "model", "n_gpu_layers", int)
+_add(["-ts", "--tensor-split"], "model", "tensor_split", _floats)
+_add(["-t", "--threads"], "model", "threads", int)
+_add(["-tb", "--threads-batch"], "model", "threads_batch", int)
+_add(["-fa", "--flash-attn"], "model", "flash_attn", _flash)
+_add(["-ctk", "--cache-type-k"], "model", "cache_type_k", str.lower)
+_add(["-ctv", "--cache-type-v"], "model", "cache_type_v", str.lower)
+for _flag, _key, _conv in [
+    ("--temp", "temperature", float), ("--top-k", "top_k", int), ("--top-p", "top_p", float),
+    ("--min-p", "min_p", float), ("--typical", "typical_p", float), ("--repeat-penalty", "repeat_penalty", float),
+    ("--repeat-last-n", "repeat_last_n", int), ("--presence-penalty", "presence_penalty", float),
+    ("--frequency-penalty", "frequency_penalty", float), ("--seed", "seed", int), ("-s", "seed", int),
+    ("--mirostat", "mirostat", int), ("--mirostat-lr", "mirostat_eta", float),
+    ("--mirostat-ent", "mirostat_tau", float), ("--xtc-probability", "xtc_probability", float),
+    ("--xtc-threshold", "xtc_threshold", float), ("--dry-multiplier", "dry_multiplier", float),
+    ("--dry-base", "dry_base", float), ("--dry-allowed-length", "dry_allowed_length", int),
+    ("--dry-penalty-last-n", "dry_penalty_last_n", int), ("--dry-sequence-breaker", "dry_sequence_breakers", _escapes),
+    ("--top-nsigma", "top_n_sigma", float), ("--dynatemp-range", "dynatemp_range", float),
+    ("--dynatemp-exp", "dynatemp_exponent", float), ("--min-keep", "min_keep", int),
+    ("--samplers", "samplers", lambda s: [x for x in s.split(";") if x]),
+]:
+    _add([_flag], "sampling", _key, _conv)
+
+#: flags that take no value (a bare ``-fa`` means on)
+SWITCHES = {"-fa": "on", "--flash-attn": "on"}
+#: keys a repeated flag adds to rather than replaces
+LISTS = frozenset({"api_keys", "dry_sequence_breakers"})
+#: flags whose behaviour mullama always has, or that only concern llama-server's own front end
+BUILT_IN = {
+    "--jinja": "chat templates are always rendered with Jinja", "--no-webui": "mullama serves no web UI here",
+    "-kvu": "the KV cache is unified by default", "--kv-unified": "the KV cache is unified by default",
+    "-cb": "continuous batching is always on", "--cont-batching": "continuous batching is always on",
+    "--metrics": "/metrics is always served", "--slots": "/internal/kv shows the slots",
+}
+#: flags with a name but no equivalent yet, and why
+UNSUPPORTED = {
+    "--lora": "LoRA adapters are not supported yet", "--chat-template": "no template override yet",
+    "--chat-template-file": "no template override yet", "-ot": "no tensor buffer overrides yet",
+    "--override-tensor": "no tensor buffer overrides yet", "--n-cpu-moe": "no MoE expert placement yet",
+    "--override-kv": "no GGUF metadata overrides yet", "--rope-scaling": "no RoPE scaling settings yet",
+    "--mlock": "use_mlock is not a setting yet", "--no-mmap": "use_mmap is not a setting yet",
+    "-md": "speculative decoding is not supported yet", "--model-draft": "speculative decoding is not supported yet",
+}
+
+
+@dataclass
+class Imported:
+    server: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)     # flags not mapped, with the reason
+    name: str | None = None                              # from --alias
+
+    def toml(self, name: str) -> str:
+        lines = [f"{k} = {toml_value(v)}" for k, v in self.server.items()]
+        table = json.dumps(name)
+        lines += ["", f"[models.{table}]", *(f"{k} = {toml_value(v)}" for k, v in self.model.items())]
+        if self.sampling:
+            lines += ["", f"[models.{table}.sampling]", *(f"{k} = {toml_value(v)}" for k, v in self.sampling.items())]
+        lines += [f"# not mapped: {note}" for note in self.notes]
+        return "\n".join(lines).lstrip("\n") + "\n"
+
+
+class ArgsError(ValueError):
+    """A flag's value is not what llama-server takes either."""
+
+
+def parse(args: Sequence[str]) -> Imported:
+    """llama-server arguments -> what they mean in mullama's settings, and notes for the rest."""
+    out = Imported()
+    i = 0
+    while i < len(args):
+        flag, value = args[i], None
+        if flag.startswith("--") and "=" in flag:
+            flag, value = flag.split("=", 1)
+        i += 1
+        if flag in ("-a", "--alias"):
+            value, i = _value(args, i, flag, value)
+            out.name = value
+        elif flag in FLAGS:
+            if value is None and flag in SWITCHES and (i >= len(args) or args[i].startswith("-")):
+                value = SWITCHES[flag]
+            value, i = _value(args, i, flag, value)
+            table, key, convert = FLAGS[flag]
+            try:
+                converted = convert(value)
+            except ValueError:
+                raise ArgsError(f"{flag}: cannot read {value!r}") from None
+            target = getattr(out, table)
+            target[key] = [*target.get(key, []), converted] if key in LISTS else converted
+        elif flag in BUILT_IN:
+            out.notes.append(f"{flag} (not needed: {BUILT_IN[flag]})")
+        elif flag.startswith("-"):
+            takes_value = i < len(args) and not args[i].startswith("-") and value is None
+            shown = f"{flag} {args[i]}" if takes_value else flag if value is None else f"{flag}={value}"
+            i += 1 if takes_value else 0
+            out.notes.append(f"{shown} ({UNSUPPORTED.get(flag, 'no equivalent')})")
+        else:
+            out.notes.append(f"{flag} (a stray argument)")
+    return out
+
+
+def _value(args: Sequence[str], i: int, flag: str, value: str | None) -> tuple[str, int]:
+    if value is not None:
+        return value, i
+    if i >= len(args):
+        raise ArgsError(f"{flag}: a value is missing")
+    return args[i], i + 1
+
+
+def add_import_args(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import-args", help="print a llama-server command line as mullama TOML",
+        description="Read llama-server arguments (after --) and print the equivalent mullama settings: server "
+                    "settings, a [models.NAME] table and its sampling defaults; flags that cannot be mapped are "
+                    "listed at the end with the reason.")
+    p.add_argument("--name", help="the model's name in mullama (default: --alias, else the GGUF file's stem)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="llama-server arguments, after --")
+    p.set_defaults(func=_run)
+
+
+def _run(a: argparse.Namespace) -> int:
+    args = a.args[1:] if a.args[:1] == ["--"] else a.args
+    try:
+        imported = parse(args)
+    except ArgsError as exc:
+        print(f"mullama import-args: {exc}", file=sys.stderr)
+        return 2
+    name = a.name or imported.name or (Path(imported.model["path"]).stem.lower() if "path" in imported.model
+                                       else "model")
+    sys.stdout.write(imported.toml(name))
+    return 0
