@@ -63,6 +63,10 @@ _add(["-tb", "--threads-batch"], "model", "threads_batch", int)
 _add(["-fa", "--flash-attn"], "model", "flash_attn", _flash)
 _add(["-ctk", "--cache-type-k"], "model", "cache_type_k", str.lower)
 _add(["-ctv", "--cache-type-v"], "model", "cache_type_v", str.lower)
+_add(["-mg", "--main-gpu"], "model", "main_gpu", int)
+_add(["-sm", "--split-mode"], "model", "split_mode", str.lower)
+_add(["--mlock"], "model", "use_mlock", lambda _: True)
+_add(["--no-mmap"], "model", "use_mmap", lambda _: False)
 for _flag, _key, _conv in [
     ("--temp", "temperature", float), ("--top-k", "top_k", int), ("--top-p", "top_p", float),
     ("--min-p", "min_p", float), ("--typical", "typical_p", float), ("--repeat-penalty", "repeat_penalty", float),
@@ -79,8 +83,9 @@ for _flag, _key, _conv in [
 ]:
     _add([_flag], "sampling", _key, _conv)
 
-#: flags that take no value (a bare ``-fa`` means on)
+#: flags whose value may be left out (a bare ``-fa`` means on), and flags that never take one
 SWITCHES = {"-fa": "on", "--flash-attn": "on"}
+BARE = frozenset({"--mlock", "--no-mmap"})
 #: keys a repeated flag adds to rather than replaces
 LISTS = frozenset({"api_keys", "dry_sequence_breakers"})
 #: flags whose behaviour mullama always has, or that only concern llama-server's own front end
@@ -96,7 +101,6 @@ UNSUPPORTED = {
     "--chat-template-file": "no template override yet", "-ot": "no tensor buffer overrides yet",
     "--override-tensor": "no tensor buffer overrides yet", "--n-cpu-moe": "no MoE expert placement yet",
     "--override-kv": "no GGUF metadata overrides yet", "--rope-scaling": "no RoPE scaling settings yet",
-    "--mlock": "use_mlock is not a setting yet", "--no-mmap": "use_mmap is not a setting yet",
     "-md": "speculative decoding is not supported yet", "--model-draft": "speculative decoding is not supported yet",
 }
 
@@ -136,7 +140,9 @@ def parse(args: Sequence[str]) -> Imported:
             value, i = _value(args, i, flag, value)
             out.name = value
         elif flag in FLAGS:
-            if value is None and flag in SWITCHES and (i >= len(args) or args[i].startswith("-")):
+            if flag in BARE:
+                value = ""
+            elif value is None and flag in SWITCHES and (i >= len(args) or args[i].startswith("-")):
                 value = SWITCHES[flag]
             value, i = _value(args, i, flag, value)
             table, key, convert = FLAGS[flag]

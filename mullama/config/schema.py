@@ -39,6 +39,7 @@ from mullama.config.sources import (
 from mullama.core.errors import ConfigError
 
 FlashAttn = Literal["auto", "on", "off"]
+SplitMode = Literal["none", "layer", "row"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["console", "json"]
 ReasoningFormat = Literal["none", "auto", "deepseek", "deepseek-legacy"]
@@ -62,6 +63,10 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     threads: int | None = None
     threads_batch: int | None = None
     flash_attn: FlashAttn | None = None
+    use_mmap: bool | None = None
+    use_mlock: bool | None = None
+    main_gpu: int | None = None
+    split_mode: SplitMode | None = None
     keep_alive: float | None = None  # seconds; -1 forever, 0 unload when idle
     require_full: bool | None = None  # refuse to load unless fully on GPU
     pinned: bool = False  # never evicted (a family entry pins every variant)
@@ -87,6 +92,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     cache_type_v: str = "f16"
     flash_attn: FlashAttn = "auto"
     n_gpu_layers: int = -1
+    use_mmap: bool = True                # map the GGUF file (llama-server's --no-mmap turns it off)
+    use_mlock: bool = False              # lock the weights in RAM (--mlock)
+    main_gpu: int = 0                    # the GPU for a model on one device, and row split's scratch (-mg)
+    split_mode: SplitMode = "layer"      # how a model is split across GPUs (-sm)
     keep_alive: float = 300.0
     max_loaded_models: int = 0
     memory_budget: int | None = None
@@ -157,6 +166,10 @@ class RunnerConfig:
     threads: int
     threads_batch: int
     flash_attn: str
+    use_mmap: bool
+    use_mlock: bool
+    main_gpu: int
+    split_mode: str
     keep_alive: float
     require_full: bool
     pinned: bool

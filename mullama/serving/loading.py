@@ -40,7 +40,8 @@ def load_params(entry: ModelEntry, cfg: RunnerConfig, op: wire.LoadOp, placement
         op=op, model=str(entry.path), n_ctx=cfg.n_ctx, n_parallel=cfg.n_parallel, n_batch=cfg.n_batch,
         n_ubatch=cfg.n_ubatch, n_threads=cfg.threads, n_threads_batch=cfg.threads_batch, n_gpu_layers=ngl,
         tensor_split=list(placement.tensor_split) if placement is not None else [], flash_attn=cfg.flash_attn,
-        type_k=cfg.cache_type_k, type_v=cfg.cache_type_v)
+        type_k=cfg.cache_type_k, type_v=cfg.cache_type_v, use_mmap=cfg.use_mmap, use_mlock=cfg.use_mlock,
+        main_gpu=cfg.main_gpu, split_mode=cfg.split_mode)
 
 
 def crash_backoff(recent_crashes: int) -> float:

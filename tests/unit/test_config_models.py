@@ -141,3 +141,16 @@ def test_defaults_fill_only_what_the_request_left_out() -> None:
     req = with_defaults(job, (("temperature", 0.2), ("top_k", 5), ("stop", ("END",))))
     assert (req.temperature, req.top_k, req.stop) == (0.9, 5, ["END"])
     assert with_defaults(job, ()) is job.request
+
+
+def test_load_knobs_reach_the_runner_s_load_params(tmp_path: Path) -> None:
+    from mullama.models.entry import ModelEntry
+    from mullama.serving.loading import load_params
+
+    s = load(tmp_path, 'use_mlock = true\nsplit_mode = "row"\n[models.m]\nuse_mmap = false\nmain_gpu = 1\n')
+    entry = ModelEntry(name="m:q", family="m", variant="q", path=Path("/x.gguf"), parts=(Path("/x.gguf"),),
+                       size_bytes=1, modified=0.0, id="0" * 12, header=None, error=None, source="models_dir")
+    p = load_params(entry, model_settings(s, "m:q", "m"), "alloc", None)
+    assert (p.use_mmap, p.use_mlock, p.main_gpu, p.split_mode) == (False, True, 1, "row")
+    assert "main_gpu: expected an integer in 0..255, got 300" in error(tmp_path, "main_gpu = 300\n")
+    assert "split_mode: expected one of none, layer, row" in error(tmp_path, 'split_mode = "diagonal"\n')

@@ -16,7 +16,8 @@ LINE = ["-m", "/srv/models/Qwen2.5-7B-Instruct-Q4_K_M.gguf", "--alias", "qwen", 
         "-ngl", "99", "-ts", "3,1", "-t", "8", "-fa", "--jinja", "-ctk", "Q8_0", "--temp", "0.7", "--top-k", "20",
         "--min-p=0.05", "--mirostat", "2", "--mirostat-ent", "4.5", "--dry-multiplier", "0.8",
         "--dry-sequence-breaker", "\\n", "--dry-sequence-breaker", ":", "--samplers", "top_k;min_p;temperature",
-        "--port", "8081", "--api-key", "k1", "--lora", "adapter.gguf", "-ot", "exps=CPU", "--mlock"]
+        "--port", "8081", "--api-key", "k1", "--lora", "adapter.gguf", "-ot", "exps=CPU", "--mlock", "--no-mmap",
+        "-sm", "row", "-mg", "1"]
 
 
 def test_the_toml_loads_with_the_same_values(tmp_path: Path) -> None:
@@ -26,6 +27,7 @@ def test_the_toml_loads_with_the_same_values(tmp_path: Path) -> None:
     cfg = model_settings(settings, "qwen", "qwen")
     assert (cfg.n_ctx, cfg.n_parallel, cfg.n_gpu_layers, cfg.tensor_split, cfg.threads, cfg.flash_attn,
             cfg.cache_type_k) == (8192, 4, 99, (3.0, 1.0), 8, "on", "q8_0")
+    assert (cfg.use_mlock, cfg.use_mmap, cfg.split_mode, cfg.main_gpu) == (True, False, "row", 1)
     assert dict(cfg.sampling) == {"temperature": 0.7, "top_k": 20, "min_p": 0.05, "mirostat": 2,
                                   "mirostat_tau": 4.5, "dry_multiplier": 0.8, "dry_sequence_breakers": ("\n", ":"),
                                   "samplers": ("top_k", "min_p", "temperature")}
@@ -36,7 +38,7 @@ def test_what_cannot_be_mapped_is_named_with_the_reason() -> None:
     notes = import_args.parse(LINE).notes
     assert notes == ["--jinja (not needed: chat templates are always rendered with Jinja)",
                      "--lora adapter.gguf (LoRA adapters are not supported yet)",
-                     "-ot exps=CPU (no tensor buffer overrides yet)", "--mlock (use_mlock is not a setting yet)"]
+                     "-ot exps=CPU (no tensor buffer overrides yet)"]
     assert import_args.parse(["--frobnicate", "3"]).notes == ["--frobnicate 3 (no equivalent)"]
 
 
