@@ -66,6 +66,7 @@ class LoadParams(_Wire, kw_only=True):
     type_v: str = "f16"
     kv_unified: bool = True
     warmup: bool = True
+    chat_template: str = ""     # Jinja source or a llama.cpp built-in template's name; "": the GGUF's own
 
 
 class DeviceMemory(_Wire, kw_only=True):

@@ -148,6 +148,9 @@ void register_model(py::module_ & m) {
             if (token < 0 || token >= self.info().n_vocab) return false;
             return self.is_eog(token);
         })
+        .def("set_chat_template", &Model::set_chat_template, py::arg("jinja_or_name"),
+             py::call_guard<py::gil_scoped_release>(),
+             "Replace the GGUF's chat template: Jinja source, or a built-in name (chat_template_names()).")
         .def("apply_chat_template",
              [](const Model & self, const py::sequence & messages, bool add_generation_prompt,
                 const std::string & template_override) {
@@ -157,6 +160,8 @@ void register_model(py::module_ & m) {
              },
              py::arg("messages"), py::arg("add_generation_prompt") = true, py::arg("template") = "",
              "Format [{'role', 'content'}, ...] with the model's own chat template (or `template`).");
+
+    m.def("chat_template_names", &chat_template_names, "The names of llama.cpp's built-in chat templates.");
 }
 
 }  // namespace mullama::bind

@@ -103,13 +103,22 @@ public:
     std::shared_ptr<ModelHandle> handle() const;  // throws Closed
     // The model's chat templates (llama.cpp's common_chat_templates), made once.
     std::shared_ptr<common_chat_templates> chat_templates() const;
+    // Replace the GGUF's chat template: Jinja source, or the name of one of llama.cpp's built-in templates
+    // (chat_template_names()). A built-in other than chatml renders through llama_chat_apply_template and
+    // knows no tools or thinking. Throws TemplateError (bad Jinja) or InvalidArgument (unknown name).
+    void set_chat_template(const std::string & jinja_or_name);
 
 private:
     std::shared_ptr<ModelHandle> handle_;
     ModelInfo info_;
     mutable std::mutex mutex_;  // guards handle_ and templates_ (calls run without the GIL)
     mutable std::shared_ptr<common_chat_templates> templates_;
+    std::string template_override_;  // Jinja source ("" : the GGUF's own)
+    std::string builtin_;            // a built-in template's name, rendered by llama_chat_apply_template
 };
+
+// The names of llama.cpp's built-in chat templates (llama_chat_builtin_templates).
+std::vector<std::string> chat_template_names();
 
 // llama_split_mode from its name; throws InvalidArgument.
 llama_split_mode split_mode_from_string(const std::string & name);

@@ -65,6 +65,7 @@ _add(["-ctk", "--cache-type-k"], "model", "cache_type_k", str.lower)
 _add(["-ctv", "--cache-type-v"], "model", "cache_type_v", str.lower)
 _add(["-mg", "--main-gpu"], "model", "main_gpu", int)
 _add(["-sm", "--split-mode"], "model", "split_mode", str.lower)
+_add(["--chat-template", "--chat-template-file"], "model", "chat_template", str)
 _add(["--mlock"], "model", "use_mlock", lambda _: True)
 _add(["--no-mmap"], "model", "use_mmap", lambda _: False)
 for _flag, _key, _conv in [
@@ -97,8 +98,7 @@ BUILT_IN = {
 }
 #: flags with a name but no equivalent yet, and why
 UNSUPPORTED = {
-    "--lora": "LoRA adapters are not supported yet", "--chat-template": "no template override yet",
-    "--chat-template-file": "no template override yet", "-ot": "no tensor buffer overrides yet",
+    "--lora": "LoRA adapters are not supported yet", "-ot": "no tensor buffer overrides yet",
     "--override-tensor": "no tensor buffer overrides yet", "--n-cpu-moe": "no MoE expert placement yet",
     "--override-kv": "no GGUF metadata overrides yet", "--rope-scaling": "no RoPE scaling settings yet",
     "-md": "speculative decoding is not supported yet", "--model-draft": "speculative decoding is not supported yet",

@@ -72,6 +72,7 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     pinned: bool = False  # never evicted (a family entry pins every variant)
     preload: bool = False  # loaded at start
     sampling: SamplingDefaults | None = None  # request defaults (a variant's fields beat its family's)
+    chat_template: str | None = None  # a Jinja file, or a llama.cpp built-in template's name (llama3, ...)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -175,6 +176,7 @@ class RunnerConfig:
     pinned: bool
     preload: bool
     sampling: tuple[tuple[str, Any], ...]  # (field, default) pairs for requests that leave them out
+    chat_template: str  # a Jinja file or a built-in name; "": the GGUF's own
 
 
 # ---------------------------------------------------------------- field metadata
@@ -316,6 +318,11 @@ def _check_models(s: Settings, where: Where) -> None:
             raise ConfigError(f"{base}.path: expected a file path, got an empty string")
         if entry.sampling is not None:
             check_sampling(entry.sampling, f"{base}.sampling")
+        template = entry.chat_template
+        if template is not None and (not template.strip() or (("/" in template or template.endswith(".jinja"))
+                                                              and not os.path.isfile(template))):
+            raise ConfigError(f"{base}.chat_template: expected a Jinja file that exists or a built-in template's "
+                              f"name, got {template!r}")
         split = entry.tensor_split
         if split is not None and (any(x < 0 for x in split) or sum(split) <= 0):
             raise ConfigError(f"{base}.tensor_split: expected non-negative shares with a positive sum, "
@@ -332,8 +339,10 @@ def _check_models(s: Settings, where: Where) -> None:
 
 
 def _expand_paths(s: Settings) -> Settings:
-    models = {key: msgspec.structs.replace(entry, path=os.path.expanduser(entry.path)) if entry.path
-              else entry for key, entry in s.models.items()}
+    models = {key: msgspec.structs.replace(
+        entry, path=os.path.expanduser(entry.path) if entry.path else entry.path,
+        chat_template=os.path.expanduser(entry.chat_template) if entry.chat_template else entry.chat_template)
+        for key, entry in s.models.items()}
     return msgspec.structs.replace(
         s, models_dirs=tuple(os.path.expanduser(d) for d in s.models_dirs),
         event_log=os.path.expanduser(s.event_log) if s.event_log else s.event_log, models=models)
@@ -387,7 +396,7 @@ def model_settings(settings: Settings, name: str, family: str) -> RunnerConfig:
     """
     name = settings.aliases.get(name, name)
     values: dict[str, Any] = {f: getattr(settings, f, None) for f in _RUNNER_FIELDS}
-    values.update(tensor_split=(), require_full=False, pinned=False, preload=False)
+    values.update(tensor_split=(), require_full=False, pinned=False, preload=False, chat_template="")
     sampling: dict[str, Any] = {}
     entries = _overrides(settings, family) + (_overrides(settings, name) if name != family else [])
     for entry in entries:

@@ -136,6 +136,8 @@ class RunnerService:
         def build() -> tuple[engine.Model, engine.Context]:
             model = engine.Model(p.model, mparams, progress=self._load_progress)
             try:
+                if p.chat_template:
+                    model.set_chat_template(p.chat_template)
                 return model, engine.Context(model, cparams)
             except BaseException:
                 model.close()

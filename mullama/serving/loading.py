@@ -12,6 +12,7 @@ import collections
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import structlog
 
@@ -41,7 +42,18 @@ def load_params(entry: ModelEntry, cfg: RunnerConfig, op: wire.LoadOp, placement
         n_ubatch=cfg.n_ubatch, n_threads=cfg.threads, n_threads_batch=cfg.threads_batch, n_gpu_layers=ngl,
         tensor_split=list(placement.tensor_split) if placement is not None else [], flash_attn=cfg.flash_attn,
         type_k=cfg.cache_type_k, type_v=cfg.cache_type_v, use_mmap=cfg.use_mmap, use_mlock=cfg.use_mlock,
-        main_gpu=cfg.main_gpu, split_mode=cfg.split_mode)
+        main_gpu=cfg.main_gpu, split_mode=cfg.split_mode, chat_template=chat_template_of(cfg))
+
+
+def chat_template_of(cfg: RunnerConfig) -> str:
+    """The template the runner is given: a Jinja file's text, or a built-in name as it is."""
+    t = cfg.chat_template
+    if "/" in t or t.endswith(".jinja"):
+        try:
+            return Path(t).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise errors.LoadFailed(f"cannot read the chat template file {t}: {exc}") from None
+    return t
 
 
 def crash_backoff(recent_crashes: int) -> float:

@@ -154,3 +154,6 @@ def test_load_knobs_reach_the_runner_s_load_params(tmp_path: Path) -> None:
     assert (p.use_mmap, p.use_mlock, p.main_gpu, p.split_mode) == (False, True, 1, "row")
     assert "main_gpu: expected an integer in 0..255, got 300" in error(tmp_path, "main_gpu = 300\n")
     assert "split_mode: expected one of none, layer, row" in error(tmp_path, 'split_mode = "diagonal"\n')
+    assert "models.m.chat_template: expected a Jinja file that exists" in error(
+        tmp_path, '[models.m]\nchat_template = "/no/such/file.jinja"\n')
+    assert model_settings(load(tmp_path, '[models.m]\nchat_template = "llama3"\n'), "m", "m").chat_template == "llama3"
