@@ -73,8 +73,14 @@ class ContextParams:
         self, *, n_ctx: int = 4096, n_batch: int = 2048, n_ubatch: int = 512, n_seq_max: int = 1,
         n_threads: int = 0, n_threads_batch: int = 0, flash_attn: str = "auto", type_k: str = "f16",
         type_v: str = "f16", embeddings: bool = False, pooling: str = "mean", kv_unified: bool = True,
-        offload_kqv: bool = True,
+        offload_kqv: bool = True, swa_full: bool = False, rope_scaling: str = "", rope_freq_base: float = 0.0,
+        rope_freq_scale: float = 0.0, yarn_orig_ctx: int = 0,
     ) -> None: ...
+    swa_full: bool
+    rope_scaling: str  # "": the model's | none | linear | yarn | longrope
+    rope_freq_base: float  # 0: the model's
+    rope_freq_scale: float
+    yarn_orig_ctx: int
     n_ctx: int
     n_batch: int
     n_ubatch: int

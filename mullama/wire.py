@@ -67,6 +67,12 @@ class LoadParams(_Wire, kw_only=True):
     kv_unified: bool = True
     warmup: bool = True
     chat_template: str = ""     # Jinja source or a llama.cpp built-in template's name; "": the GGUF's own
+    offload_kqv: bool = True    # the KV cache on the GPU with its layers (llama-server's --no-kv-offload: false)
+    swa_full: bool = False      # full-size cache for sliding-window attention layers
+    rope_scaling: Literal["", "none", "linear", "yarn", "longrope"] = ""  # "": the model's
+    rope_freq_base: float = 0.0   # 0: the model's
+    rope_freq_scale: float = 0.0  # 0: the model's
+    yarn_orig_ctx: Count = 0      # 0: the model's training context
 
 
 class DeviceMemory(_Wire, kw_only=True):

@@ -12,7 +12,8 @@ void register_context(py::module_ & m) {
     py::class_<ContextParams>(m, "ContextParams", "Size and behaviour of a context (KV cache, batching, threads).")
         .def(py::init([](uint32_t n_ctx, uint32_t n_batch, uint32_t n_ubatch, uint32_t n_seq_max, int32_t n_threads,
                          int32_t n_threads_batch, std::string flash_attn, std::string type_k, std::string type_v,
-                         bool embeddings, std::string pooling, bool kv_unified, bool offload_kqv) {
+                         bool embeddings, std::string pooling, bool kv_unified, bool offload_kqv, bool swa_full,
+                         std::string rope_scaling, float rope_freq_base, float rope_freq_scale, int32_t yarn_orig_ctx) {
                  ContextParams p;
                  p.n_ctx = n_ctx;
                  p.n_batch = n_batch;
@@ -27,6 +28,11 @@ void register_context(py::module_ & m) {
                  p.pooling = std::move(pooling);
                  p.kv_unified = kv_unified;
                  p.offload_kqv = offload_kqv;
+                 p.swa_full = swa_full;
+                 p.rope_scaling = std::move(rope_scaling);
+                 p.rope_freq_base = rope_freq_base;
+                 p.rope_freq_scale = rope_freq_scale;
+                 p.yarn_orig_ctx = yarn_orig_ctx;
                  kv_type_from_string(p.type_k);  // validate early
                  kv_type_from_string(p.type_v);
                  return p;
@@ -35,7 +41,8 @@ void register_context(py::module_ & m) {
              py::arg("n_seq_max") = 1, py::arg("n_threads") = 0, py::arg("n_threads_batch") = 0,
              py::arg("flash_attn") = "auto", py::arg("type_k") = "f16", py::arg("type_v") = "f16",
              py::arg("embeddings") = false, py::arg("pooling") = "mean", py::arg("kv_unified") = true,
-             py::arg("offload_kqv") = true)
+             py::arg("offload_kqv") = true, py::arg("swa_full") = false, py::arg("rope_scaling") = "",
+             py::arg("rope_freq_base") = 0.0f, py::arg("rope_freq_scale") = 0.0f, py::arg("yarn_orig_ctx") = 0)
         .def_readonly("n_ctx", &ContextParams::n_ctx)
         .def_readonly("n_batch", &ContextParams::n_batch)
         .def_readonly("n_ubatch", &ContextParams::n_ubatch)
@@ -48,7 +55,12 @@ void register_context(py::module_ & m) {
         .def_readonly("embeddings", &ContextParams::embeddings)
         .def_readonly("pooling", &ContextParams::pooling)
         .def_readonly("kv_unified", &ContextParams::kv_unified)
-        .def_readonly("offload_kqv", &ContextParams::offload_kqv);
+        .def_readonly("offload_kqv", &ContextParams::offload_kqv)
+        .def_readonly("swa_full", &ContextParams::swa_full)
+        .def_readonly("rope_scaling", &ContextParams::rope_scaling)
+        .def_readonly("rope_freq_base", &ContextParams::rope_freq_base)
+        .def_readonly("rope_freq_scale", &ContextParams::rope_freq_scale)
+        .def_readonly("yarn_orig_ctx", &ContextParams::yarn_orig_ctx);
 
     py::class_<DeviceMemory>(m, "DeviceMemory", "Bytes one device holds for a context (llama.cpp's accounting).")
         .def_readonly("device", &DeviceMemory::device)

@@ -30,6 +30,11 @@ struct ContextParams {
     std::string pooling = "mean";    // for embeddings: none | mean | cls | last
     bool kv_unified = true;          // one KV buffer shared by all sequences
     bool offload_kqv = true;
+    bool swa_full = false;           // full-size cache for sliding-window attention layers
+    std::string rope_scaling = "";   // "" (the model's) | none | linear | yarn | longrope
+    float rope_freq_base = 0.0f;     // 0: the model's
+    float rope_freq_scale = 0.0f;    // 0: the model's
+    int32_t yarn_orig_ctx = 0;       // 0: the model's training context
 };
 
 // Bytes per device, from llama's own accounting.

@@ -41,6 +41,15 @@ enum llama_pooling_type pooling_from_string(const std::string & s) {
     raise(ErrorKind::InvalidArgument, "pooling must be none, mean, cls, last or rank, got '" + s + "'");
 }
 
+llama_rope_scaling_type rope_scaling_from_string(const std::string & s) {
+    if (s.empty()) return LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED;
+    if (s == "none") return LLAMA_ROPE_SCALING_TYPE_NONE;
+    if (s == "linear") return LLAMA_ROPE_SCALING_TYPE_LINEAR;
+    if (s == "yarn") return LLAMA_ROPE_SCALING_TYPE_YARN;
+    if (s == "longrope") return LLAMA_ROPE_SCALING_TYPE_LONGROPE;
+    raise(ErrorKind::InvalidArgument, "rope_scaling must be none, linear, yarn or longrope, got '" + s + "'");
+}
+
 }  // namespace
 
 llama_context_params to_llama_params(const ContextParams & p, const ModelInfo & info) {
@@ -75,6 +84,14 @@ llama_context_params to_llama_params(const ContextParams & p, const ModelInfo & 
     cp.pooling_type = p.embeddings ? pooling_from_string(p.pooling) : LLAMA_POOLING_TYPE_UNSPECIFIED;
     cp.kv_unified = p.kv_unified;
     cp.offload_kqv = p.offload_kqv;
+    cp.swa_full = p.swa_full;
+    cp.rope_scaling_type = rope_scaling_from_string(p.rope_scaling);
+    if (!(p.rope_freq_base >= 0.0f) || !(p.rope_freq_scale >= 0.0f) || p.yarn_orig_ctx < 0) {
+        raise(ErrorKind::InvalidArgument, "rope_freq_base, rope_freq_scale and yarn_orig_ctx must be >= 0 (0: the model's)");
+    }
+    cp.rope_freq_base = p.rope_freq_base;
+    cp.rope_freq_scale = p.rope_freq_scale;
+    cp.yarn_orig_ctx = static_cast<uint32_t>(p.yarn_orig_ctx);
     cp.no_perf = true;
     if (info.n_ctx_train > 0 && p.n_ctx == 0) {
         cp.n_ctx = static_cast<uint32_t>(info.n_ctx_train);

@@ -67,6 +67,13 @@ _add(["-mg", "--main-gpu"], "model", "main_gpu", int)
 _add(["-sm", "--split-mode"], "model", "split_mode", str.lower)
 _add(["--chat-template", "--chat-template-file"], "model", "chat_template", str)
 _add(["--mlock"], "model", "use_mlock", lambda _: True)
+_add(["-nkvo", "--no-kv-offload"], "model", "kv_offload", lambda _: False)
+_add(["--swa-full"], "model", "swa_full", lambda _: True)
+_add(["--rope-scaling"], "model", "rope_scaling", str.lower)
+_add(["--rope-freq-base"], "model", "rope_freq_base", float)
+_add(["--rope-freq-scale"], "model", "rope_freq_scale", float)
+_add(["--rope-scale"], "model", "rope_freq_scale", lambda s: 1.0 / float(s))
+_add(["--yarn-orig-ctx"], "model", "yarn_orig_ctx", int)
 _add(["--no-mmap"], "model", "use_mmap", lambda _: False)
 for _flag, _key, _conv in [
     ("--temp", "temperature", float), ("--top-k", "top_k", int), ("--top-p", "top_p", float),
@@ -86,7 +93,7 @@ for _flag, _key, _conv in [
 
 #: flags whose value may be left out (a bare ``-fa`` means on), and flags that never take one
 SWITCHES = {"-fa": "on", "--flash-attn": "on"}
-BARE = frozenset({"--mlock", "--no-mmap"})
+BARE = frozenset({"--mlock", "--no-mmap", "-nkvo", "--no-kv-offload", "--swa-full"})
 #: keys a repeated flag adds to rather than replaces
 LISTS = frozenset({"api_keys", "dry_sequence_breakers"})
 #: flags whose behaviour mullama always has, or that only concern llama-server's own front end
@@ -100,7 +107,7 @@ BUILT_IN = {
 UNSUPPORTED = {
     "--lora": "LoRA adapters are not supported yet", "-ot": "no tensor buffer overrides yet",
     "--override-tensor": "no tensor buffer overrides yet", "--n-cpu-moe": "no MoE expert placement yet",
-    "--override-kv": "no GGUF metadata overrides yet", "--rope-scaling": "no RoPE scaling settings yet",
+    "--override-kv": "no GGUF metadata overrides yet",
     "-md": "speculative decoding is not supported yet", "--model-draft": "speculative decoding is not supported yet",
 }
 

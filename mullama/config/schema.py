@@ -18,12 +18,12 @@ import re
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
+from mullama.config.resolve import model_settings
 from mullama.config.sampling import SamplingDefaults, check_sampling
 from mullama.config.sources import (
     INT_RANGES,
@@ -40,6 +40,7 @@ from mullama.core.errors import ConfigError
 
 FlashAttn = Literal["auto", "on", "off"]
 SplitMode = Literal["none", "layer", "row"]
+RopeScaling = Literal["model", "none", "linear", "yarn", "longrope"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["console", "json"]
 ReasoningFormat = Literal["none", "auto", "deepseek", "deepseek-legacy"]
@@ -67,6 +68,12 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     use_mlock: bool | None = None
     main_gpu: int | None = None
     split_mode: SplitMode | None = None
+    kv_offload: bool | None = None
+    swa_full: bool | None = None
+    rope_scaling: RopeScaling | None = None
+    rope_freq_base: float | None = None
+    rope_freq_scale: float | None = None
+    yarn_orig_ctx: int | None = None
     keep_alive: float | None = None  # seconds; -1 forever, 0 unload when idle
     require_full: bool | None = None  # refuse to load unless fully on GPU
     pinned: bool = False  # never evicted (a family entry pins every variant)
@@ -97,6 +104,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     use_mlock: bool = False              # lock the weights in RAM (--mlock)
     main_gpu: int = 0                    # the GPU for a model on one device, and row split's scratch (-mg)
     split_mode: SplitMode = "layer"      # how a model is split across GPUs (-sm)
+    kv_offload: bool = True              # the KV cache goes to the GPU with its layers (--no-kv-offload: false)
+    swa_full: bool = False               # full-size cache for sliding-window attention (--swa-full)
+    rope_scaling: RopeScaling = "model"  # RoPE scaling; "model": what the GGUF says (--rope-scaling)
+    rope_freq_base: float = 0.0          # 0: the model's (--rope-freq-base)
+    rope_freq_scale: float = 0.0         # 0: the model's (--rope-freq-scale)
+    yarn_orig_ctx: int = 0               # YaRN's original context; 0: the model's training context
     keep_alive: float = 300.0
     max_loaded_models: int = 0
     memory_budget: int | None = None
@@ -152,38 +165,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return typing.cast(dict[str, Any], msgspec.json.decode(msgspec.json.encode(data)))
 
 
-@dataclass(frozen=True)
-class RunnerConfig:
-    """One model's effective settings, every field resolved (no None)."""
-
-    n_ctx: int
-    n_parallel: int
-    n_batch: int
-    n_ubatch: int
-    cache_type_k: str
-    cache_type_v: str
-    n_gpu_layers: int
-    tensor_split: tuple[float, ...]
-    threads: int
-    threads_batch: int
-    flash_attn: str
-    use_mmap: bool
-    use_mlock: bool
-    main_gpu: int
-    split_mode: str
-    keep_alive: float
-    require_full: bool
-    pinned: bool
-    preload: bool
-    sampling: tuple[tuple[str, Any], ...]  # (field, default) pairs for requests that leave them out
-    chat_template: str  # a Jinja file or a built-in name; "": the GGUF's own
-
-
 # ---------------------------------------------------------------- field metadata
 
 #: The names ``load_settings`` accepts as flags (and as top-level TOML keys).
 SETTING_NAMES: frozenset[str] = frozenset(Settings.__struct_fields__)
-_RUNNER_FIELDS = tuple(RunnerConfig.__dataclass_fields__)
 _SCHEMA = Schema(Settings, ModelSettings)
 
 Where = Callable[[str], str]
@@ -229,6 +214,8 @@ def _check_entry(entry: msgspec.Struct, label: Where) -> None:
             raise ConfigError(f"{label(name)}: expected {range_text(name)}, got {value!r}")
         if value is not None and name in LOWERCASE and value not in CACHE_TYPES:
             raise ConfigError(f"{label(name)}: expected one of {', '.join(CACHE_TYPES)}, got {value!r}")
+        if value is not None and name in ("rope_freq_base", "rope_freq_scale") and not 0 <= value < float("inf"):
+            raise ConfigError(f"{label(name)}: expected a number >= 0 (0: the model's), got {value!r}")
 
 
 def is_loopback(host: str) -> bool:
@@ -379,34 +366,3 @@ def load_settings(flags: Mapping[str, Any] | None = None, *, env: Mapping[str, s
     settings = _expand_paths(_convert(raw, Settings, where_of))
     _check(settings, where_of)
     return settings
-
-
-def _overrides(settings: Settings, key: str) -> list[ModelSettings]:
-    """The [models] entries for ``key``: under its own name and under any alias of it."""
-    found = [settings.models[key]] if key in settings.models else []
-    found += [settings.models[alias] for alias, target in settings.aliases.items()
-              if target == key and alias in settings.models]
-    return found
-
-
-def model_settings(settings: Settings, name: str, family: str) -> RunnerConfig:
-    """``name``'s effective settings: "family:variant" overrides beat "family" overrides beat server-wide.
-
-    ``name`` may be an alias. ``pinned``/``preload`` are true if any matching entry sets them.
-    """
-    name = settings.aliases.get(name, name)
-    values: dict[str, Any] = {f: getattr(settings, f, None) for f in _RUNNER_FIELDS}
-    values.update(tensor_split=(), require_full=False, pinned=False, preload=False, chat_template="")
-    sampling: dict[str, Any] = {}
-    entries = _overrides(settings, family) + (_overrides(settings, name) if name != family else [])
-    for entry in entries:
-        for field in _RUNNER_FIELDS:
-            value = getattr(entry, field)
-            if field in ("pinned", "preload"):
-                values[field] = values[field] or value
-            elif field == "sampling":
-                sampling.update(value.given() if value is not None else {})
-            elif value is not None:
-                values[field] = value
-    values["sampling"] = tuple(sampling.items())
-    return RunnerConfig(**values)

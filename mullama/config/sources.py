@@ -39,7 +39,7 @@ SIZES = frozenset({"memory_budget", "max_body_bytes"})
 LOWERCASE = frozenset({"cache_type_k", "cache_type_v"})
 INT_RANGES: Mapping[str, tuple[int, int | None]] = types.MappingProxyType({
     "port": (0, 65535), "n_ctx": (16, None), "n_parallel": (1, 256), "n_batch": (1, None),
-    "n_ubatch": (1, None), "threads": (0, None), "threads_batch": (0, None), "n_gpu_layers": (-1, None), "main_gpu": (0, 255),
+    "n_ubatch": (1, None), "threads": (0, None), "threads_batch": (0, None), "n_gpu_layers": (-1, None), "main_gpu": (0, 255), "yarn_orig_ctx": (0, None),
     "max_loaded_models": (0, None), "max_queue": (0, None), "max_queue_per_model": (0, None),
     "max_tokens_limit": (1, None), "max_connections": (1, None), "max_messages": (1, None), "max_stop": (0, None),
     "responses_store": (0, None),

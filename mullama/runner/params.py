@@ -29,7 +29,9 @@ def context_params(p: wire.LoadParams) -> engine.ContextParams:
         raise InvalidArgument("n_parallel must be >= 1")
     return engine.ContextParams(n_ctx=p.n_ctx, n_batch=p.n_batch, n_ubatch=p.n_ubatch, n_seq_max=p.n_parallel,
                                 n_threads=p.n_threads, n_threads_batch=p.n_threads_batch, flash_attn=p.flash_attn,
-                                type_k=p.type_k, type_v=p.type_v, kv_unified=p.kv_unified)
+                                type_k=p.type_k, type_v=p.type_v, kv_unified=p.kv_unified, offload_kqv=p.offload_kqv,
+                                swa_full=p.swa_full, rope_scaling=p.rope_scaling, rope_freq_base=p.rope_freq_base,
+                                rope_freq_scale=p.rope_freq_scale, yarn_orig_ctx=p.yarn_orig_ctx)
 
 
 def sampling_params(req: wire.CompletionRequest, n_vocab: int) -> engine.SamplingParams:

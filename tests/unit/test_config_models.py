@@ -147,11 +147,17 @@ def test_load_knobs_reach_the_runner_s_load_params(tmp_path: Path) -> None:
     from mullama.models.entry import ModelEntry
     from mullama.serving.loading import load_params
 
-    s = load(tmp_path, 'use_mlock = true\nsplit_mode = "row"\n[models.m]\nuse_mmap = false\nmain_gpu = 1\n')
+    s = load(tmp_path, 'use_mlock = true\nsplit_mode = "row"\nrope_scaling = "yarn"\n[models.m]\nuse_mmap = false\n'
+                       'main_gpu = 1\nkv_offload = false\nswa_full = true\nrope_freq_base = 1e6\nyarn_orig_ctx = 4096\n')
     entry = ModelEntry(name="m:q", family="m", variant="q", path=Path("/x.gguf"), parts=(Path("/x.gguf"),),
                        size_bytes=1, modified=0.0, id="0" * 12, header=None, error=None, source="models_dir")
     p = load_params(entry, model_settings(s, "m:q", "m"), "alloc", None)
     assert (p.use_mmap, p.use_mlock, p.main_gpu, p.split_mode) == (False, True, 1, "row")
+    assert (p.offload_kqv, p.swa_full, p.rope_scaling, p.rope_freq_base, p.rope_freq_scale, p.yarn_orig_ctx) == (
+        False, True, "yarn", 1e6, 0.0, 4096)
+    plain = load_params(entry, model_settings(load(tmp_path, ""), "m:q", "m"), "alloc", None)
+    assert (plain.rope_scaling, plain.offload_kqv) == ("", True)  # "model": the GGUF's own
+    assert "rope_freq_base: expected a number >= 0" in error(tmp_path, "rope_freq_base = -1.0\n")
     assert "main_gpu: expected an integer in 0..255, got 300" in error(tmp_path, "main_gpu = 300\n")
     assert "split_mode: expected one of none, layer, row" in error(tmp_path, 'split_mode = "diagonal"\n')
     assert "models.m.chat_template: expected a Jinja file that exists" in error(

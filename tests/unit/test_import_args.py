@@ -17,7 +17,8 @@ LINE = ["-m", "/srv/models/Qwen2.5-7B-Instruct-Q4_K_M.gguf", "--alias", "qwen", 
         "--min-p=0.05", "--mirostat", "2", "--mirostat-ent", "4.5", "--dry-multiplier", "0.8",
         "--dry-sequence-breaker", "\\n", "--dry-sequence-breaker", ":", "--samplers", "top_k;min_p;temperature",
         "--port", "8081", "--api-key", "k1", "--lora", "adapter.gguf", "-ot", "exps=CPU", "--mlock", "--no-mmap",
-        "-sm", "row", "-mg", "1", "--chat-template", "llama3"]
+        "-sm", "row", "-mg", "1", "--chat-template", "llama3", "-nkvo", "--swa-full", "--rope-scaling", "YaRN",
+        "--rope-scale", "4", "--yarn-orig-ctx", "32768"]
 
 
 def test_the_toml_loads_with_the_same_values(tmp_path: Path) -> None:
@@ -29,6 +30,8 @@ def test_the_toml_loads_with_the_same_values(tmp_path: Path) -> None:
             cfg.cache_type_k) == (8192, 4, 99, (3.0, 1.0), 8, "on", "q8_0")
     assert (cfg.use_mlock, cfg.use_mmap, cfg.split_mode, cfg.main_gpu, cfg.chat_template) == (
         True, False, "row", 1, "llama3")
+    assert (cfg.kv_offload, cfg.swa_full, cfg.rope_scaling, cfg.rope_freq_scale, cfg.yarn_orig_ctx) == (
+        False, True, "yarn", 0.25, 32768)
     assert dict(cfg.sampling) == {"temperature": 0.7, "top_k": 20, "min_p": 0.05, "mirostat": 2,
                                   "mirostat_tau": 4.5, "dry_multiplier": 0.8, "dry_sequence_breakers": ("\n", ":"),
                                   "samplers": ("top_k", "min_p", "temperature")}

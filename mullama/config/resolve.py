@@ -1,0 +1,76 @@
+"""A model's effective settings (``RunnerConfig``): its ``[models]`` entries over the server-wide values.
+
+``settings`` is a ``schema.Settings`` (not imported here: the schema checks entries with this resolution).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """One model's effective settings, every field resolved (no None)."""
+
+    n_ctx: int
+    n_parallel: int
+    n_batch: int
+    n_ubatch: int
+    cache_type_k: str
+    cache_type_v: str
+    n_gpu_layers: int
+    tensor_split: tuple[float, ...]
+    threads: int
+    threads_batch: int
+    flash_attn: str
+    use_mmap: bool
+    use_mlock: bool
+    main_gpu: int
+    split_mode: str
+    kv_offload: bool
+    swa_full: bool
+    rope_scaling: str
+    rope_freq_base: float
+    rope_freq_scale: float
+    yarn_orig_ctx: int
+    keep_alive: float
+    require_full: bool
+    pinned: bool
+    preload: bool
+    sampling: tuple[tuple[str, Any], ...]  # (field, default) pairs for requests that leave them out
+    chat_template: str  # a Jinja file or a built-in name; "": the GGUF's own
+
+
+_RUNNER_FIELDS = tuple(RunnerConfig.__dataclass_fields__)
+
+
+def _overrides(settings: Any, key: str) -> list[Any]:
+    """The [models] entries for ``key``: under its own name and under any alias of it."""
+    found = [settings.models[key]] if key in settings.models else []
+    found += [settings.models[alias] for alias, target in settings.aliases.items()
+              if target == key and alias in settings.models]
+    return found
+
+
+def model_settings(settings: Any, name: str, family: str) -> RunnerConfig:
+    """``name``'s effective settings: "family:variant" overrides beat "family" overrides beat server-wide.
+
+    ``name`` may be an alias. ``pinned``/``preload`` are true if any matching entry sets them.
+    """
+    name = settings.aliases.get(name, name)
+    values: dict[str, Any] = {f: getattr(settings, f, None) for f in _RUNNER_FIELDS}
+    values.update(tensor_split=(), require_full=False, pinned=False, preload=False, chat_template="")
+    sampling: dict[str, Any] = {}
+    entries = _overrides(settings, family) + (_overrides(settings, name) if name != family else [])
+    for entry in entries:
+        for field in _RUNNER_FIELDS:
+            value = getattr(entry, field)
+            if field in ("pinned", "preload"):
+                values[field] = values[field] or value
+            elif field == "sampling":
+                sampling.update(value.given() if value is not None else {})
+            elif value is not None:
+                values[field] = value
+    values["sampling"] = tuple(sampling.items())
+    return RunnerConfig(**values)
