@@ -13,8 +13,9 @@ class ModelParams:
     def __init__(
         self, *, n_gpu_layers: int = -1, main_gpu: int = 0, split_mode: str = "layer",
         tensor_split: Sequence[float] = (), use_mmap: bool = True, use_mlock: bool = False,
-        vocab_only: bool = False, check_tensors: bool = False,
+        vocab_only: bool = False, check_tensors: bool = False, kv_overrides: Sequence[str] = (),
     ) -> None: ...
+    kv_overrides: list[str]  # GGUF metadata overrides, KEY=TYPE:VALUE (llama-server's --override-kv)
     n_gpu_layers: int
     main_gpu: int
     split_mode: str

@@ -27,6 +27,7 @@ struct ModelParams {
     bool vocab_only = false;
     bool check_tensors = false;
     bool no_alloc = false;             // dry run: metadata only, allocations simulated (see fit.h)
+    std::vector<std::string> kv_overrides;  // GGUF metadata, as llama-server's --override-kv: KEY=TYPE:VALUE
 };
 
 // Called with 0..1 during load; return false to abort the load.

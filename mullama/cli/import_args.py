@@ -69,6 +69,8 @@ _add(["--chat-template", "--chat-template-file"], "model", "chat_template", str)
 _add(["--mlock"], "model", "use_mlock", lambda _: True)
 _add(["-nkvo", "--no-kv-offload"], "model", "kv_offload", lambda _: False)
 _add(["--swa-full"], "model", "swa_full", lambda _: True)
+_add(["--check-tensors"], "model", "check_tensors", lambda _: True)
+_add(["--override-kv"], "model", "override_kv", str)
 _add(["--rope-scaling"], "model", "rope_scaling", str.lower)
 _add(["--rope-freq-base"], "model", "rope_freq_base", float)
 _add(["--rope-freq-scale"], "model", "rope_freq_scale", float)
@@ -93,9 +95,9 @@ for _flag, _key, _conv in [
 
 #: flags whose value may be left out (a bare ``-fa`` means on), and flags that never take one
 SWITCHES = {"-fa": "on", "--flash-attn": "on"}
-BARE = frozenset({"--mlock", "--no-mmap", "-nkvo", "--no-kv-offload", "--swa-full"})
+BARE = frozenset({"--mlock", "--no-mmap", "-nkvo", "--no-kv-offload", "--swa-full", "--check-tensors"})
 #: keys a repeated flag adds to rather than replaces
-LISTS = frozenset({"api_keys", "dry_sequence_breakers"})
+LISTS = frozenset({"api_keys", "dry_sequence_breakers", "override_kv"})
 #: flags whose behaviour mullama always has, or that only concern llama-server's own front end
 BUILT_IN = {
     "--jinja": "chat templates are always rendered with Jinja", "--no-webui": "mullama serves no web UI here",
@@ -107,7 +109,6 @@ BUILT_IN = {
 UNSUPPORTED = {
     "--lora": "LoRA adapters are not supported yet", "-ot": "no tensor buffer overrides yet",
     "--override-tensor": "no tensor buffer overrides yet", "--n-cpu-moe": "no MoE expert placement yet",
-    "--override-kv": "no GGUF metadata overrides yet",
     "-md": "speculative decoding is not supported yet", "--model-draft": "speculative decoding is not supported yet",
 }
 

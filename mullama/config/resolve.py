@@ -40,6 +40,8 @@ class RunnerConfig:
     preload: bool
     sampling: tuple[tuple[str, Any], ...]  # (field, default) pairs for requests that leave them out
     chat_template: str  # a Jinja file or a built-in name; "": the GGUF's own
+    check_tensors: bool
+    override_kv: tuple[str, ...]  # GGUF metadata overrides, KEY=TYPE:VALUE
 
 
 _RUNNER_FIELDS = tuple(RunnerConfig.__dataclass_fields__)
@@ -60,7 +62,7 @@ def model_settings(settings: Any, name: str, family: str) -> RunnerConfig:
     """
     name = settings.aliases.get(name, name)
     values: dict[str, Any] = {f: getattr(settings, f, None) for f in _RUNNER_FIELDS}
-    values.update(tensor_split=(), require_full=False, pinned=False, preload=False, chat_template="")
+    values.update(tensor_split=(), require_full=False, pinned=False, preload=False, chat_template="", override_kv=())
     sampling: dict[str, Any] = {}
     entries = _overrides(settings, family) + (_overrides(settings, name) if name != family else [])
     for entry in entries:

@@ -80,6 +80,8 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     preload: bool = False  # loaded at start
     sampling: SamplingDefaults | None = None  # request defaults (a variant's fields beat its family's)
     chat_template: str | None = None  # a Jinja file, or a llama.cpp built-in template's name (llama3, ...)
+    override_kv: tuple[str, ...] | None = None  # GGUF metadata overrides: "KEY=TYPE:VALUE" (--override-kv)
+    check_tensors: bool | None = None
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -110,6 +112,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rope_freq_base: float = 0.0          # 0: the model's (--rope-freq-base)
     rope_freq_scale: float = 0.0         # 0: the model's (--rope-freq-scale)
     yarn_orig_ctx: int = 0               # YaRN's original context; 0: the model's training context
+    check_tensors: bool = False          # validate the weights' data while loading (--check-tensors)
     keep_alive: float = 300.0
     max_loaded_models: int = 0
     memory_budget: int | None = None
@@ -296,6 +299,9 @@ def _check_names(s: Settings, where: Where) -> None:
         _check_name(f"{family}:{variant}", label)
 
 
+_KV_OVERRIDE = re.compile(r"^[^=\s]{1,127}=(int|float|bool|str):.*$")
+
+
 def _check_models(s: Settings, where: Where) -> None:
     for key, entry in s.models.items():
         base = f"{where('models')}.{key}"
@@ -305,6 +311,10 @@ def _check_models(s: Settings, where: Where) -> None:
             raise ConfigError(f"{base}.path: expected a file path, got an empty string")
         if entry.sampling is not None:
             check_sampling(entry.sampling, f"{base}.sampling")
+        for i, kv in enumerate(entry.override_kv or ()):
+            if not _KV_OVERRIDE.match(kv):
+                raise ConfigError(f"{base}.override_kv[{i}]: expected KEY=TYPE:VALUE with TYPE int, float, bool or "
+                                  f"str (e.g. \"tokenizer.ggml.add_bos_token=bool:false\"), got {kv!r}")
         template = entry.chat_template
         if template is not None and (not template.strip() or (("/" in template or template.endswith(".jinja"))
                                                               and not os.path.isfile(template))):

@@ -21,7 +21,8 @@ def device_list(devices: list) -> list[wire.DeviceMemory]:
 
 def model_params(p: wire.LoadParams) -> engine.ModelParams:
     return engine.ModelParams(n_gpu_layers=p.n_gpu_layers, main_gpu=p.main_gpu, split_mode=p.split_mode,
-                              tensor_split=p.tensor_split, use_mmap=p.use_mmap, use_mlock=p.use_mlock)
+                              tensor_split=p.tensor_split, use_mmap=p.use_mmap, use_mlock=p.use_mlock,
+                              check_tensors=p.check_tensors, kv_overrides=p.kv_overrides)
 
 
 def context_params(p: wire.LoadParams) -> engine.ContextParams:

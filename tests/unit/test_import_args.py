@@ -18,7 +18,8 @@ LINE = ["-m", "/srv/models/Qwen2.5-7B-Instruct-Q4_K_M.gguf", "--alias", "qwen", 
         "--dry-sequence-breaker", "\\n", "--dry-sequence-breaker", ":", "--samplers", "top_k;min_p;temperature",
         "--port", "8081", "--api-key", "k1", "--lora", "adapter.gguf", "-ot", "exps=CPU", "--mlock", "--no-mmap",
         "-sm", "row", "-mg", "1", "--chat-template", "llama3", "-nkvo", "--swa-full", "--rope-scaling", "YaRN",
-        "--rope-scale", "4", "--yarn-orig-ctx", "32768"]
+        "--rope-scale", "4", "--yarn-orig-ctx", "32768", "--override-kv", "a.b=int:3", "--override-kv",
+        "c=bool:false", "--check-tensors"]
 
 
 def test_the_toml_loads_with_the_same_values(tmp_path: Path) -> None:
@@ -32,6 +33,7 @@ def test_the_toml_loads_with_the_same_values(tmp_path: Path) -> None:
         True, False, "row", 1, "llama3")
     assert (cfg.kv_offload, cfg.swa_full, cfg.rope_scaling, cfg.rope_freq_scale, cfg.yarn_orig_ctx) == (
         False, True, "yarn", 0.25, 32768)
+    assert (cfg.override_kv, cfg.check_tensors) == (("a.b=int:3", "c=bool:false"), True)
     assert dict(cfg.sampling) == {"temperature": 0.7, "top_k": 20, "min_p": 0.05, "mirostat": 2,
                                   "mirostat_tau": 4.5, "dry_multiplier": 0.8, "dry_sequence_breakers": ("\n", ":"),
                                   "samplers": ("top_k", "min_p", "temperature")}

@@ -79,20 +79,3 @@ def test_request_fields_reach_the_chain(tiny_model):
     with pytest.raises(InvalidArgument, match="dry_base"):
         stages(dry_base=0.5)
     assert set(EXTRA_SAMPLING) <= set(wire.CompletionRequest.__struct_fields__)
-
-
-def test_rope_settings_reach_the_context(tiny_model):
-    """RoPE's base frequency changes the attention, so greedy output changes; bad values are typed errors."""
-    prompt = tiny_model.tokenize("the yes no a of the", True, False)
-
-    def greedy(**rope: Any) -> list[int]:
-        with engine.Context(tiny_model, engine.ContextParams(n_ctx=128, n_threads=2, **rope)) as ctx:
-            params = engine.GenerateParams(max_tokens=12, sampling=engine.SamplingParams(temperature=0))
-            return ctx.generate(tiny_model, [prompt], [params])[0].tokens
-
-    assert greedy() == greedy(rope_freq_base=10000.0)  # the tiny model's own base
-    assert greedy(rope_freq_base=10.0) != greedy()
-    assert greedy(swa_full=True, rope_scaling="none") == greedy()
-    for bad, name in (({"rope_scaling": "spiral"}, "rope_scaling"), ({"rope_freq_base": -1.0}, "rope_freq_base")):
-        with pytest.raises(InvalidArgument, match=name):
-            engine.Context(tiny_model, engine.ContextParams(n_ctx=128, **bad))

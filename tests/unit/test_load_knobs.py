@@ -1,0 +1,39 @@
+"""Load and context knobs reach llama.cpp (issue 19): GGUF metadata overrides change what the loaded
+model reports, RoPE settings change the attention (greedy output), bad values are typed errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mullama import engine
+from mullama.core.errors import InvalidArgument
+
+
+def test_metadata_overrides_change_the_loaded_model(tiny_path):
+    with engine.Model(str(tiny_path), engine.ModelParams(n_gpu_layers=0)) as plain:
+        assert plain.info.add_bos and plain.tokenize("yes", True, False)[0] == plain.info.bos
+    params = engine.ModelParams(n_gpu_layers=0, kv_overrides=["tokenizer.ggml.add_bos_token=bool:false"],
+                                check_tensors=True)
+    with engine.Model(str(tiny_path), params) as overridden:
+        assert not overridden.info.add_bos and overridden.info.bos not in overridden.tokenize("yes", True, False)
+    with pytest.raises(InvalidArgument, match="KEY=TYPE:VALUE"):
+        engine.Model(str(tiny_path), engine.ModelParams(kv_overrides=["no-equals-sign"]))
+
+
+def test_rope_settings_reach_the_context(tiny_model):
+    """RoPE's base frequency changes the attention, so greedy output changes; bad values are typed errors."""
+    prompt = tiny_model.tokenize("the yes no a of the", True, False)
+
+    def greedy(**rope: Any) -> list[int]:
+        with engine.Context(tiny_model, engine.ContextParams(n_ctx=128, n_threads=2, **rope)) as ctx:
+            params = engine.GenerateParams(max_tokens=12, sampling=engine.SamplingParams(temperature=0))
+            return ctx.generate(tiny_model, [prompt], [params])[0].tokens
+
+    assert greedy() == greedy(rope_freq_base=10000.0)  # the tiny model's own base
+    assert greedy(rope_freq_base=10.0) != greedy()
+    assert greedy(swa_full=True, rope_scaling="none") == greedy()
+    for bad, name in (({"rope_scaling": "spiral"}, "rope_scaling"), ({"rope_freq_base": -1.0}, "rope_freq_base")):
+        with pytest.raises(InvalidArgument, match=name):
+            engine.Context(tiny_model, engine.ContextParams(n_ctx=128, **bad))
