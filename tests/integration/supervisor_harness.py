@@ -204,3 +204,24 @@ def jsonl_records(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def module_server(name: str, **settings: Any):
+    """A module-scoped ``server`` fixture: one ``mullama serve`` with ``base_settings(**settings)``, e.g.
+    ``server = module_server("tools", n_parallel=2)`` at a test module's top level."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory):
+        srv = Server(tmp_path_factory.mktemp(name), base_settings(**settings))
+        yield srv
+        srv.stop()
+
+    return server
+
+
+def openai_client(server: Server):
+    """The ``openai`` SDK pointed at ``server`` (no retries: a test sees every error)."""
+    import openai
+
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0)

@@ -13,23 +13,19 @@ import time
 import ollama
 import openai
 import pytest
-from supervisor_harness import Server, base_settings
+from supervisor_harness import module_server, openai_client
 
 MODEL = "smollm2:q4_1"
 STORY = [{"role": "user", "content": "Tell me a story about a dragon."}]
 GREEDY = {"temperature": 0, "max_tokens": 12}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("logprobs"), base_settings(n_parallel=4))
-    yield srv
-    srv.stop()
+server = module_server("logprobs", n_parallel=4)
 
 
 @pytest.fixture
 def client(server):
-    with openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0) as c:
+    with openai_client(server) as c:
         yield c
 
 

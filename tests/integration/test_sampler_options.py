@@ -7,22 +7,18 @@ from __future__ import annotations
 import ollama
 import openai
 import pytest
-from supervisor_harness import Server, base_settings
+from supervisor_harness import module_server, openai_client
 
 MODEL = "smollm2:q4_1"
 ASK = [{"role": "user", "content": "Name three colours."}]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("samplers"), base_settings(n_parallel=2))
-    yield srv
-    srv.stop()
+server = module_server("samplers", n_parallel=2)
 
 
 @pytest.fixture
 def client(server):
-    with openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0) as c:
+    with openai_client(server) as c:
         yield c
 
 

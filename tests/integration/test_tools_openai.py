@@ -12,7 +12,7 @@ import jsonschema
 import openai
 import pytest
 
-from supervisor_harness import Server, assert_openai_error, base_settings
+from supervisor_harness import assert_openai_error, module_server, openai_client
 
 MODEL = "smollm2:q4_1"
 WEATHER = {"type": "function", "function": {
@@ -27,16 +27,12 @@ ASK = [{"role": "user", "content": "What's the weather in Paris?"}]
 GREEDY = {"temperature": 0, "max_tokens": 96}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("tools"), base_settings(n_parallel=2))
-    yield srv
-    srv.stop()
+server = module_server("tools", n_parallel=2)
 
 
 @pytest.fixture
 def client(server):
-    with openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0) as c:
+    with openai_client(server) as c:
         yield c
 
 
