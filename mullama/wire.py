@@ -74,6 +74,7 @@ class LoadParams(_Wire, kw_only=True):
     rope_freq_scale: float = 0.0  # 0: the model's
     yarn_orig_ctx: Count = 0      # 0: the model's training context
     check_tensors: bool = False   # validate the weights' data while loading
+    pooling: Literal["mean", "cls", "last"] = "mean"  # how embeddings pool a text's token vectors
     kv_overrides: list[str] = []  # GGUF metadata overrides, KEY=TYPE:VALUE (llama-server's --override-kv)
 
 

@@ -34,6 +34,7 @@ class RunnerConfig:
     rope_freq_base: float
     rope_freq_scale: float
     yarn_orig_ctx: int
+    pooling: str
     keep_alive: float
     require_full: bool
     pinned: bool

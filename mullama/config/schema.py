@@ -41,6 +41,7 @@ from mullama.core.errors import ConfigError
 FlashAttn = Literal["auto", "on", "off"]
 SplitMode = Literal["none", "layer", "row"]
 RopeScaling = Literal["model", "none", "linear", "yarn", "longrope"]
+Pooling = Literal["mean", "cls", "last"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["console", "json"]
 ReasoningFormat = Literal["none", "auto", "deepseek", "deepseek-legacy"]
@@ -74,6 +75,7 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     rope_freq_base: float | None = None
     rope_freq_scale: float | None = None
     yarn_orig_ctx: int | None = None
+    pooling: Pooling | None = None
     keep_alive: float | None = None  # seconds; -1 forever, 0 unload when idle
     require_full: bool | None = None  # refuse to load unless fully on GPU
     pinned: bool = False  # never evicted (a family entry pins every variant)
@@ -113,6 +115,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rope_freq_scale: float = 0.0         # 0: the model's (--rope-freq-scale)
     yarn_orig_ctx: int = 0               # YaRN's original context; 0: the model's training context
     check_tensors: bool = False          # validate the weights' data while loading (--check-tensors)
+    pooling: Pooling = "mean"            # how /embeddings pools a text's token vectors (--pooling)
     keep_alive: float = 300.0
     max_loaded_models: int = 0
     memory_budget: int | None = None

@@ -29,7 +29,8 @@ async def embed(loaded, texts: list[str], stops: set[threading.Event]) -> tuple[
         longest = max(len(t) for t in inputs)
         ctx = engine.Context(model, engine.ContextParams(
             n_ctx=max(512, longest + 1), n_batch=max(512, longest), n_ubatch=max(512, longest),
-            n_seq_max=min(len(inputs), 8), n_threads=loaded.params.n_threads, embeddings=True, kv_unified=True))
+            n_seq_max=min(len(inputs), 8), n_threads=loaded.params.n_threads, embeddings=True, kv_unified=True,
+            pooling=loaded.params.pooling))
         try:
             out: list[list[float]] = []
             for i in range(0, len(inputs), EMBED_CHUNK):  # a chunk at a time: a caller gone stops it

@@ -46,7 +46,8 @@ def load_params(entry: ModelEntry, cfg: RunnerConfig, op: wire.LoadOp, placement
         offload_kqv=cfg.kv_offload, swa_full=cfg.swa_full,
         rope_scaling="" if cfg.rope_scaling == "model" else cfg.rope_scaling,  # type: ignore[arg-type]
         rope_freq_base=cfg.rope_freq_base, rope_freq_scale=cfg.rope_freq_scale, yarn_orig_ctx=cfg.yarn_orig_ctx,
-        check_tensors=cfg.check_tensors, kv_overrides=list(cfg.override_kv))
+        check_tensors=cfg.check_tensors, kv_overrides=list(cfg.override_kv),
+        pooling=cfg.pooling)  # type: ignore[arg-type]
 
 
 def chat_template_of(cfg: RunnerConfig) -> str:

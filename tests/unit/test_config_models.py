@@ -160,7 +160,7 @@ def test_load_knobs_reach_the_runner_s_load_params(tmp_path: Path) -> None:
     assert "rope_freq_base: expected a number >= 0" in error(tmp_path, "rope_freq_base = -1.0\n")
     kv = load(tmp_path, '[models.m]\noverride_kv = ["tokenizer.ggml.add_bos_token=bool:false"]\ncheck_tensors = true\n')
     p = load_params(entry, model_settings(kv, "m:q", "m"), "alloc", None)
-    assert (p.kv_overrides, p.check_tensors) == (["tokenizer.ggml.add_bos_token=bool:false"], True)
+    assert (p.kv_overrides, p.check_tensors, p.pooling) == (["tokenizer.ggml.add_bos_token=bool:false"], True, "mean")
     assert "models.m.override_kv[0]: expected KEY=TYPE:VALUE" in error(tmp_path, '[models.m]\noverride_kv = ["x=y"]\n')
     assert "main_gpu: expected an integer in 0..255, got 300" in error(tmp_path, "main_gpu = 300\n")
     assert "split_mode: expected one of none, layer, row" in error(tmp_path, 'split_mode = "diagonal"\n')
