@@ -32,6 +32,7 @@ from mullama.http.openai.request import (
     parse_completion,
     parse_embeddings,
 )
+from mullama.serving.generation import Answer
 
 __all__ = [
     # formatting (this module)
@@ -133,9 +134,9 @@ def completion_logprobs(lps: list[wire.TokenLogprob] | None, offset: int = 0) ->
             "top_logprobs": [{x.text: x.logprob for x in t.top} for t in lps], "text_offset": offsets}
 
 
-def _single(final: wire.CompletionFinal, text: str) -> list[Any]:
-    """The one choice of an n = 1 answer, in the shape of ``Generation.gather_choices``'s answers."""
-    return [msgspec.structs.replace(final, content=text, index=0)]
+def _single(final: wire.CompletionFinal, text: str) -> list[Answer]:
+    """The one choice of an n = 1 answer, as ``Generation.gather_choices`` gives its answers."""
+    return [Answer(0, text=text, logprobs=final.logprobs, finish_reason=final.finish_reason, message=final.message)]
 
 
 def _message(text: str, parsed: wire.ChatResult | None, call_ids: list[str] | None) -> dict[str, Any]:
@@ -152,14 +153,13 @@ def _message(text: str, parsed: wire.ChatResult | None, call_ids: list[str] | No
 
 def chat_response(*, id: str, created: int, model: str, final: wire.CompletionFinal, text: str = "",
                   extra: dict[str, Any] | None = None, call_ids: list[str] | None = None,
-                  answers: list[Any] | None = None) -> bytes:
+                  answers: list[Answer] | None = None) -> bytes:
     """A whole chat.completion; ``answers`` (``Generation.gather_choices``) give every choice, else the one
     is ``final`` and ``text``; ``extra`` (e.g. {"profile": ...}) joins the top level."""
     choices = []
     for a in answers or _single(final, text):
-        text_of = a.text if answers else a.content
         called = bool(a.message and a.message.tool_calls)
-        choices.append({"index": a.index, "message": _message(text_of, a.message, call_ids),
+        choices.append({"index": a.index, "message": _message(a.text, a.message, call_ids),
                         "logprobs": chat_logprobs(a.logprobs), **finish_fields(a.finish_reason, called)})
     return msgspec.json.encode({**_head(id, "chat.completion", created, model), "choices": choices,
                                 "usage": usage(final.stats), **(extra or {})})
@@ -190,13 +190,13 @@ def chat_chunk(*, id: str, created: int, model: str, content: str | None = None,
 
 
 def completion_response(*, id: str, created: int, model: str, final: wire.CompletionFinal, text: str = "",
-                        extra: dict[str, Any] | None = None, answers: list[Any] | None = None,
+                        extra: dict[str, Any] | None = None, answers: list[Answer] | None = None,
                         echo: str = "") -> bytes:
     """A whole text_completion (every choice of ``answers``, else ``final`` and ``text``); ``echo``: the
     prompt each text starts with; ``extra`` joins the top level."""
     choices = []
     for a in answers or _single(final, text):
-        choices.append({"text": echo + (a.text if answers else a.content), "index": a.index,
+        choices.append({"text": echo + a.text, "index": a.index,
                         "logprobs": completion_logprobs(a.logprobs, len(echo)), **finish_fields(a.finish_reason)})
     return msgspec.json.encode({**_head(id, "text_completion", created, model), "choices": choices,
                                 "usage": usage(final.stats), **(extra or {})})
