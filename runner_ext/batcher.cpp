@@ -43,7 +43,7 @@ std::optional<ControlOp> control_op_from_string(std::string_view name) {
 
 Batcher::Batcher(const Model & model, Context & ctx, double signal_interval_ms)
     : model_handle_(model.handle()), claim_(std::make_unique<Context::Claim>(ctx, "a Batcher")), model_(model), ctx_(ctx),
-      signal_interval_ms_(signal_interval_ms) {
+      signal_interval_ms_(signal_interval_ms), adapters_(model.handle()) {
     if (!(signal_interval_ms >= 0.0 && signal_interval_ms <= 1000.0)) {
         raise(ErrorKind::InvalidArgument, "signal_interval_ms must be in [0, 1000]");
     }
@@ -105,7 +105,10 @@ void Batcher::submit(RequestSpec spec) {
                                               " (the prompt plus at least one generated token must fit)");
     }
     if (spec.repeat_limit < 0) raise(ErrorKind::InvalidArgument, "repeat_limit must be >= 0");
+    if (spec.n_keep < -1) raise(ErrorKind::InvalidArgument, "n_keep must be >= -1");
     auto r = std::make_unique<Request>();
+    r->lora = adapters_.resolve(spec.lora, spec.lora_defaults);  // throws for an adapter not loaded
+    r->stats.adapters = r->lora.key;
     r->sampler = std::make_unique<Sampler>(model_, spec.params.sampling);  // validates sampling params
     r->stream = std::make_unique<TextStream>(spec.params.stop);
     r->stats.prompt_tokens = static_cast<int32_t>(spec.prompt.size());
@@ -120,6 +123,26 @@ void Batcher::submit(RequestSpec spec) {
         pending_.push_back(std::move(r));
     }
     cv_.notify_all();
+}
+
+int32_t Batcher::add_adapter(const std::string & path, const std::string & name, float scale) {
+    std::lock_guard<std::mutex> engine(engine_mu_);
+    return adapters_.add(path, name, scale);
+}
+
+bool Batcher::remove_adapter(int32_t id) {
+    if (!adapters_.remove(id)) return false;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        collect_ = true;  // the loop frees it (it owns the context, which may apply it) once no request holds it
+    }
+    cv_.notify_all();
+    return true;
+}
+
+std::string Batcher::active_adapters() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return active_snapshot_;
 }
 
 bool Batcher::control(ControlOp op, const std::string & id) {
@@ -234,20 +257,23 @@ void Batcher::snapshot() {
             i.n_cached = r.stats.cached_tokens;
             i.n_prompt = static_cast<int32_t>(r.spec.prompt.size());
             i.n_generated = static_cast<int32_t>(r.generated.size());
+            i.adapters = r.lora.key;
         } else {
             i.state = "idle";
+            i.adapters = s->cache_key;
         }
         snap.push_back(std::move(i));
     }
     std::lock_guard<std::mutex> lock(mu_);
     slot_snapshot_ = std::move(snap);
+    active_snapshot_ = active_key_;
 }
 
 // Stopping, a control to apply, or a request that is not paused anywhere (queued,
 // in a slot, swapped out). Called with mu_ held, on the loop thread (which owns
 // slot_ and swapped_).
 bool Batcher::has_work() const {
-    if (stop_ || !controls_.empty()) return true;
+    if (stop_ || collect_ || !controls_.empty()) return true;
     for (const auto & r : pending_) {
         if (!r->paused) return true;
     }
@@ -276,9 +302,18 @@ void Batcher::loop() {
             waiting_.store(false);
         }
         try {
+            std::lock_guard<std::mutex> engine(engine_mu_);
             apply_controls();
             admit();
             step();
+            {
+                std::lock_guard<std::mutex> lock(mu_);
+                collect_ = false;
+            }
+            if (!adapters_.collect().empty() && !active_key_.empty()) {  // removed adapters no request holds now
+                llama_set_adapters_lora(ctx_.raw(), nullptr, 0, nullptr);
+                active_key_.clear();
+            }
         } catch (const std::exception & e) {
             // A failure outside decode (e.g. the context was closed): end everything.
             std::string what = e.what();

@@ -24,6 +24,7 @@
 #include "errors.h"
 #include "finish_reason.h"
 #include "generate.h"
+#include "lora.h"
 #include "model.h"
 #include "sampler.h"
 #include "text_stream.h"
@@ -37,6 +38,9 @@ struct RequestSpec {
     std::string group;                // choices of one prompt (n > 1): the members share its prefill (see admit)
     int32_t repeat_limit = 0;         // a block of 1..8 tokens repeated more than this many times in a row ends
                                       // the request with finish reason repeat_limit (0: off)
+    std::vector<std::pair<int32_t, float>> lora;  // (adapter id, scale): its LoRA set ...
+    bool lora_defaults = true;        // ... or, when true, every loaded adapter at its default scale
+    int32_t n_keep = 0;               // prompt tokens a context shift keeps (after BOS); -1: the whole prompt
 };
 
 struct RequestStats {
@@ -55,6 +59,9 @@ struct RequestStats {
     int32_t pauses = 0;
     int32_t swaps = 0;                // times its state was saved to host memory to free the slot
     int32_t kv_preemptions = 0;       // of those, times it gave way because the shared KV cache was full
+    int32_t adapter_waits = 0;        // decode steps it sat out while requests with other LoRA adapters ran
+    int32_t context_shifts = 0;       // times its context was full and its older half was dropped
+    std::string adapters;             // its LoRA set, "id:scale,..." ("" none)
 };
 
 // A generated token's log-probability under the model (softmax of the raw logits, before sampling),
@@ -92,6 +99,7 @@ struct SlotInfo {
     int32_t n_cached = 0;             // of the current request's prompt, reused from the cache
     int32_t n_prompt = 0;
     int32_t n_generated = 0;
+    std::string adapters;             // the LoRA set its KV was computed with ("id:scale,...")
 };
 
 struct BatcherCounters {
@@ -107,6 +115,8 @@ struct BatcherCounters {
     uint64_t swaps_out = 0;
     uint64_t kv_full = 0;             // decodes that found the KV cache full
     uint64_t kv_preemptions = 0;      // running requests swapped out to make room (they resume later)
+    uint64_t adapter_switches = 0;    // decode steps whose LoRA set differed from the step before
+    uint64_t context_shifts = 0;
 };
 
 class Batcher {
@@ -130,6 +140,14 @@ public:
     int event_fd() const { return event_fd_; }
 
     std::vector<SlotInfo> slots() const;
+    // LoRA adapters (see lora.h). add_adapter waits for the decode step in progress; ids are never reused.
+    int32_t add_adapter(const std::string & path, const std::string & name, float scale);
+    bool remove_adapter(int32_t id);
+    std::vector<AdapterInfo> adapters() const { return adapters_.list(); }
+    std::string active_adapters() const;   // the set of the last decode step ("id:scale,...")
+    // When on, a stream that fills its slot's context keeps n_keep prompt tokens, drops half of the rest and
+    // goes on (the kept tokens after the dropped ones are evaluated again); when off it ends with context_full.
+    void set_context_shift(bool on) { context_shift_.store(on); }
     BatcherCounters counters() const;
     size_t queued() const;                 // waiting for a slot
     size_t active() const;                 // taken from the queue, not finished (in a slot or swapped out)
@@ -173,6 +191,8 @@ private:
     void handle_decode_error(const Error & e);
     void sample_slot(Slot & s);
     Slot * group_donor(const Request & r, bool & wait);
+    const std::string * step_adapters();
+    bool shift_context(Slot & s);
     void finish(Slot & s, FinishReason reason, const std::string & error = {});
     void finish_request(Request & r, FinishReason reason, const std::string & error);
 
@@ -196,6 +216,8 @@ private:
     std::deque<std::unique_ptr<Request>> swapped_;  // moved out of their slot: paused, or waiting for KV room
     std::unique_ptr<Batch> batch_;
     uint64_t tick_ = 0;
+    std::string active_key_;     // the LoRA set the context applies
+    int32_t turn_ = 0;           // decode steps the active set has had while another set waited
 
     // shared, under mu_
     mutable std::mutex mu_;
@@ -207,11 +229,16 @@ private:
     std::vector<SlotInfo> slot_snapshot_;
     BatcherCounters counters_;
     bool stop_ = false;
+    bool collect_ = false;       // an adapter was removed: the loop frees what no request holds
     bool running_ = false;
     // written by the loop thread, read by stalled_ms() from any thread
     std::atomic<bool> waiting_{true};     // asleep for lack of work, or stopped
     std::atomic<Clock::rep> iteration_start_{0};
     std::string error_;
+    std::string active_snapshot_;  // active_key_ for readers, under mu_
+    AdapterRegistry adapters_;
+    std::mutex engine_mu_;         // held by the loop's passes and by add_adapter: the model's adapter list
+    std::atomic<bool> context_shift_{false};
     std::thread thread_;
 };
 

@@ -261,7 +261,10 @@ void Batcher::admit() {
         const std::vector<llama_token> & prompt = from_swap ? kNoPrompt : req->spec.prompt;
         std::vector<SlotView> views;
         views.reserve(slot_.size());
-        for (const auto & s : slot_) views.push_back(slot_view(s->cache, prompt, s->req != nullptr, s->last_used));
+        for (const auto & s : slot_) {  // a cache computed under other LoRA adapters is no prefix of this request
+            const bool same = s->cache_key == req->lora.key;
+            views.push_back(slot_view(s->cache, same ? prompt : kNoPrompt, s->req != nullptr, s->last_used));
+        }
         const SlotChoice choice = choose_slot(views, prompt.size());
         Slot * best = choice.slot >= 0 ? slot_[static_cast<size_t>(choice.slot)].get() : nullptr;
         size_t reuse = static_cast<size_t>(choice.reuse);
@@ -324,6 +327,7 @@ void Batcher::admit() {
             }
             if (evicted) counters_.prefix_evictions++;
         }
+        s.cache_key = r.lora.key;
         s.req = std::move(req);
         s.last_used = ++tick_;
         trim_idle_caches(0);  // its prompt goes in at the next step: no decode should find the cache full

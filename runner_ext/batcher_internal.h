@@ -29,6 +29,8 @@ struct Batcher::Request {
     Clock::time_point t_submit, t_admit, t_prefill_start, t_first, t_last;
     bool prefill_started = false;
     std::vector<double> gaps;
+    LoraSet lora;
+    size_t gen_base = 0;                // generated tokens before the last context shift (re-evaluated as prompt)
 };
 
 struct Batcher::Slot {
@@ -38,6 +40,7 @@ struct Batcher::Slot {
     int32_t i_batch = -1;               // logits index in the current batch
     int32_t chunk = 0;                  // prompt tokens added to the current batch
     uint64_t last_used = 0;
+    std::string cache_key;              // the LoRA set `cache` was computed with: only requests with it reuse it
 };
 
 }  // namespace mullama

@@ -91,7 +91,7 @@ void Batcher::finish(Slot & s, FinishReason reason, const std::string & error) {
     Request & r = *s.req;
     // The slot keeps what its sequence holds as a prefix for the next request.
     s.cache = r.spec.prompt;
-    s.cache.insert(s.cache.end(), r.generated.begin(), r.generated.end());
+    s.cache.insert(s.cache.end(), r.generated.begin() + static_cast<std::ptrdiff_t>(r.gen_base), r.generated.end());
     s.cache.resize(std::min(s.cache.size(), static_cast<size_t>(std::max(r.n_past, 0))));
     if (reason == FinishReason::Error) {
         ctx_.kv_seq_rm(s.index, -1, -1);
@@ -155,27 +155,105 @@ void Batcher::sample_slot(Slot & s) {
     } else if (repeats(r.generated, r.spec.repeat_limit)) {
         finish(s, FinishReason::RepeatLimit);
     } else if (static_cast<uint32_t>(r.n_past) >= n_ctx_slot_) {
-        finish(s, FinishReason::ContextFull);
+        if (!shift_context(s)) finish(s, FinishReason::ContextFull);
     } else {
         r.pending = tok;
     }
 }
 
+// A full context: keep the first n_keep prompt tokens (and BOS), drop half of the rest, and evaluate
+// what follows the dropped part again as the request's prompt (the KV is recomputed, never shifted in
+// place: in a unified cache the cells of a shared prefix belong to other sequences too). False: off,
+// or nothing to drop.
+bool Batcher::shift_context(Slot & s) {
+    Request & r = *s.req;
+    if (!context_shift_.load() || r.spec.n_keep < 0 || model_.info().is_recurrent) return false;
+    std::vector<llama_token> all = r.spec.prompt;  // what the KV holds, then the token just sampled
+    all.insert(all.end(), r.generated.begin() + static_cast<std::ptrdiff_t>(r.gen_base), r.generated.end());
+    const int32_t bos = model_.info().add_bos ? 1 : 0;
+    const int32_t keep = std::min(r.spec.n_keep + bos, std::min(r.stats.prompt_tokens, r.n_past));
+    const int32_t discard = (r.n_past - keep) / 2;
+    if (discard <= 0) return false;
+    std::vector<llama_token> kept(all.begin(), all.begin() + keep);
+    kept.insert(kept.end(), all.begin() + keep + discard, all.end());
+    ctx_.kv_seq_rm(s.index, keep, -1);
+    r.spec.prompt = std::move(kept);
+    r.gen_base = r.generated.size();
+    r.n_past = keep;
+    r.pending = -1;
+    r.stats.context_shifts++;
+    std::lock_guard<std::mutex> lock(mu_);
+    counters_.context_shifts++;
+    return true;
+}
+
+namespace {
+
+constexpr int32_t kAdapterTurn = 8;  // decode steps a LoRA set keeps the context while another set waits
+
+}  // namespace
+
+// The LoRA set of this step (null: nothing to run). llama.cpp applies adapters to the whole context,
+// so only requests with one set decode together: with several sets waiting, each gets kAdapterTurn
+// steps in turn (in key order), and the context switches between them (a graph rebuild each).
+const std::string * Batcher::step_adapters() {
+    auto runnable = [](const std::unique_ptr<Request> & r) {
+        return r && !r->paused && (r->pending >= 0 || r->n_past < static_cast<int32_t>(r->spec.prompt.size()));
+    };
+    std::vector<const Request *> sets;  // one request per distinct set with work
+    for (auto & sp : slot_) {
+        if (!runnable(sp->req)) continue;
+        const std::string & key = sp->req->lora.key;
+        if (std::none_of(sets.begin(), sets.end(), [&](const Request * q) { return q->lora.key == key; })) {
+            sets.push_back(sp->req.get());
+        }
+    }
+    if (sets.empty()) return nullptr;
+    std::sort(sets.begin(), sets.end(), [](const Request * a, const Request * b) { return a->lora.key < b->lora.key; });
+    auto active = std::find_if(sets.begin(), sets.end(), [&](const Request * q) { return q->lora.key == active_key_; });
+    const Request * chosen = sets.front();
+    if (sets.size() == 1) {
+        turn_ = 0;
+    } else if (active != sets.end() && turn_ < kAdapterTurn) {
+        chosen = *active;
+        turn_++;
+    } else {
+        auto next = std::find_if(sets.begin(), sets.end(), [&](const Request * q) { return q->lora.key > active_key_; });
+        chosen = next != sets.end() ? *next : sets.front();
+        turn_ = 1;
+    }
+    if (chosen->lora.key != active_key_) {
+        std::vector<llama_adapter_lora *> ptrs;
+        for (const auto & a : chosen->lora.adapters) ptrs.push_back(a->get());
+        std::vector<float> scales = chosen->lora.scales;
+        llama_set_adapters_lora(ctx_.raw(), ptrs.data(), ptrs.size(), scales.data());
+        active_key_ = chosen->lora.key;
+        std::lock_guard<std::mutex> lock(mu_);
+        counters_.adapter_switches++;
+    }
+    for (auto & sp : slot_) {
+        if (runnable(sp->req) && sp->req->lora.key != active_key_) sp->req->stats.adapter_waits++;
+    }
+    return &chosen->lora.key;
+}
+
 void Batcher::step() {
     Batch & batch = *batch_;
     batch.clear();
+    const std::string * key = step_adapters();
+    if (key == nullptr) return;
     // 1. One token for every running stream: they keep decoding while prompts are split.
     for (auto & sp : slot_) {
         Slot & s = *sp;
         s.i_batch = -1;
         s.chunk = 0;
-        if (!s.req || s.req->paused || s.req->pending < 0) continue;
+        if (!s.req || s.req->paused || s.req->pending < 0 || s.req->lora.key != *key) continue;
         s.i_batch = batch.add(s.req->pending, s.req->n_past, s.index, true);
     }
     // 2. Prompt chunks fill the rest of the batch, oldest admission first.
     std::vector<Slot *> prefill;
     for (auto & sp : slot_) {
-        if (sp->req && !sp->req->paused && sp->req->pending < 0 &&
+        if (sp->req && !sp->req->paused && sp->req->pending < 0 && sp->req->lora.key == *key &&
             sp->req->n_past < static_cast<int32_t>(sp->req->spec.prompt.size())) {
             prefill.push_back(sp.get());
         }

@@ -1,5 +1,7 @@
 #include <pybind11/stl.h>
 
+#include <optional>
+
 #include "batcher.h"
 #include "bindings.h"
 #include "errors.h"
@@ -23,7 +25,18 @@ void register_batcher(py::module_ & m) {
         .def_readonly("slot", &RequestStats::slot)
         .def_readonly("pauses", &RequestStats::pauses)
         .def_readonly("swaps", &RequestStats::swaps)
-        .def_readonly("kv_preemptions", &RequestStats::kv_preemptions);
+        .def_readonly("kv_preemptions", &RequestStats::kv_preemptions)
+        .def_readonly("adapter_waits", &RequestStats::adapter_waits)
+        .def_readonly("context_shifts", &RequestStats::context_shifts)
+        .def_readonly("adapters", &RequestStats::adapters);
+
+    py::class_<AdapterInfo>(m, "AdapterInfo", "A loaded LoRA adapter.")
+        .def_readonly("id", &AdapterInfo::id)
+        .def_readonly("name", &AdapterInfo::name)
+        .def_readonly("path", &AdapterInfo::path)
+        .def_readonly("scale", &AdapterInfo::scale)
+        .def_readonly("alpha", &AdapterInfo::alpha)
+        .def_readonly("in_use", &AdapterInfo::in_use);
 
     py::class_<TokenProb>(m, "TokenProb", "A generated token's log-probability and the most likely alternatives.")
         .def_readonly("token", &TokenProb::token)
@@ -49,7 +62,8 @@ void register_batcher(py::module_ & m) {
         .def_readonly("n_tokens", &SlotInfo::n_tokens)
         .def_readonly("n_cached", &SlotInfo::n_cached)
         .def_readonly("n_prompt", &SlotInfo::n_prompt)
-        .def_readonly("n_generated", &SlotInfo::n_generated);
+        .def_readonly("n_generated", &SlotInfo::n_generated)
+        .def_readonly("adapters", &SlotInfo::adapters);
 
     py::class_<BatcherCounters>(m, "BatcherCounters")
         .def_readonly("requests", &BatcherCounters::requests)
@@ -63,7 +77,9 @@ void register_batcher(py::module_ & m) {
         .def_readonly("cached_tokens", &BatcherCounters::cached_tokens)
         .def_readonly("swaps_out", &BatcherCounters::swaps_out)
         .def_readonly("kv_full", &BatcherCounters::kv_full)
-        .def_readonly("kv_preemptions", &BatcherCounters::kv_preemptions);
+        .def_readonly("kv_preemptions", &BatcherCounters::kv_preemptions)
+        .def_readonly("adapter_switches", &BatcherCounters::adapter_switches)
+        .def_readonly("context_shifts", &BatcherCounters::context_shifts);
 
     py::class_<Batcher> batcher(m, "Batcher",
                                 "Continuous batching over a Context's n_seq_max slots, on its own C++ thread. "
@@ -75,19 +91,33 @@ void register_batcher(py::module_ & m) {
         .def(
             "submit",
             [](Batcher & self, std::string id, std::vector<llama_token> prompt, GenerateParams params,
-               int32_t repeat_limit, std::string group) {
+               int32_t repeat_limit, std::string group, std::optional<std::vector<std::pair<int32_t, float>>> lora,
+               int32_t n_keep) {
                 RequestSpec spec;
                 spec.id = std::move(id);
                 spec.prompt = std::move(prompt);
                 spec.params = std::move(params);
                 spec.repeat_limit = repeat_limit;
                 spec.group = std::move(group);
+                spec.lora_defaults = !lora.has_value();
+                if (lora) spec.lora = std::move(*lora);
+                spec.n_keep = n_keep;
                 py::gil_scoped_release nogil;
                 self.submit(std::move(spec));
             },
             py::arg("id"), py::arg("prompt"), py::arg("params"), py::arg("repeat_limit") = 0, py::arg("group") = "",
+            py::arg("lora") = py::none(), py::arg("n_keep") = 0,
             "Queue a request. Requests of one `group` (the choices of an n > 1 request, same prompt) share one "
-            "prefill: the others copy the first one's KV.")
+            "prefill: the others copy the first one's KV. `lora`: [(adapter id, scale)], None: every adapter at "
+            "its default scale. `n_keep`: prompt tokens a context shift keeps (-1: all).")
+        .def("add_adapter", &Batcher::add_adapter, py::arg("path"), py::arg("name") = "", py::arg("scale") = 1.0f,
+             py::call_guard<py::gil_scoped_release>(),
+             "Load a LoRA adapter (a path already loaded returns its id); returns its id.")
+        .def("remove_adapter", &Batcher::remove_adapter, py::arg("id"),
+             "Unload an adapter: new requests cannot use it; it is freed when no request holds it. False: unknown.")
+        .def("adapters", &Batcher::adapters)
+        .def_property_readonly("active_adapters", &Batcher::active_adapters)
+        .def("set_context_shift", &Batcher::set_context_shift, py::arg("on"))
         .def("drain", &Batcher::drain, "Events since the last drain, one per request (text and tokens joined).")
         .def_property_readonly("event_fd", &Batcher::event_fd)
         .def("slots", &Batcher::slots)

@@ -125,6 +125,9 @@ void register_misc(py::module_ & m) {
         ensure_backend();
         return llama_supports_gpu_offload();
     });
+    m.def("numa_init", &numa_init, py::arg("strategy"),
+          "NUMA placement for this process (off | distribute | isolate | numactl); once, before loading.");
+    m.def("buffer_type_names", &buffer_type_names, "Buffer types a tensor override may name (CPU, CUDA0, ...).");
     m.def("max_devices", &llama_max_devices);
     m.def("max_parallel_sequences", &llama_max_parallel_sequences);
     m.attr("LLAMA_CPP_COMMIT") = MULLAMA_LLAMA_CPP_COMMIT;

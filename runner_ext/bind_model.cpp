@@ -43,7 +43,8 @@ void register_model(py::module_ & m) {
     py::class_<ModelParams>(m, "ModelParams", "Where and how to load a model's weights.")
         .def(py::init([](int32_t n_gpu_layers, int32_t main_gpu, std::string split_mode,
                          std::vector<float> tensor_split, bool use_mmap, bool use_mlock, bool vocab_only,
-                         bool check_tensors, std::vector<std::string> kv_overrides) {
+                         bool check_tensors, std::vector<std::string> kv_overrides,
+                         std::vector<std::string> tensor_overrides) {
                  ModelParams p;
                  p.n_gpu_layers = n_gpu_layers;
                  p.main_gpu = main_gpu;
@@ -54,13 +55,15 @@ void register_model(py::module_ & m) {
                  p.vocab_only = vocab_only;
                  p.check_tensors = check_tensors;
                  p.kv_overrides = std::move(kv_overrides);
+                 p.tensor_overrides = std::move(tensor_overrides);
                  split_mode_from_string(p.split_mode);  // validate early
                  return p;
              }),
              py::kw_only(), py::arg("n_gpu_layers") = -1, py::arg("main_gpu") = 0, py::arg("split_mode") = "layer",
              py::arg("tensor_split") = std::vector<float>{}, py::arg("use_mmap") = true,
              py::arg("use_mlock") = false, py::arg("vocab_only") = false, py::arg("check_tensors") = false,
-             py::arg("kv_overrides") = std::vector<std::string>{})
+             py::arg("kv_overrides") = std::vector<std::string>{},
+             py::arg("tensor_overrides") = std::vector<std::string>{})
         .def_readonly("n_gpu_layers", &ModelParams::n_gpu_layers)
         .def_readonly("main_gpu", &ModelParams::main_gpu)
         .def_readonly("split_mode", &ModelParams::split_mode)
@@ -69,7 +72,8 @@ void register_model(py::module_ & m) {
         .def_readonly("use_mlock", &ModelParams::use_mlock)
         .def_readonly("vocab_only", &ModelParams::vocab_only)
         .def_readonly("check_tensors", &ModelParams::check_tensors)
-        .def_readonly("kv_overrides", &ModelParams::kv_overrides);
+        .def_readonly("kv_overrides", &ModelParams::kv_overrides)
+        .def_readonly("tensor_overrides", &ModelParams::tensor_overrides);
 
     py::class_<ModelInfo>(m, "ModelInfo", "Metadata of a loaded model.")
         .def_readonly("path", &ModelInfo::path)

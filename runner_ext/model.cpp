@@ -7,10 +7,12 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
+#include <regex>
 
 #include "chat.h"
 #include "common.h"
 #include "errors.h"
+#include "ggml-backend.h"
 #include "logging.h"
 
 namespace mullama {
@@ -21,6 +23,78 @@ void ensure_backend() {
         logging::install();
         llama_backend_init();
     });
+}
+
+void numa_init(const std::string & strategy) {
+    static const std::map<std::string, ggml_numa_strategy> kinds = {
+        {"off", GGML_NUMA_STRATEGY_DISABLED}, {"distribute", GGML_NUMA_STRATEGY_DISTRIBUTE},
+        {"isolate", GGML_NUMA_STRATEGY_ISOLATE}, {"numactl", GGML_NUMA_STRATEGY_NUMACTL}};
+    auto it = kinds.find(strategy);
+    if (it == kinds.end()) {
+        raise(ErrorKind::InvalidArgument, "numa must be off, distribute, isolate or numactl, got '" + strategy + "'");
+    }
+    static std::mutex mu;
+    static std::string done;
+    std::lock_guard<std::mutex> lock(mu);
+    if (!done.empty() && done != strategy) {
+        raise(ErrorKind::InvalidArgument, "NUMA is already set up as '" + done + "' in this process");
+    }
+    if (done.empty() && it->second != GGML_NUMA_STRATEGY_DISABLED) {
+        ensure_backend();
+        llama_numa_init(it->second);
+    }
+    done = strategy;
+}
+
+namespace {
+
+std::map<std::string, ggml_backend_buffer_type_t> buffer_types() {
+    ensure_backend();
+    std::map<std::string, ggml_backend_buffer_type_t> out;
+    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+        if (auto * buft = ggml_backend_dev_buffer_type(ggml_backend_dev_get(i))) out[ggml_backend_buft_name(buft)] = buft;
+    }
+    return out;
+}
+
+// llama-server's -ot list: REGEX=BUFFER_TYPE each; `patterns` keeps the regex strings alive for the load.
+std::vector<llama_model_tensor_buft_override> tensor_overrides(const std::vector<std::string> & specs,
+                                                               std::vector<std::string> & patterns) {
+    std::vector<llama_model_tensor_buft_override> out;
+    if (specs.empty()) return out;
+    const auto types = buffer_types();
+    patterns.reserve(specs.size());
+    for (const auto & spec : specs) {
+        const auto eq = spec.find('=');
+        if (eq == std::string::npos || eq == 0) {
+            raise(ErrorKind::InvalidArgument, "tensor override '" + spec + "': expected REGEX=BUFFER_TYPE");
+        }
+        const std::string name = spec.substr(eq + 1);
+        auto it = types.find(name);
+        if (it == types.end()) {
+            std::string known;
+            for (const auto & [n, _] : types) known += (known.empty() ? "" : ", ") + n;
+            raise(ErrorKind::InvalidArgument, "tensor override '" + spec + "': unknown buffer type '" + name +
+                                                  "'; this machine has " + known);
+        }
+        patterns.push_back(spec.substr(0, eq));
+        try {
+            std::regex check(patterns.back());
+        } catch (const std::regex_error & e) {
+            raise(ErrorKind::InvalidArgument, "tensor override '" + spec + "': bad regular expression: " + e.what());
+        }
+        out.push_back({patterns.back().c_str(), it->second});
+    }
+    out.push_back({nullptr, nullptr});  // the list ends with a null pattern
+    return out;
+}
+
+}  // namespace
+
+std::vector<std::string> buffer_type_names() {
+    std::vector<std::string> out;
+    for (const auto & [name, _] : buffer_types()) out.push_back(name);
+    return out;
 }
 
 llama_split_mode split_mode_from_string(const std::string & name) {
@@ -174,6 +248,9 @@ Model::Model(const std::string & path, const ModelParams & params, ProgressFn pr
         overrides.back().key[0] = 0;  // the list ends with an empty key
         mp.kv_overrides = overrides.data();
     }
+    std::vector<std::string> patterns;
+    const auto bufts = tensor_overrides(params.tensor_overrides, patterns);
+    if (!bufts.empty()) mp.tensor_buft_overrides = bufts.data();
     if (params.use_mmap) {
         mp.load_mode = params.use_mlock ? LLAMA_LOAD_MODE_MMAP_MLOCK : LLAMA_LOAD_MODE_MMAP;
     } else {

@@ -28,6 +28,7 @@ struct ModelParams {
     bool check_tensors = false;
     bool no_alloc = false;             // dry run: metadata only, allocations simulated (see fit.h)
     std::vector<std::string> kv_overrides;  // GGUF metadata, as llama-server's --override-kv: KEY=TYPE:VALUE
+    std::vector<std::string> tensor_overrides;  // REGEX=BUFFER_TYPE, as llama-server's -ot: matching weights go there
 };
 
 // Called with 0..1 during load; return false to abort the load.
@@ -130,5 +131,12 @@ void check_gguf_file(const std::string & path);
 
 // Backend initialisation, once per process.
 void ensure_backend();
+
+// NUMA placement of this process's threads and memory: off | distribute | isolate | numactl.
+// llama.cpp allows one call per process; a second with another strategy throws InvalidArgument.
+void numa_init(const std::string & strategy);
+
+// The buffer types tensor overrides may name ("CPU", "CUDA0", ...), in device order.
+std::vector<std::string> buffer_type_names();
 
 }  // namespace mullama

@@ -67,7 +67,11 @@ std::string Model::apply_chat_template(const std::vector<ChatMessage> & messages
         std::lock_guard<std::mutex> lock(mutex_);
         builtin = builtin_;
     }
-    if (template_override.empty() && !builtin.empty()) {
+    if (!template_override.empty()) {  // a built-in's name given per request (a preset's template)
+        const auto names = chat_template_names();
+        if (std::find(names.begin(), names.end(), template_override) != names.end()) builtin = template_override;
+    }
+    if (!builtin.empty() && (template_override.empty() || template_override == builtin)) {
         std::vector<llama_chat_message> chat;
         for (const auto & m : messages) chat.push_back({m.role.c_str(), m.content.c_str()});
         std::vector<char> buf(4096);

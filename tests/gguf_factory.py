@@ -218,3 +218,30 @@ def write_truncated(src: str | os.PathLike[str], dst: str | os.PathLike[str], wh
     assert 0 < cut < len(raw)
     dst.write_bytes(raw[:cut])
     return dst
+
+
+def write_lora(path: str | os.PathLike[str], base: str | os.PathLike[str], *, rank: int = 8, seed: int = 0,
+               targets: Sequence[str] = ("attn_v", "ffn_down"), alpha: float = 16.0,
+               std: float = 0.015) -> Path:
+    """A random-weight LoRA adapter for the GGUF model ``base``, as llama.cpp's convert_lora_to_gguf writes one:
+    ``general.type = adapter``, ``adapter.type = lora``, ``adapter.lora.alpha``, and for each target weight
+    ``W`` (ggml shape [in, out]) the pair ``W.lora_a`` [in, rank] and ``W.lora_b`` [rank, out]."""
+    reader = gguf.GGUFReader(str(base))
+    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+    rng = np.random.default_rng(seed)
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_string("general.type", "adapter")
+    w.add_string("adapter.type", "lora")
+    w.add_float32("adapter.lora.alpha", alpha)
+    for t in reader.tensors:
+        parts = t.name.split(".")
+        if len(parts) != 4 or parts[0] != "blk" or parts[2] not in targets or parts[3] != "weight":
+            continue
+        n_in, n_out = (int(x) for x in t.shape[:2])  # ggml order: ne[0] (input), ne[1] (output)
+        w.add_tensor(f"{t.name}.lora_a", rng.normal(0, std, (rank, n_in)).astype(np.float32))
+        w.add_tensor(f"{t.name}.lora_b", rng.normal(0, std, (n_out, rank)).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return Path(path)

@@ -50,4 +50,7 @@ def build_profile(*, stats: wire.CompletionStats, model: str, scheduler: str, ru
         "inter_token_ms_p95": _ms(stats.inter_token_ms_p95) if completion >= 2 else 0.0,
         "total_ms": _ms(total_ms),
         "preemptions": max(0, preemptions),
+        "adapters": stats.adapters,  # its LoRA set, "id:scale,..." ("": none)
+        "adapter_waits": max(0, stats.adapter_waits),  # decode steps it sat out while other adapter sets ran
+        "context_shifts": max(0, stats.context_shifts),
     }

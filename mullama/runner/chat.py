@@ -84,7 +84,7 @@ async def render(model: engine.Model, native: bool, req: wire.CompletionRequest,
     """``req.messages`` with ``req.tools`` (or a template that reasons): the prompt, the sampling constraints
     and the readers. ``native``: the template renders tool calls itself."""
     messages, tools = req.messages or [], req.tools or []
-    if native or not uses_tools(req):
+    if req.chat_template is None and (native or not uses_tools(req)):  # a request's own template: plain render
         chat = await asyncio.to_thread(engine.apply_chat, model,
                                        wire.encoder.encode(_with_template_ids(messages)).decode(),
                                        wire.encoder.encode(tools).decode() if tools else "", req.tool_choice,
@@ -101,5 +101,5 @@ async def render(model: engine.Model, native: bool, req: wire.CompletionRequest,
         sampling = sampling_params(msgspec.structs.replace(req, json_schema=schema), model.info.n_vocab)
         new_reader = lambda: ChatReader(generic_tools.GenericParser())
     prompt = model.apply_chat_template(generic_tools.messages(messages, tools, req.tool_choice,
-                                                              req.parallel_tool_calls), True)
+                                                              req.parallel_tool_calls), True, req.chat_template or "")
     return Rendered(prompt, sampling, list(req.stop), new_reader)

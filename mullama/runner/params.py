@@ -22,7 +22,8 @@ def device_list(devices: list) -> list[wire.DeviceMemory]:
 def model_params(p: wire.LoadParams) -> engine.ModelParams:
     return engine.ModelParams(n_gpu_layers=p.n_gpu_layers, main_gpu=p.main_gpu, split_mode=p.split_mode,
                               tensor_split=p.tensor_split, use_mmap=p.use_mmap, use_mlock=p.use_mlock,
-                              check_tensors=p.check_tensors, kv_overrides=p.kv_overrides)
+                              check_tensors=p.check_tensors, kv_overrides=p.kv_overrides,
+                              tensor_overrides=p.tensor_overrides)
 
 
 def context_params(p: wire.LoadParams) -> engine.ContextParams:
@@ -69,4 +70,5 @@ def stats_of(ev: _engine.Event) -> wire.CompletionStats:
         queue_ms=s.queue_ms, prefill_ms=s.prefill_ms, ttft_ms=s.ttft_ms, decode_ms=s.decode_ms,
         total_ms=s.total_ms, inter_token_ms_p50=s.itl_p50_ms, inter_token_ms_p95=s.itl_p95_ms, slot=s.slot,
         pauses=s.pauses, swaps=s.swaps, evicted_tokens=s.evicted_tokens, kv_preemptions=s.kv_preemptions,
+        adapters=s.adapters, adapter_waits=s.adapter_waits, context_shifts=s.context_shifts,
     )

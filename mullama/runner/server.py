@@ -16,7 +16,15 @@ import structlog
 from aiohttp import web
 
 from mullama import wire
-from mullama.core.errors import ContextOverflow, InvalidArgument, InvalidGrammar, InvalidSchema, MullamaError
+from mullama.core.errors import (
+    ContextOverflow,
+    InvalidArgument,
+    InvalidGrammar,
+    InvalidSchema,
+    MullamaError,
+    RequestNotFound,
+)
+from mullama.runner import adapters
 from mullama.runner import completion as completion_answer
 from mullama.runner.service import RunnerService
 
@@ -241,6 +249,27 @@ async def stats(request: web.Request) -> web.Response:
     return _json(request.app[SERVICE].stats())
 
 
+async def adapter_list(request: web.Request) -> web.Response:
+    return web.Response(body=wire.encoder.encode(adapters.infos(request.app[SERVICE].batcher())),
+                        content_type="application/json")
+
+
+async def adapter_add(request: web.Request) -> web.Response:
+    spec = await _body(request, wire.AdapterSpec)
+    return _json(await adapters.add(request.app[SERVICE].batcher(), spec))
+
+
+async def adapter_remove(request: web.Request) -> web.Response:
+    try:
+        adapter_id = int(request.match_info["id"])
+    except ValueError:
+        raise InvalidArgument(f"adapter id must be an integer, got {request.match_info['id']!r}") from None
+    batcher = request.app[SERVICE].batcher()
+    if not batcher.remove_adapter(adapter_id):
+        raise RequestNotFound(f"no LoRA adapter with id {adapter_id} is loaded")
+    return web.Response(body=wire.encoder.encode(adapters.infos(batcher)), content_type="application/json")
+
+
 def create_app(service: RunnerService, token: str) -> web.Application:
     if not token:
         raise ValueError("a runner token is required")
@@ -258,4 +287,7 @@ def create_app(service: RunnerService, token: str) -> web.Application:
         app.router.add_post(f"/{op}", _control(op))
     app.router.add_get("/kv", kv)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/adapters", adapter_list)
+    app.router.add_post("/adapters", adapter_add)
+    app.router.add_delete("/adapters/{id}", adapter_remove)
     return app

@@ -29,6 +29,7 @@ from mullama.core.errors import (
     QueueFull,
     RequestNotFound,
 )
+from mullama.runner import adapters
 from mullama.runner.chat import ChatReader, render, uses_tools
 from mullama.runner.embeddings import embed
 from mullama.runner.params import context_params, device_list, model_params, sampling_params
@@ -134,6 +135,7 @@ class RunnerService:
         self.status, self.phase, self.progress, self.error = "loading", "allocating", 0.0, None
 
         def build() -> tuple[engine.Model, engine.Context]:
+            _engine.numa_init(p.numa)  # once per process, before the weights are placed
             model = engine.Model(p.model, mparams, progress=self._load_progress)
             try:
                 if p.chat_template:
@@ -167,6 +169,9 @@ class RunnerService:
                 await asyncio.to_thread(self._warmup, loaded)
             loaded.batcher = await asyncio.to_thread(_engine.Batcher, loaded.model, loaded.ctx,
                                                      self.stream_interval_ms)
+            loaded.batcher.set_context_shift(loaded.params.context_shift)
+            for spec in loaded.params.adapters:
+                await adapters.add(loaded.batcher, spec)
         except Exception as exc:
             self.status, self.phase, self.error = "error", "commit_failed", str(exc)
             log.warning("commit_failed", error=str(exc))
@@ -249,11 +254,11 @@ class RunnerService:
                 queue.put_nowait(ev)
 
     @staticmethod
-    async def _submit_in_thread(batcher, rid: str, tokens, params, limit: int, group: str) -> None:
+    async def _submit_in_thread(batcher, rid: str, tokens, params, *args) -> None:
         """A submit that compiles a grammar or copies a long prompt, off the event loop. A caller that is
         cancelled meanwhile (its client left) does not leave the request behind: once the thread has
         handed it to the C++ loop, it is cancelled there."""
-        handed = asyncio.ensure_future(asyncio.to_thread(batcher.submit, rid, tokens, params, limit, group))
+        handed = asyncio.ensure_future(asyncio.to_thread(batcher.submit, rid, tokens, params, *args))
         try:
             await asyncio.shield(handed)
         except asyncio.CancelledError:
@@ -285,7 +290,8 @@ class RunnerService:
         else:
             rid = self._new_id(loaded)
         ids = [rid, *(f"{rid}~{i}" for i in range(1, req.n))]
-        limit = self.repeat_limit if req.repeat_limit is None else req.repeat_limit
+        extra = (self.repeat_limit if req.repeat_limit is None else req.repeat_limit, rid if req.n > 1 else "",
+                 adapters.request_set(batcher, req.lora), req.n_keep)
         stream = Stream(ids, new_reader, cancel=lambda choice: loaded.batcher and loaded.batcher.cancel(choice),
                         on_closed=lambda done: self._stream_closed(loaded, done),
                         logprobs=loaded.logprobs if req.logprobs else None)
@@ -300,9 +306,9 @@ class RunnerService:
                 params = engine.GenerateParams(max_tokens=max_tokens, stop=stop, ignore_eos=req.ignore_eos,
                                                sampling=choice_sampling, n_probs=n_probs)
                 if slow:
-                    await self._submit_in_thread(batcher, choice_id, tokens, params, limit, rid if req.n > 1 else "")
+                    await self._submit_in_thread(batcher, choice_id, tokens, params, *extra)
                 else:
-                    batcher.submit(choice_id, tokens, params, limit, rid if req.n > 1 else "")
+                    batcher.submit(choice_id, tokens, params, *extra)
         except BaseException:
             stream.close()
             raise
@@ -326,7 +332,7 @@ class RunnerService:
                 prompt, sampling, stop, new_reader = r.prompt, r.sampling, r.stop, r.new_reader
             else:
                 prompt = loaded.model.apply_chat_template(
-                    [{"role": m.role, "content": m.content or ""} for m in req.messages], True)
+                    [{"role": m.role, "content": m.content or ""} for m in req.messages], True, req.chat_template or "")
         if prompt is not None:
             if len(prompt) > 1 << 16:
                 tokens = await asyncio.to_thread(loaded.model.tokenize, prompt, req.add_special, req.parse_special)
@@ -373,11 +379,17 @@ class RunnerService:
         b = loaded.batcher
         c = b.counters()
         slots = [wire.SlotView(index=s.index, state=s.state, request_id=s.request_id or None, n_tokens=s.n_tokens,
-                               n_cached=s.n_cached, n_prompt=s.n_prompt, n_generated=s.n_generated)
-                 for s in b.slots()]
+                               n_cached=s.n_cached, n_prompt=s.n_prompt, n_generated=s.n_generated,
+                               adapters=s.adapters) for s in b.slots()]
         return wire.KvView(slots=slots, cells_used=sum(s.n_tokens for s in slots), cells_total=loaded.ctx.n_ctx,
                            n_ctx_slot=b.n_ctx_slot, prefix_hits=c.prefix_hits, prefix_misses=c.prefix_misses,
-                           prefix_evictions=c.prefix_evictions, cached_tokens=c.cached_tokens)
+                           prefix_evictions=c.prefix_evictions, cached_tokens=c.cached_tokens,
+                           active_adapters=b.active_adapters, adapter_switches=c.adapter_switches,
+                           context_shifts=c.context_shifts)
+
+    def batcher(self) -> _engine.Batcher:
+        """The loop of the ready model (for the adapter routes)."""
+        return self._ready().batcher
 
     def stats(self) -> wire.StatsView:
         loaded = self._loaded

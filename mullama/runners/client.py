@@ -163,3 +163,13 @@ class RunnerClient:
 
     async def stats(self) -> wire.StatsView:
         return await self._call("GET", "/stats", None, wire.StatsView)
+
+    async def adapters(self) -> list[wire.AdapterInfo]:
+        return await self._call("GET", "/adapters", None, list[wire.AdapterInfo])
+
+    async def add_adapter(self, spec: wire.AdapterSpec) -> wire.AdapterInfo:
+        return await self._call("POST", "/adapters", spec, wire.AdapterInfo, None)  # waits for a decode step
+
+    async def remove_adapter(self, adapter_id: int) -> list[wire.AdapterInfo]:
+        """Unload one; the adapters left."""
+        return await self._call("DELETE", f"/adapters/{adapter_id}", None, list[wire.AdapterInfo])

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from mullama import wire
 from mullama.core.errors import InvalidArgument
 
 INT32_MAX = 2**31 - 1
@@ -52,6 +53,14 @@ class _Message(msgspec.Struct, kw_only=True):
     name: str | None = None
     reasoning_content: str | None = None        # assistant: its earlier thinking (llama-server's field)
     function_call: Any = None
+
+
+class _Lora(msgspec.Struct, kw_only=True):
+    """One adapter of a request's LoRA set: llama-server's ``{"id", "scale"}``, or ours by ``name``."""
+
+    id: int | None = None
+    name: str | None = None
+    scale: float = 1.0
 
 
 class _Body(msgspec.Struct, kw_only=True):
@@ -97,6 +106,8 @@ class _Body(msgspec.Struct, kw_only=True):
     priority: int | None = None
     deadline_ms: float | None = None
     keep_alive: str | int | float | None = None
+    lora: list[_Lora] | None = None   # the LoRA adapters and scales; not given: each at its default scale
+    n_keep: int | None = None         # prompt tokens a context shift keeps (-1: all)
 
 
 class _ChatBody(_Body, kw_only=True):
@@ -194,6 +205,36 @@ def decode(body: bytes, kind: type[msgspec.Struct]) -> Any:
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+MAX_SAMPLERS, MAX_BREAKERS, MAX_BREAKER_LEN = 32, 64, 64
+
+
+def check_lists(b: _Body) -> None:
+    """The sampler order and DRY's sequence breakers, bounded (names are checked by the engine)."""
+    if b.samplers is not None and (len(b.samplers) > MAX_SAMPLERS or not all(b.samplers)):
+        raise bad(f"Invalid value for 'samplers': up to {MAX_SAMPLERS} sampler names, none empty.", "samplers")
+    breakers = b.dry_sequence_breakers
+    if breakers is not None and (len(breakers) > MAX_BREAKERS
+                                 or not all(1 <= len(s) <= MAX_BREAKER_LEN for s in breakers)):
+        raise bad(f"Invalid value for 'dry_sequence_breakers': up to {MAX_BREAKERS} strings of 1 to "
+                  f"{MAX_BREAKER_LEN} characters.", "dry_sequence_breakers")
+
+
+MAX_ADAPTERS = 64
+
+
+def lora_refs(refs: list[_Lora]) -> list[wire.LoraRef]:
+    """A request's ``lora`` list, checked: each names one adapter (``id`` or ``name``), with a finite scale."""
+    if len(refs) > MAX_ADAPTERS:
+        raise bad(f"Invalid value for 'lora': up to {MAX_ADAPTERS} adapters.", "lora")
+    for i, ref in enumerate(refs):
+        if (ref.id is None) == (ref.name is None):
+            raise bad(f"Invalid value for 'lora[{i}]': give either 'id' or 'name'.", f"lora[{i}]")
+        bounds(f"lora[{i}].id", ref.id, 0, INT32_MAX)
+        if not math.isfinite(ref.scale):
+            raise bad(f"Invalid value for 'lora[{i}].scale': expected a finite number.", f"lora[{i}].scale")
+    return [wire.LoraRef(id=r.id, name=r.name, scale=r.scale) for r in refs]
 
 
 def bounds(name: str, value: float | None, lo: float, hi: float = math.inf, *, open_lo: bool = False

@@ -27,7 +27,9 @@ from mullama.http.openai.body import (
     _ResponseFormat,
     bad,
     bounds,
+    check_lists,
     decode,
+    lora_refs,
     missing,
     unsupported,
 )
@@ -351,18 +353,6 @@ _SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presen
              "samplers")
 #: (lowest, highest) of llama.cpp's other samplers, as the engine checks them
 EXTRA_BOUNDS = sampling_limits.EXTRA
-MAX_SAMPLERS, MAX_BREAKERS, MAX_BREAKER_LEN = 32, 64, 64
-
-
-def _lists(b: _Body) -> None:
-    """The sampler order and DRY's sequence breakers, bounded (names are checked by the engine)."""
-    if b.samplers is not None and (len(b.samplers) > MAX_SAMPLERS or not all(b.samplers)):
-        raise bad(f"Invalid value for 'samplers': up to {MAX_SAMPLERS} sampler names, none empty.", "samplers")
-    breakers = b.dry_sequence_breakers
-    if breakers is not None and (len(breakers) > MAX_BREAKERS
-                                 or not all(1 <= len(s) <= MAX_BREAKER_LEN for s in breakers)):
-        raise bad(f"Invalid value for 'dry_sequence_breakers': up to {MAX_BREAKERS} strings of 1 to "
-                  f"{MAX_BREAKER_LEN} characters.", "dry_sequence_breakers")
 
 
 def _job(kind: Literal["chat", "completion"], b: _Body, limits: Limits, source: dict[str, Any],
@@ -386,7 +376,7 @@ def _job(kind: Literal["chat", "completion"], b: _Body, limits: Limits, source: 
     bounds("seed", b.seed, -1, 2**32 - 1)
     for name, (lo, hi) in EXTRA_BOUNDS.items():
         bounds(name, getattr(b, name), lo, hi)
-    _lists(b)
+    check_lists(b)
     bounds("priority", b.priority, -1000, 1000)
     bounds("deadline_ms", b.deadline_ms, 0, open_lo=True)
     keep_alive = keep_alive_param(b.keep_alive)
@@ -403,6 +393,11 @@ def _job(kind: Literal["chat", "completion"], b: _Body, limits: Limits, source: 
         req["logit_bias"] = bias
     if b.ignore_eos is not None:
         req["ignore_eos"] = b.ignore_eos
+    if b.lora is not None:
+        req["lora"] = lora_refs(b.lora)
+    if b.n_keep is not None:
+        bounds("n_keep", b.n_keep, -1, INT32_MAX)
+        req["n_keep"] = b.n_keep
     if b.grammar is not None:
         req["grammar"] = b.grammar
     if schema is not None:

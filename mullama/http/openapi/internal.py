@@ -59,7 +59,7 @@ def _map(values: Schema, keys: str) -> Schema:
 def _generated() -> dict[str, Schema]:
     """``wire.KvView`` (and its ``SlotView``) and ``config.RunnerConfig``, as msgspec describes them,
     less ``additionalProperties: false`` (the routes add fields) and titles."""
-    _, components = msgspec.json.schema_components([wire.KvView, RunnerConfig],
+    _, components = msgspec.json.schema_components([wire.KvView, RunnerConfig, wire.AdapterInfo, wire.AdapterSpec],
                                                    ref_template="#/components/schemas/{name}")
     for schema in components.values():
         schema.pop("title", None)
@@ -101,7 +101,8 @@ def _model_schemas() -> dict[str, Schema]:
     device_use = _obj({"device": _STR, "type": _STR, "model": _INT, "context": _INT, "compute": _INT}, "*")
     placement = _obj({"n_gpu_layers": _INT, "tensor_split": _array(_NUM), "layers_per_gpu": _array(_INT),
                       "gpu_bytes": _array(_INT), "cpu_bytes": _INT, "output_on_gpu": _BOOL,
-                      "full_offload": _BOOL, "processor": _STR, "total_bytes": _INT}, "*")
+                      "full_offload": _BOOL, "processor": _STR, "total_bytes": _INT,
+                      "pinned_cpu_bytes": {**_INT, "description": "weights tensor overrides keep in RAM"}}, "*")
     transition = _obj({"state": {"enum": [str(s) for s in State]}, "at": _TIME, "mono": _NUM}, "*")
     load = _obj({"at": _TIME, "reason": _STR, "ok": _BOOL, "load_ms": _NUM, "error": _OPT_STR,
                  "processor": _STR, "memory": _INT, "crash": _BOOL, "code": _OPT_INT, "in_flight": _INT,
@@ -148,6 +149,8 @@ def _model_schemas() -> dict[str, Schema]:
         "KvCache": {"allOf": [_ref("KvView"), _obj({
             "model": _STR, "usage_ratio": {**_NUM, "minimum": 0, "description": "cells_used / cells_total"}},
             "*")]},
+        "AdapterList": _obj({"model": _STR, "adapters": _array(_ref("AdapterInfo"))}, ("model", "adapters")),
+        "AdapterAdded": _obj({"model": _STR, "adapter": _ref("AdapterInfo")}, ("model", "adapter")),
         "Event": _obj({"event": _STR, "mono": {**_NUM, "description": "time.monotonic() at emit"},
                        "time": {**_STR, "format": "date-time"}}, "*"),
     }
@@ -212,6 +215,9 @@ def paths() -> dict[str, Schema]:
         400: "Invalid request body, or the variant is of another family", 401: None,
         404: "No such family or variant", 409: "A switch of this family is already in progress", 413: None,
         422: None, 500: None, 502: None, 503: None, 507: None}
+    adapter_errors: dict[int, str | None] = {
+        400: "Invalid body, or not a LoRA adapter of this model", 401: None, 404: None, 413: None, 500: None,
+        502: "The runner failed to answer", 503: "The model is not loaded"}
     return {
         "/internal/scheduler": {
             "get": _op("getScheduler",
@@ -233,6 +239,18 @@ def paths() -> dict[str, Schema]:
             {400: "Invalid model name", 401: None, 404: None, 422: None, 500: None,
              502: "The runner failed to answer", 503: "The model is not loaded",
              504: "The runner did not answer in time (frozen)"}, params=[model])},
+        "/internal/models/{model}/adapters": {
+            "get": _op("listAdapters", "A loaded model's LoRA adapters", _json("AdapterList"), adapter_errors,
+                       params=[model]),
+            "post": _op("addAdapter", "Load a LoRA adapter into a loaded model", _json("AdapterAdded"),
+                        adapter_errors, body="AdapterSpec", params=[model],
+                        description="A path already loaded answers with its entry; ids are never reused. "
+                                    "Requests choose adapters with lora: [{id or name, scale}]."),
+        },
+        "/internal/models/{model}/adapters/{id}": {"delete": _op(
+            "removeAdapter", "Unload a LoRA adapter (freed once the requests using it end)", _json("AdapterList"),
+            {**adapter_errors, 404: "No such model, or no adapter with this id"},
+            params=[model, {"name": "id", "in": "path", "required": True, "schema": {**_INT, "minimum": 0}}])},
         "/internal/events": {"get": _op(
             "streamEvents", "Live events (server-sent events)", events,
             {400: "Invalid backlog", 401: None, 500: None}, params=[backlog, follow],

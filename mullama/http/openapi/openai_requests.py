@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from mullama.http.openai import body
 from mullama.http.openai import request as openai_request
 from mullama.http.openapi.schema import DURATION, Schema
 
@@ -41,7 +42,7 @@ _TOKEN_ID: Schema = {"type": "integer", "minimum": 0, "maximum": _INT32_MAX}
 _NAMES = {"_ChatBody": "ChatCompletionRequest", "_CompletionBody": "CompletionRequest",
           "_EmbeddingBody": "EmbeddingRequest", "_Message": "ChatMessage", "_Part": "ContentPart",
           "_ResponseFormat": "ResponseFormat", "_JsonSchema": "JsonSchemaFormat",
-          "_StreamOptions": "StreamOptions"}
+          "_StreamOptions": "StreamOptions", "_Lora": "LoraRef"}
 
 
 TOOL: Schema = {"type": "object", "required": ["type", "function"], "properties": {
@@ -81,17 +82,21 @@ def _shared_constraints(limits: openai_request.Limits) -> dict[str, Schema]:
         "logit_bias": {"propertyNames": {"pattern": TOKEN_ID_KEY},
                        "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}},
         **{name: {"minimum": lo, "maximum": hi} for name, (lo, hi) in openai_request.EXTRA_BOUNDS.items()},
-        "samplers": {"maxItems": openai_request.MAX_SAMPLERS, "items": {"minLength": 1},
+        "samplers": {"maxItems": body.MAX_SAMPLERS, "items": {"minLength": 1},
                      "description": "The sampler chain's order by llama.cpp's names (top_k, top_p, min_p, "
                                     "temperature, penalties, dry, xtc, top_n_sigma, typ_p, adaptive_p)."},
-        "dry_sequence_breakers": {"maxItems": openai_request.MAX_BREAKERS,
-                                  "items": {"minLength": 1, "maxLength": openai_request.MAX_BREAKER_LEN}},
+        "dry_sequence_breakers": {"maxItems": body.MAX_BREAKERS,
+                                  "items": {"minLength": 1, "maxLength": body.MAX_BREAKER_LEN}},
         "n": {"minimum": 1, "maximum": limits.max_choices,
               "description": "Choices sampled from one prefill of the prompt (up to the server's max_choices)."},
         "priority": {"minimum": -1000, "maximum": 1000, "description": "Scheduling priority (mullama)."},
         "deadline_ms": {"exclusiveMinimum": 0, "description": "Give up after this many ms (mullama)."},
         "keep_alive": _KEEP_ALIVE,
         "grammar": {"description": "GBNF grammar (llama.cpp); not together with a JSON response_format."},
+        "lora": {"maxItems": body.MAX_ADAPTERS, "description": "LoRA adapters and scales (llama-server's): "
+                 "[{id or name, scale}]; not given: each loaded adapter at its default scale."},
+        "n_keep": {"minimum": -1, "maximum": _INT32_MAX,
+                   "description": "Prompt tokens a context shift keeps (-1: all); see context_shift."},
     }
 
 

@@ -11,19 +11,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-# Bounded integers: the engine takes 32-bit values, so larger ones are a 400 here.
-Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
-Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
-TokenId = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
-Seed = Annotated[int, msgspec.Meta(ge=-1, le=2**32 - 1)]
+from mullama.wire.base import Count, FinishReason, HealthStatus, Int32, LoadOp, Seed, TokenId, _Wire
+from mullama.wire.views import AdapterInfo, Counters, DeviceMemory, KvView, SlotView, StatsView
 
-HealthStatus = Literal["starting", "loading", "warming", "ready", "draining", "error"]
-LoadOp = Literal["fit", "alloc", "commit", "close"]
-FinishReason = Literal["stop", "length", "cancelled", "repeat_limit", "context_full", "error"]
-
-
-class _Wire(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=False):
-    pass
+__all__ = ["AdapterInfo", "Count", "Counters", "DeviceMemory", "FinishReason", "HealthStatus", "Int32", "KvView",
+           "LoadOp", "Seed", "SlotView", "StatsView", "TokenId"]
 
 
 class ErrorDetail(_Wire, kw_only=True):
@@ -42,6 +34,22 @@ class Health(_Wire, kw_only=True):
     phase: str = ""             # finer than status: "allocated", "prefetching", ...
     model: str | None = None
     loop_stalled_ms: float = 0.0  # how long the decode loop has been in its current pass (0: asleep, idle)
+
+
+class AdapterSpec(_Wire, kw_only=True):
+    """A LoRA adapter to load: its GGUF file, its default scale and the name requests may use."""
+
+    path: str
+    scale: float = 1.0            # requests that name no adapters get every adapter at its default scale
+    name: str = ""                # "": the file name without .gguf
+
+
+class LoraRef(_Wire, kw_only=True):
+    """One adapter of a request's set (llama-server's ``lora: [{id, scale}]``; ``name`` is ours)."""
+
+    id: int | None = None
+    name: str | None = None
+    scale: float = 1.0
 
 
 class LoadParams(_Wire, kw_only=True):
@@ -76,17 +84,10 @@ class LoadParams(_Wire, kw_only=True):
     check_tensors: bool = False   # validate the weights' data while loading
     pooling: Literal["mean", "cls", "last"] = "mean"  # how embeddings pool a text's token vectors
     kv_overrides: list[str] = []  # GGUF metadata overrides, KEY=TYPE:VALUE (llama-server's --override-kv)
-
-
-class DeviceMemory(_Wire, kw_only=True):
-    device: str
-    description: str
-    type: str
-    free: int
-    total: int
-    model: int
-    context: int
-    compute: int
+    tensor_overrides: list[str] = []  # REGEX=DEVICE: the weights whose names match go to that device's memory (-ot)
+    numa: Literal["off", "distribute", "isolate", "numactl"] = "off"
+    context_shift: bool = False   # a stream that fills its slot's context drops the older half of it and goes on
+    adapters: list[AdapterSpec] = []  # LoRA adapters loaded with the model
 
 
 class LoadResult(_Wire, kw_only=True):
@@ -214,6 +215,9 @@ class CompletionRequest(_Wire, kw_only=True):
     logit_bias: dict[str, float] | list[tuple[TokenId, float]] = {}
     repeat_limit: Count | None = None   # None: the runner's default
     add_special: bool = True            # BOS etc. when tokenizing `prompt`
+    n_keep: Annotated[int, msgspec.Meta(ge=-1, le=2**31 - 1)] = 0  # prompt tokens a context shift keeps (-1: all)
+    lora: list[LoraRef] | None = None   # the adapter set; None: every loaded adapter at its default scale
+    chat_template: str | None = None    # Jinja source or a built-in name for this request (presets); None: the model's
     parse_special: bool = True          # <|im_start|> in `prompt` becomes the special token
 
 
@@ -233,6 +237,9 @@ class CompletionStats(_Wire, kw_only=True):
     swaps: int
     evicted_tokens: int = 0     # cached tokens of its slot it threw away (did not share)
     kv_preemptions: int = 0     # times it gave way (swapped to host memory) because the shared KV cache was full
+    adapters: str = ""          # its LoRA set, id:scale,... ("": none)
+    adapter_waits: int = 0      # decode steps it sat out while requests with other adapters ran
+    context_shifts: int = 0     # times its context filled and the older half was dropped
 
 
 class TopLogprob(_Wire, kw_only=True):
@@ -344,50 +351,6 @@ class ControlRequest(_Wire, kw_only=True):
 class ControlResult(_Wire, kw_only=True):
     id: str
     ok: bool
-
-
-class SlotView(_Wire, kw_only=True):
-    index: int
-    state: str
-    request_id: str | None
-    n_tokens: int
-    n_cached: int
-    n_prompt: int
-    n_generated: int
-
-
-class KvView(_Wire, kw_only=True):
-    slots: list[SlotView]
-    cells_used: int
-    cells_total: int
-    n_ctx_slot: int
-    prefix_hits: int
-    prefix_misses: int
-    prefix_evictions: int
-    cached_tokens: int
-
-
-class Counters(_Wire, kw_only=True):
-    requests: int
-    tokens_in: int
-    tokens_out: int
-    decode_steps: int
-    avg_batch_size: float
-    swaps_out: int
-    kv_full: int
-    rejected: int
-    kv_preemptions: int = 0
-
-
-class StatsView(_Wire, kw_only=True):
-    status: HealthStatus
-    pid: int
-    rss_bytes: int
-    devices: list[DeviceMemory]
-    counters: Counters
-    queued: int
-    active: int
-    n_parallel: int
 
 
 encoder = msgspec.json.Encoder()
