@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mullama.bench.servers import toml_value
+from mullama.config.tensors import CPU, expand_overrides
 
 
 def _floats(text: str) -> list[float]:
@@ -31,6 +32,54 @@ def _escapes(text: str) -> str:
             out.append(text[i])
             i += 1
     return "".join(out)
+
+
+def _items(text: str) -> list[str]:
+    """A comma-separated list, as ``-ot`` and ``--lora`` take several values."""
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _count(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise ValueError(text)
+    return n
+
+
+def _numa(text: str) -> str:
+    word = text.strip().lower() or "distribute"  # llama-server: an empty TYPE means distribute
+    if word not in ("distribute", "isolate", "numactl"):
+        raise ValueError(text)
+    return word
+
+
+def _dense_ffn(text: str) -> list[str]:
+    """``--n-cpu-ffn N``: llama.cpp's LLM_FFN_DENSE_REGEX for the first N layers, as explicit overrides."""
+    return [rf"blk\.{i}\.ffn_(up|down|gate)\.={CPU}" for i in range(_count(text))]
+
+
+def _lora_scaled(text: str) -> list[dict[str, Any]]:
+    """``--lora-scaled FNAME:SCALE,...`` (the path may hold colons: the scale is after the last)."""
+    out = []
+    for item in _items(text):
+        path, colon, scale = item.rpartition(":")
+        if not colon or not path:
+            raise ValueError(item)
+        out.append({"path": path, "scale": float(scale)})
+    return out
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _old_scaled(pair: Sequence[str]) -> bool:
+    """``--lora-scaled PATH SCALE`` (older llama.cpp): a PATH without ``:SCALE``, then a number."""
+    return len(pair) == 2 and _number(pair[1]) and not _number(pair[0].rpartition(":")[2])
 
 
 def _flash(text: str) -> str:
@@ -78,6 +127,15 @@ _add(["--rope-freq-scale"], "model", "rope_freq_scale", float)
 _add(["--rope-scale"], "model", "rope_freq_scale", lambda s: 1.0 / float(s))
 _add(["--yarn-orig-ctx"], "model", "yarn_orig_ctx", int)
 _add(["--no-mmap"], "model", "use_mmap", lambda _: False)
+_add(["-ot", "--override-tensor"], "model", "tensor_overrides", _items)
+_add(["-ncffn", "--n-cpu-ffn"], "model", "tensor_overrides", _dense_ffn)
+_add(["-ncmoe", "--n-cpu-moe"], "model", "n_cpu_moe", _count)
+_add(["-cmoe", "--cpu-moe"], "model", "cpu_moe", lambda _: True)
+_add(["--numa"], "model", "numa", _numa)
+_add(["--context-shift"], "model", "context_shift", lambda _: True)
+_add(["--no-context-shift"], "model", "context_shift", lambda _: False)
+_add(["--lora"], "model", "adapters", lambda s: [{"path": p} for p in _items(s)])
+_add(["--lora-scaled"], "model", "adapters", _lora_scaled)
 for _flag, _key, _conv in [
     ("--temp", "temperature", float), ("--top-k", "top_k", int), ("--top-p", "top_p", float),
     ("--min-p", "min_p", float), ("--typical", "typical_p", float), ("--repeat-penalty", "repeat_penalty", float),
@@ -96,9 +154,12 @@ for _flag, _key, _conv in [
 
 #: flags whose value may be left out (a bare ``-fa`` means on), and flags that never take one
 SWITCHES = {"-fa": "on", "--flash-attn": "on"}
-BARE = frozenset({"--mlock", "--no-mmap", "-nkvo", "--no-kv-offload", "--swa-full", "--check-tensors"})
-#: keys a repeated flag adds to rather than replaces
+BARE = frozenset({"--mlock", "--no-mmap", "-nkvo", "--no-kv-offload", "--swa-full", "--check-tensors", "-cmoe",
+                  "--cpu-moe", "--context-shift", "--no-context-shift"})
+#: keys a repeated flag adds to rather than replaces, and those whose flag gives a list to add
 LISTS = frozenset({"api_keys", "dry_sequence_breakers", "override_kv"})
+EXTENDS = frozenset({"tensor_overrides", "adapters"})
+MOE_KEYS = ("cpu_moe", "n_cpu_moe")
 #: flags whose behaviour mullama always has, or that only concern llama-server's own front end
 BUILT_IN = {
     "--jinja": "chat templates are always rendered with Jinja", "--no-webui": "mullama serves no web UI here",
@@ -108,9 +169,8 @@ BUILT_IN = {
 }
 #: flags with a name but no equivalent yet, and why
 UNSUPPORTED = {
-    "--lora": "LoRA adapters are not supported yet", "-ot": "no tensor buffer overrides yet",
-    "--override-tensor": "no tensor buffer overrides yet", "--n-cpu-moe": "no MoE expert placement yet",
     "-md": "speculative decoding is not supported yet", "--model-draft": "speculative decoding is not supported yet",
+    "--control-vector": "control vectors are not supported yet",
 }
 
 
@@ -121,13 +181,18 @@ class Imported:
     sampling: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)     # flags not mapped, with the reason
     name: str | None = None                              # from --alias
+    lora_without_apply: bool = False                     # --lora-init-without-apply: every scale 0
+    moe_at: int | None = None                            # explicit -ot entries before --cpu-moe/--n-cpu-moe
 
     def toml(self, name: str) -> str:
         lines = [f"{k} = {toml_value(v)}" for k, v in self.server.items()]
         table = json.dumps(name)
-        lines += ["", f"[models.{table}]", *(f"{k} = {toml_value(v)}" for k, v in self.model.items())]
+        lines += ["", f"[models.{table}]",
+                  *(f"{k} = {toml_value(v)}" for k, v in self.model.items() if k != "adapters")]
         if self.sampling:
             lines += ["", f"[models.{table}.sampling]", *(f"{k} = {toml_value(v)}" for k, v in self.sampling.items())]
+        for adapter in self.model.get("adapters", ()):
+            lines += ["", f"[[models.{table}.adapters]]", *(f"{k} = {toml_value(v)}" for k, v in adapter.items())]
         lines += [f"# not mapped: {note}" for note in self.notes]
         return "\n".join(lines).lstrip("\n") + "\n"
 
@@ -149,6 +214,8 @@ def parse(args: Sequence[str]) -> Imported:
             value, i = _value(args, i, flag, value)
             out.name = value
         elif flag in FLAGS:
+            if flag == "--lora-scaled" and value is None and _old_scaled(args[i:i + 2]):
+                value, i = f"{args[i]}:{args[i + 1]}", i + 2  # the older two-argument form: PATH SCALE
             if flag in BARE:
                 value = ""
             elif value is None and flag in SWITCHES and (i >= len(args) or args[i].startswith("-")):
@@ -160,7 +227,13 @@ def parse(args: Sequence[str]) -> Imported:
             except ValueError:
                 raise ArgsError(f"{flag}: cannot read {value!r}") from None
             target = getattr(out, table)
+            if key in MOE_KEYS and out.moe_at is None:
+                out.moe_at = len(out.model.get("tensor_overrides", []))
+            if key in EXTENDS:
+                converted = [*target.get(key, []), *converted]
             target[key] = [*target.get(key, []), converted] if key in LISTS else converted
+        elif flag == "--lora-init-without-apply":
+            out.lora_without_apply = True
         elif flag in BUILT_IN:
             out.notes.append(f"{flag} (not needed: {BUILT_IN[flag]})")
         elif flag.startswith("-"):
@@ -170,7 +243,24 @@ def parse(args: Sequence[str]) -> Imported:
             out.notes.append(f"{shown} ({UNSUPPORTED.get(flag, 'no equivalent')})")
         else:
             out.notes.append(f"{flag} (a stray argument)")
+    _finish(out)
     return out
+
+
+def _finish(out: Imported) -> None:
+    """Scales to 0 under ``--lora-init-without-apply``; MoE shorthands written out where order matters.
+
+    mullama puts ``cpu_moe``/``n_cpu_moe``'s patterns after the explicit ``tensor_overrides``; llama-server
+    keeps the command line's order, and the first match wins. When an ``-ot`` came after the shorthand, the
+    shorthand's patterns are written out in its place, so an expert tensor goes where llama-server sends it.
+    """
+    if out.lora_without_apply:
+        out.model["adapters"] = [{**a, "scale": 0.0} for a in out.model.get("adapters", [])]
+    explicit = out.model.get("tensor_overrides", [])
+    if out.moe_at is not None and len(explicit) > out.moe_at:
+        moe = expand_overrides(argparse.Namespace(tensor_overrides=(), cpu_moe=out.model.pop("cpu_moe", False),
+                                                  n_cpu_moe=out.model.pop("n_cpu_moe", 0)))
+        out.model["tensor_overrides"] = [*explicit[:out.moe_at], *moe, *explicit[out.moe_at:]]
 
 
 def _value(args: Sequence[str], i: int, flag: str, value: str | None) -> tuple[str, int]:

@@ -43,6 +43,12 @@ class RunnerConfig:
     chat_template: str  # a Jinja file or a built-in name; "": the GGUF's own
     check_tensors: bool
     override_kv: tuple[str, ...]  # GGUF metadata overrides, KEY=TYPE:VALUE
+    tensor_overrides: tuple[str, ...]  # REGEX=DEVICE, as given (n_cpu_moe/cpu_moe not expanded)
+    n_cpu_moe: int
+    cpu_moe: bool
+    numa: str
+    context_shift: bool
+    adapters: tuple[Any, ...]  # schema.AdapterSettings, loaded with the model
 
 
 _RUNNER_FIELDS = tuple(RunnerConfig.__dataclass_fields__)
@@ -63,7 +69,8 @@ def model_settings(settings: Any, name: str, family: str) -> RunnerConfig:
     """
     name = settings.aliases.get(name, name)
     values: dict[str, Any] = {f: getattr(settings, f, None) for f in _RUNNER_FIELDS}
-    values.update(tensor_split=(), require_full=False, pinned=False, preload=False, chat_template="", override_kv=())
+    values.update(tensor_split=(), require_full=False, pinned=False, preload=False, chat_template="", override_kv=(),
+                  tensor_overrides=(), n_cpu_moe=0, cpu_moe=False, adapters=())
     sampling: dict[str, Any] = {}
     entries = _overrides(settings, family) + (_overrides(settings, name) if name != family else [])
     for entry in entries:

@@ -54,6 +54,12 @@ Rules taken from upstream, and where from:
   (llama.cpp's fit also steps aside when either is set): an explicit split
   without an explicit count offloads every unit, and a GPU that would be
   overfilled raises ``NoFit``. ``n_gpu_layers`` above ``n_layer + 1`` means all.
+* Tensor buffer overrides (``-ot``, ``--cpu-moe``) take weights out of their layer
+  whatever the layout (``hardware.overrides`` works out which): ``host_pinned``
+  bytes are always on the host, ``gpu_pinned[i]`` always on GPU *i*, which then
+  pays its compute buffer even with no layer; ``layer_weights`` and the head are
+  what is left to follow the layers. So ``--cpu-moe`` shrinks every unit to its
+  attention and KV, and more of them fit.
 """
 
 from __future__ import annotations
@@ -87,20 +93,27 @@ class ModelCost:
     input_weights: int
     compute_gpu: int
     compute_cpu: int
+    host_pinned: int = 0              # weights tensor overrides keep on the host, whatever the layout
+    gpu_pinned: tuple[int, ...] = ()  # weights tensor overrides put on GPU i, whatever the layout
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layer_weights", tuple(int(w) for w in self.layer_weights))
+        object.__setattr__(self, "gpu_pinned", tuple(int(w) for w in self.gpu_pinned))
         if self.n_layer < 0 or len(self.layer_weights) != self.n_layer:
             raise ValueError(f"layer_weights has {len(self.layer_weights)} entries "
                              f"for n_layer={self.n_layer}")
         sizes = (*self.layer_weights, self.kv_per_layer, self.output_weights, self.input_weights,
-                 self.compute_gpu, self.compute_cpu)
+                 self.compute_gpu, self.compute_cpu, self.host_pinned, *self.gpu_pinned)
         if any(s < 0 for s in sizes):
             raise ValueError("ModelCost sizes must be non-negative")
 
     @property
     def total(self) -> int:
-        return sum(self.units()) + self.input_weights + self.compute_cpu
+        return sum(self.units()) + self.input_weights + self.compute_cpu + self.host_pinned + sum(self.gpu_pinned)
+
+    def pinned_on(self, n_gpus: int) -> tuple[int, ...]:
+        """``gpu_pinned`` for a machine of ``n_gpus`` (zeros added; overrides name only GPUs it has)."""
+        return (*self.gpu_pinned[:n_gpus], *(0,) * (n_gpus - len(self.gpu_pinned)))
 
     def units(self) -> tuple[int, ...]:
         """Offloadable units in llama.cpp's order: each repeating layer with its KV, then the output head."""
@@ -146,6 +159,7 @@ class Placement:
     cpu_bytes: int                    # host: layers not offloaded + their KV + input layer + compute_cpu
     output_on_gpu: bool
     n_layer: int
+    pinned_cpu_bytes: int = 0         # the part of cpu_bytes that tensor overrides keep on the host
 
     @property
     def full_offload(self) -> bool:
@@ -161,9 +175,9 @@ class Placement:
 
     def processor(self) -> str:
         """Like ``ollama ps``: ``"100% GPU"``, ``"100% CPU"``, or ``"48%/52% CPU/GPU"`` by bytes."""
-        if self.n_gpu_layers == 0:
+        if self.n_gpu_layers == 0 and not any(self.gpu_bytes):
             return "100% CPU"
-        if self.full_offload:
+        if self.full_offload and not self.pinned_cpu_bytes:
             return "100% GPU"
         total = self.total_bytes()
         cpu = round(100 * self.cpu_bytes / total) if total else 50
@@ -175,7 +189,7 @@ class Placement:
         return {
             "n_gpu_layers": self.n_gpu_layers, "tensor_split": list(self.tensor_split),
             "layers_per_gpu": list(self.layers_per_gpu), "gpu_bytes": list(self.gpu_bytes),
-            "cpu_bytes": self.cpu_bytes, "output_on_gpu": self.output_on_gpu,
+            "cpu_bytes": self.cpu_bytes, "pinned_cpu_bytes": self.pinned_cpu_bytes, "output_on_gpu": self.output_on_gpu,
             "full_offload": self.full_offload, "processor": self.processor(),
             "total_bytes": self.total_bytes(),
         }
@@ -202,6 +216,8 @@ def plan(
     split = _check_args(n_gpu_layers, tensor_split, len(gpus), ram_budget, gpu_reserve)
     units = cost.units()
     usable = tuple(max(0, g.free - gpu_reserve) for g in gpus)
+    pinned = cost.pinned_on(len(gpus))
+    _check_pinned(cost, gpus, usable, model, gpu_reserve)
     wanted = len(units) if n_gpu_layers < 0 else min(n_gpu_layers, len(units))
 
     if not gpus or wanted == 0:
@@ -210,7 +226,7 @@ def plan(
         counts = _counts_from_split(split, wanted)
         _check_split(cost, gpus, usable, counts, split, model, gpu_reserve)
     else:
-        counts = _balance(units[len(units) - wanted:], usable, cost.compute_gpu)
+        counts = _balance(units[len(units) - wanted:], usable, cost.compute_gpu, pinned)
         if n_gpu_layers >= 0 and sum(counts) < wanted:
             raise NoFit(_vram_short(f"{model} with n_gpu_layers={n_gpu_layers}:", cost, usable, counts,
                                     wanted, gpu_reserve))
@@ -248,14 +264,16 @@ def _check_args(n_gpu_layers: int, tensor_split: Sequence[float], n_gpus: int, r
 # ---------------------------------------------------------------- distribution
 
 
-def _greedy(units: Sequence[int], usable: Sequence[int], compute: int, factor: float) -> list[int]:
-    """Ollama's greedyFit: units from the back onto GPUs from the last, each up to ``factor × usable``."""
+def _greedy(units: Sequence[int], usable: Sequence[int], compute: int, factor: float,
+            pinned: Sequence[int]) -> list[int]:
+    """Ollama's greedyFit: units from the back onto GPUs from the last, each up to ``factor × usable``
+    (of which a GPU with pinned weights has already used those and its compute buffer)."""
     counts = [0] * len(usable)
     i = len(units) - 1
     for g in reversed(range(len(usable))):
-        cap, used = factor * usable[g], 0
+        cap, used = factor * usable[g], pinned[g] + (compute if pinned[g] else 0)
         while i >= 0:
-            need = units[i] + (compute if counts[g] == 0 else 0)
+            need = units[i] + (compute if counts[g] == 0 and not pinned[g] else 0)
             if used + need > cap:
                 break
             used += need
@@ -266,14 +284,14 @@ def _greedy(units: Sequence[int], usable: Sequence[int], compute: int, factor: f
     return counts
 
 
-def _balance(units: Sequence[int], usable: Sequence[int], compute: int) -> tuple[int, ...]:
+def _balance(units: Sequence[int], usable: Sequence[int], compute: int, pinned: Sequence[int]) -> tuple[int, ...]:
     """The most units that fit, at the smallest capacity factor that still places them all (balanced)."""
-    best = _greedy(units, usable, compute, 1.0)
+    best = _greedy(units, usable, compute, 1.0, pinned)
     target = sum(best)
     lo, hi = 0.0, 1.0
     for _ in range(_SEARCH_STEPS if target else 0):
         mid = (lo + hi) / 2
-        counts = _greedy(units, usable, compute, mid)
+        counts = _greedy(units, usable, compute, mid, pinned)
         if sum(counts) >= target:
             hi, best, target = mid, counts, sum(counts)
         else:
@@ -305,15 +323,17 @@ def _blocks(units: Sequence[int], counts: Sequence[int]) -> list[tuple[int, ...]
 def _placement(cost: ModelCost, n_gpus: int, counts: Sequence[int]) -> Placement:
     units = cost.units()
     k = sum(counts)
-    gpu_bytes = tuple(sum(b) + cost.compute_gpu if b else 0 for b in _blocks(units, counts))
+    gpu_bytes = tuple(sum(b) + p + cost.compute_gpu if b or p else 0
+                      for b, p in zip(_blocks(units, counts), cost.pinned_on(n_gpus)))
     return Placement(
         n_gpu_layers=k,
         tensor_split=tuple(float(c) for c in counts) if n_gpus >= 2 and k else (),
         layers_per_gpu=tuple(counts),
         gpu_bytes=gpu_bytes,
-        cpu_bytes=sum(units[: len(units) - k]) + cost.input_weights + cost.compute_cpu,
+        cpu_bytes=sum(units[: len(units) - k]) + cost.input_weights + cost.compute_cpu + cost.host_pinned,
         output_on_gpu=k >= 1,
         n_layer=cost.n_layer,
+        pinned_cpu_bytes=cost.host_pinned,
     )
 
 
@@ -322,8 +342,8 @@ def _placement(cost: ModelCost, n_gpus: int, counts: Sequence[int]) -> Placement
 
 def _check_split(cost: ModelCost, gpus: Sequence[Gpu], usable: Sequence[int], counts: Sequence[int],
                  split: Sequence[float], model: str, reserve: int) -> None:
-    for gpu, room, block in zip(gpus, usable, _blocks(cost.units(), counts)):
-        need = sum(block) + cost.compute_gpu if block else 0
+    for gpu, room, block, pinned in zip(gpus, usable, _blocks(cost.units(), counts), cost.pinned_on(len(gpus))):
+        need = sum(block) + pinned + cost.compute_gpu if block or pinned else 0
         if need > room:
             raise NoFit(
                 f"{model}: tensor_split {list(split)} puts {len(block)} layers ({format_size(need)} with the "
@@ -331,13 +351,23 @@ def _check_split(cost: ModelCost, gpus: Sequence[Gpu], usable: Sequence[int], co
                 f"(free minus {format_size(reserve)} reserve); over by {format_size(need - room)}")
 
 
+def _check_pinned(cost: ModelCost, gpus: Sequence[Gpu], usable: Sequence[int], model: str, reserve: int) -> None:
+    for gpu, room, pinned in zip(gpus, usable, cost.pinned_on(len(gpus))):
+        need = pinned + cost.compute_gpu if pinned else 0
+        if need > room:
+            raise NoFit(f"{model}: tensor_overrides put {format_size(pinned)} of weights on GPU {gpu.index} "
+                        f"({gpu.name}), {format_size(need)} with the compute buffer, but {format_size(room)} is "
+                        f"usable there (free minus {format_size(reserve)} reserve); over by {format_size(need - room)}")
+
+
 def _vram_short(what: str, cost: ModelCost, usable: Sequence[int], counts: Sequence[int], wanted: int,
                 reserve: int) -> str:
     """'needs X of VRAM but Y is usable; missing Z' for ``wanted`` units of which ``sum(counts)`` fit."""
     units = cost.units()
     placed = sum(counts)
-    n_used = max(1, sum(1 for c in counts if c))
-    need = sum(units[len(units) - wanted:]) + cost.compute_gpu * n_used
+    pinned = cost.pinned_on(len(usable))
+    n_used = max(1, sum(1 for c, p in zip(counts, pinned) if c or p))
+    need = sum(units[len(units) - wanted:]) + sum(pinned) + cost.compute_gpu * n_used
     have = sum(usable)
     missing = need - have
     why = ""

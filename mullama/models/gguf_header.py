@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import gguf
 
@@ -43,6 +44,8 @@ class GgufHeader:
     has_chat_template: bool
     metadata: dict[str, Scalar] = field(hash=False)  # scalar KVs; arrays as "[N items]"; strings cut short
     chat_template: str | None = field(default=None, hash=False)  # whole (up to MAX_TEMPLATE bytes)
+    #: (name, bytes) of every tensor in file order (parts in order): what tensor overrides are matched against
+    tensors: tuple[tuple[str, int], ...] = field(default=(), hash=False, repr=False)
 
 
 def read_header(path: Path, *, parts: Sequence[Path] = ()) -> GgufHeader:
@@ -63,6 +66,15 @@ def read_header(path: Path, *, parts: Sequence[Path] = ()) -> GgufHeader:
         raise
     except Exception as exc:  # a bug here must still not take the catalog down
         raise CorruptModelFile(f"{path}: cannot parse the GGUF header: {type(exc).__name__}: {exc}") from exc
+
+
+def tensor_part(name: str) -> int | Literal["input", "output"]:
+    """Where llama.cpp's placement counts a tensor: repeating block ``i`` (``blk.i.*``), the input layer
+    (token embeddings and the like, kept on the host) or the output head (everything else)."""
+    m = _BLOCK.match(name)
+    if m:
+        return int(m.group(1))
+    return "input" if name.startswith(_INPUT_TENSORS) else "output"
 
 
 def parameters_label(n: int) -> str:
@@ -108,13 +120,13 @@ def _build(path: Path, raws: Sequence[_Raw]) -> GgufHeader:
     by_type: dict[int, int] = collections.Counter()
     for t in tensors:
         by_type[t.type] += t.n_bytes
-        m = _BLOCK.match(t.name)
-        if m:
-            blocks[int(m.group(1))] += t.n_bytes
-        elif t.name.startswith(_INPUT_TENSORS):
+        part = tensor_part(t.name)
+        if part == "input":
             input_bytes += t.n_bytes
-        else:
+        elif part == "output":
             output_bytes += t.n_bytes
+        else:
+            blocks[part] += t.n_bytes
     block_count = count(f"{arch}.block_count") or 0
     n_layer = max([block_count, *(i + 1 for i in blocks)])
     if n_layer > 1 << 20:
@@ -139,6 +151,7 @@ def _build(path: Path, raws: Sequence[_Raw]) -> GgufHeader:
         has_chat_template=isinstance(md.get(TEMPLATE_KEY), str),
         metadata={k: v[:STRING_KEEP] if isinstance(v, str) else v for k, v in md.items()},
         chat_template=text(TEMPLATE_KEY),
+        tensors=tuple((t.name, t.n_bytes) for t in tensors),
     )
 
 

@@ -18,10 +18,12 @@ import structlog
 
 from mullama import wire
 from mullama.config import RunnerConfig, Settings
+from mullama.config.tensors import expand_overrides
 from mullama.core import errors
 from mullama.core.units import format_size
 from mullama.hardware.devices import Devices
-from mullama.hardware.placement import Placement, cost_from_fit, plan
+from mullama.hardware.overrides import model_cost
+from mullama.hardware.placement import Placement, plan
 from mullama.models.entry import ModelEntry
 from mullama.serving.eviction import Candidate, choose_victim
 from mullama.serving.runtime import Handle, Runtime, State
@@ -47,7 +49,10 @@ def load_params(entry: ModelEntry, cfg: RunnerConfig, op: wire.LoadOp, placement
         rope_scaling="" if cfg.rope_scaling == "model" else cfg.rope_scaling,  # type: ignore[arg-type]
         rope_freq_base=cfg.rope_freq_base, rope_freq_scale=cfg.rope_freq_scale, yarn_orig_ctx=cfg.yarn_orig_ctx,
         check_tensors=cfg.check_tensors, kv_overrides=list(cfg.override_kv),
-        pooling=cfg.pooling)  # type: ignore[arg-type]
+        pooling=cfg.pooling,  # type: ignore[arg-type]
+        tensor_overrides=list(expand_overrides(cfg)), numa=cfg.numa,  # type: ignore[arg-type]
+        context_shift=cfg.context_shift,
+        adapters=[wire.AdapterSpec(path=a.path, scale=a.scale, name=a.name or "") for a in cfg.adapters])
 
 
 def chat_template_of(cfg: RunnerConfig) -> str:
@@ -100,10 +105,7 @@ class Loading:
             gpus = len(self._probe().gpus)
             fit = await handle.client.load(load_params(entry, cfg, "fit", None, -1 if gpus else 0))
             header = entry.header
-            output = header.output_bytes
-            if output * 100 < header.input_bytes:  # tied embeddings: the output head is the embedding matrix again
-                output += header.input_bytes
-            cost = cost_from_fit(header.n_layer, header.layer_bytes, output, header.input_bytes, fit.devices)
+            cost = model_cost(header, fit.devices, expand_overrides(cfg), gpus)  # tensor overrides move weights
             placement = await self._make_room(rt, cost, protect)
             seen: set[tuple] = set()
             for attempt in range(1, MAX_ALLOC_ATTEMPTS + 1):

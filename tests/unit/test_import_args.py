@@ -16,7 +16,7 @@ LINE = ["-m", "/srv/models/Qwen2.5-7B-Instruct-Q4_K_M.gguf", "--alias", "qwen", 
         "-ngl", "99", "-ts", "3,1", "-t", "8", "-fa", "--jinja", "-ctk", "Q8_0", "--temp", "0.7", "--top-k", "20",
         "--min-p=0.05", "--mirostat", "2", "--mirostat-ent", "4.5", "--dry-multiplier", "0.8",
         "--dry-sequence-breaker", "\\n", "--dry-sequence-breaker", ":", "--samplers", "top_k;min_p;temperature",
-        "--port", "8081", "--api-key", "k1", "--lora", "adapter.gguf", "-ot", "exps=CPU", "--mlock", "--no-mmap",
+        "--port", "8081", "--api-key", "k1", "--model-draft", "d.gguf", "-ot", "exps=CPU", "--mlock", "--no-mmap",
         "-sm", "row", "-mg", "1", "--chat-template", "llama3", "-nkvo", "--swa-full", "--rope-scaling", "YaRN",
         "--rope-scale", "4", "--yarn-orig-ctx", "32768", "--override-kv", "a.b=int:3", "--override-kv",
         "c=bool:false", "--check-tensors"]
@@ -43,8 +43,7 @@ def test_the_toml_loads_with_the_same_values(tmp_path: Path) -> None:
 def test_what_cannot_be_mapped_is_named_with_the_reason() -> None:
     notes = import_args.parse(LINE).notes
     assert notes == ["--jinja (not needed: chat templates are always rendered with Jinja)",
-                     "--lora adapter.gguf (LoRA adapters are not supported yet)",
-                     "-ot exps=CPU (no tensor buffer overrides yet)"]
+                     "--model-draft d.gguf (speculative decoding is not supported yet)"]
     assert import_args.parse(["--frobnicate", "3"]).notes == ["--frobnicate 3 (no equivalent)"]
 
 
@@ -59,3 +58,50 @@ def test_the_command_prints_the_toml(capsys) -> None:
     assert main(["import-args", "--name", "mine", "--", "-m", "/m/a.gguf", "--temp", "0.2"]) == 0
     out = capsys.readouterr().out
     assert '[models."mine"]' in out and 'path = "/m/a.gguf"' in out and "temperature = 0.2" in out
+
+
+def test_overrides_numa_context_shift_and_adapters_load_with_the_same_values(tmp_path: Path) -> None:
+    for name in ("a", "b", "c", "d"):
+        (tmp_path / f"{name}.gguf").write_bytes(b"")
+    line = ["-m", "/m/q.gguf", "-ot", r"blk\.1\.=CUDA0,output=CPU", "--override-tensor=exps=CUDA1", "-ncmoe", "3",
+            "--numa", "isolate", "--context-shift", "--lora", f"{tmp_path}/a.gguf,{tmp_path}/b.gguf",
+            "--lora-scaled", f"{tmp_path}/c.gguf:0.5", "--lora-scaled", f"{tmp_path}/d.gguf", "2"]
+    imported = import_args.parse(line)
+    assert imported.notes == []
+    text = imported.toml("q")
+    assert '[[models."q".adapters]]' in text
+    cfg = model_settings(load(tmp_path, text), "q", "q")
+    assert cfg.tensor_overrides == (r"blk\.1\.=CUDA0", "output=CPU", "exps=CUDA1")
+    assert (cfg.n_cpu_moe, cfg.cpu_moe, cfg.numa, cfg.context_shift) == (3, False, "isolate", True)
+    assert [(Path(a.path).name, a.scale) for a in cfg.adapters] == [("a.gguf", 1.0), ("b.gguf", 1.0), ("c.gguf", 0.5),
+                                                                   ("d.gguf", 2.0)]
+
+
+def test_lora_init_without_apply_loads_every_adapter_at_scale_0() -> None:
+    model = import_args.parse(["--lora-init-without-apply", "--lora", "a.gguf", "--lora-scaled", "b.gguf:0.5"]).model
+    assert model["adapters"] == [{"path": "a.gguf", "scale": 0.0}, {"path": "b.gguf", "scale": 0.0}]
+
+
+@pytest.mark.parametrize("line, model", [
+    (["-cmoe"], {"cpu_moe": True}),
+    (["--no-context-shift", "--numa", ""], {"context_shift": False, "numa": "distribute"}),
+    (["-ot", "x=CPU", "--cpu-moe"], {"tensor_overrides": ["x=CPU"], "cpu_moe": True}),
+    # llama-server keeps the command line's order (the first match wins): a shorthand before an -ot is written out
+    (["--n-cpu-moe", "2", "-ot", "exps=CUDA0"], {"tensor_overrides": [
+        r"blk\.0\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU", r"blk\.1\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU",
+        "exps=CUDA0"]}),
+    (["-ot", "a=CPU", "--cpu-moe", "-ot", "b=CUDA0"], {"tensor_overrides": [
+        "a=CPU", r"\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU", "b=CUDA0"]}),
+    (["-ncffn", "2"], {"tensor_overrides": [r"blk\.0\.ffn_(up|down|gate)\.=CPU", r"blk\.1\.ffn_(up|down|gate)\.=CPU"]}),
+    (["--lora-scaled", "C:/x/a.gguf:0.25"], {"adapters": [{"path": "C:/x/a.gguf", "scale": 0.25}]}),
+])
+def test_moe_and_adapter_flags(line: list[str], model: dict) -> None:
+    assert import_args.parse(line).model == model
+
+
+@pytest.mark.parametrize("args, message", [(["--n-cpu-moe", "-1"], "--n-cpu-moe: cannot read '-1'"),
+                                           (["--numa", "fast"], "--numa: cannot read 'fast'"),
+                                           (["--lora-scaled", "a.gguf"], "--lora-scaled: cannot read 'a.gguf'")])
+def test_bad_moe_and_adapter_values(capsys, args, message) -> None:
+    assert main(["import-args", "--", *args]) == 2
+    assert message in capsys.readouterr().err
