@@ -92,10 +92,13 @@ def test_raw_generate_and_system(client: ollama.Client) -> None:
     assert raw.prompt_eval_count < templated.prompt_eval_count  # the template adds the system turn
 
 
-def test_options_reach_the_sampler(client: ollama.Client) -> None:
+def test_options_reach_the_sampler(client: ollama.Client, server: Server) -> None:
+    # num_ctx up to the model's n_ctx (2048 here) and the load settings it has are accepted; num_keep is mapped
     r = client.generate(model=MODEL, prompt="Count: 1, 2, 3,", raw=True,
-                        options={"temperature": 0, "num_predict": 3, "num_ctx": 4096, "mirostat": 0})
+                        options={"temperature": 0, "num_predict": 3, "num_ctx": 2048, "mirostat": 0, "num_keep": 4,
+                                 "use_mmap": True, "num_gpu": -1, "f16_kv": True, "no_such_option": 1})
     assert r.eval_count == 3 and r.done_reason == "length"
+    wait_until(lambda: any("ollama_unknown_options" in line and "no_such_option" in line for line in server.lines))
     stopped = client.generate(model=MODEL, prompt="Count: 1, 2, 3,", raw=True,
                               options={"temperature": 0, "num_predict": 12, "stop": [","]})
     assert "," not in stopped.response and stopped.done_reason == "stop"
@@ -251,6 +254,14 @@ def test_embed_and_legacy_embeddings(client: ollama.Client) -> None:
     (lambda c: c.chat(model=MODEL, messages=HELLO, tools=[{"type": "function", "function": {"name": "f g"}}]),
      400, "tools[0].function.name"),
     (lambda c: c.generate(model=MODEL, prompt="x", keep_alive="soon"), 400, "keep_alive"),
+    # load-time options the model (n_ctx 2048, 2 slots) does not satisfy: 400 naming the option and the setting
+    (lambda c: c.generate(model=MODEL, prompt="x", options={"num_ctx": 32768}), 400,
+     f'options.num_ctx=32768: model "{NAME}" serves at most 2048 tokens per request'),
+    (lambda c: list(c.chat(model=MODEL, messages=HELLO, options={"num_ctx": 4096}, stream=True)), 400,
+     f'[models."{NAME}"] n_ctx'),
+    (lambda c: c.chat(model=MODEL, options={"num_ctx": 4096}), 400, "options.num_ctx"),     # a load, too
+    (lambda c: c.embed(model=MODEL, input="x", options={"use_mlock": True}), 400, "options.use_mlock=true"),
+    (lambda c: c.embeddings(model=MODEL, prompt="x", options={"vocab_only": True}), 400, "options.vocab_only"),
     (lambda c: c.generate(model="../x", prompt="x"), 400, "path"),
 ])
 def test_errors_reach_the_client(client: ollama.Client, call, status: int, words: str) -> None:

@@ -75,19 +75,33 @@ def test_options_map_to_the_request() -> None:
     r = gen.job.request
     assert (r.max_tokens, r.temperature, r.top_k, r.top_p, r.min_p) == (16, 0, 5, 0.5, 0.1)
     assert (r.repeat_penalty, r.repeat_last_n, r.presence_penalty, r.frequency_penalty) == (1.2, 32, 0.5, -0.5)
-    assert r.seed == 42 and r.stop == ["\n"] and gen.ignored == ()
+    assert r.seed == 42 and r.stop == ["\n"] and gen.load == {} and gen.unknown == ()
 
 
-def test_ignored_options_are_reported() -> None:
-    fields, ignored = ollama.parse_options({"num_ctx": 4096, "penalize_newline": False, "tfs_z": 1, "num_gpu": 0,
-                                            "no_such_option": [1], "temperature": None})
-    assert fields == {} and ignored == ("num_ctx", "penalize_newline", "tfs_z", "num_gpu", "no_such_option")
+def test_load_options_and_unknown_names_come_back_apart() -> None:
+    fields, load, unknown = ollama.parse_options({"num_ctx": 4096.0, "penalize_newline": False, "tfs_z": 1,
+                                                  "num_gpu": 0, "use_mmap": True, "no_such_option": [1],
+                                                  "temperature": None})
+    assert fields == {}                             # removed samplers at "off": nothing to do
+    assert load == {"num_ctx": 4096, "num_gpu": 0, "use_mmap": True} and unknown == ("no_such_option",)
+    gen = ollama.parse_generate(body(model="m", options={"num_ctx": 512, "bogus": 1}))   # a load: checked too
+    assert gen.job is None and gen.load == {"num_ctx": 512} and gen.unknown == ("bogus",)
+    job = ollama.parse_embed(body(model="m", input="a", options={"f16_kv": True, "temperature": 0}))
+    assert job.load == {"f16_kv": True} and job.unknown == ()
+    assert ollama.parse_embeddings(body(model="m", prompt="a", options={"num_thread": 2})).load == {"num_thread": 2}
+
+
+@pytest.mark.parametrize("value", [-1, 0, 4, 4.0])
+def test_num_keep_maps_to_n_keep(value: Any) -> None:
+    gen = ollama.parse_chat(body(messages=[{"role": "user", "content": "x"}], options={"num_keep": value}))
+    assert gen.job.request.n_keep == value and gen.load == {} and "n_keep" in gen.job.given
 
 
 def test_samplers_beyond_openai_s_are_mapped() -> None:
-    fields, ignored = ollama.parse_options({"mirostat": 2, "mirostat_tau": 4.0, "mirostat_eta": 0.2,
-                                            "typical_p": 0.9})
-    assert fields == {"mirostat": 2, "mirostat_tau": 4.0, "mirostat_eta": 0.2, "typical_p": 0.9} and not ignored
+    fields, load, unknown = ollama.parse_options({"mirostat": 2, "mirostat_tau": 4.0, "mirostat_eta": 0.2,
+                                                  "typical_p": 0.9})
+    assert fields == {"mirostat": 2, "mirostat_tau": 4.0, "mirostat_eta": 0.2, "typical_p": 0.9}
+    assert not load and not unknown
 
 
 @pytest.mark.parametrize("options, expected", [
@@ -111,6 +125,7 @@ def test_option_values(options: dict[str, Any], expected: dict[str, Any]) -> Non
     ({"mirostat": 3}, "options.mirostat"), ({"mirostat_eta": 2}, "options.mirostat_eta"),
     ({"tfs_z": 0.9}, "options.tfs_z"), ({"penalize_newline": True}, "options.penalize_newline"),
     ({"num_ctx": 1.5}, "options.num_ctx"), ({"use_mmap": 1}, "options.use_mmap"),
+    ({"num_keep": -2}, "options.num_keep"), ({"num_keep": 2**31}, "options.num_keep"),
     # one rule with the OpenAI routes (issue 16): no empty stop string, no zero-token answer
     ({"stop": [""]}, "options.stop"), ({"stop": ""}, "options.stop"), ({"num_predict": 0}, "options.num_predict"),
 ])

@@ -38,6 +38,11 @@ CALLS = [
     ("post", "/api/embed", "/api/embed", {"model": "nope", "input": "x"}, 404),
     ("post", "/api/embed", "/api/embed", {"model": "tiny", "input": 5}, 400),
     ("post", "/api/embeddings", "/api/embeddings", {"model": "nope", "prompt": "x"}, 404),
+    # load-time options the model's config does not give: refused before anything loads
+    ("post", "/api/generate", "/api/generate", {"model": "tiny", "prompt": "x", "options": {"num_ctx": 10**9}}, 400),
+    ("post", "/api/chat", "/api/chat", {"model": "tiny", "options": {"low_vram": True}}, 400),
+    ("post", "/api/embed", "/api/embed", {"model": "tiny", "input": "x", "options": {"logits_all": True}}, 400),
+    ("post", "/api/embeddings", "/api/embeddings", {"model": "nope", "prompt": "x", "options": {"num_ctx": 1}}, 404),
 ]
 
 

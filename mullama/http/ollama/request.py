@@ -2,22 +2,24 @@
 
 ``parse_generate`` and ``parse_chat`` turn ``/api/generate`` and ``/api/chat`` bodies into the same
 ``openai_request.Job`` the OpenAI routes schedule, so both front ends share one generation path
-(``api.generate``). ``options`` map onto ``wire.CompletionRequest``: sampling options the runner
-has are used, the rest (load-time options such as ``num_ctx``, and samplers this server lacks such
-as ``mirostat``) are type-checked and reported back as ignored, as Ollama warns about options it
-does not use. A wrong type or range is one ``InvalidArgument`` (400) naming ``options.<name>``.
+(``api.generate``). ``options`` map onto ``wire.CompletionRequest``; load-time options such as
+``num_ctx`` come back apart (``load``), for the routes to check against the model's settings
+(``load_options.check``) once they know the model; unknown names come back too (``unknown``: Ollama
+warns about them and goes on). A wrong type or range is one ``InvalidArgument`` (400) naming
+``options.<name>``.
 ``ollama.py`` formats the responses and re-exports these names.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
 
 from mullama import wire
+from mullama.http.ollama.load_options import NAMES as LOAD_OPTIONS
 from mullama.http.openai import request as openai_request
 from mullama.http.openai.body import INT32_MAX, bad, decode, unsupported
 from mullama.http.openai.tools import parse_tool_calls, parse_tools
@@ -45,7 +47,7 @@ class _Common(msgspec.Struct, kw_only=True):
     keep_alive: str | float | None = None
     think: bool | str | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | float | None = None  # JSON has one number type: 2.0 is the integer 2
 
 
 class GenerateBody(_Common, kw_only=True):
@@ -100,7 +102,8 @@ class Generation:
     job: openai_request.Job | None
     stream: bool
     keep_alive: float | None
-    ignored: tuple[str, ...] = ()   # options given but not used (logged, documented)
+    load: dict[str, Any] = field(default_factory=dict)  # load-time options, for load_options.check
+    unknown: tuple[str, ...] = ()   # option names Ollama does not have (logged, as Ollama warns)
 
 
 @dataclass(frozen=True)
@@ -109,13 +112,15 @@ class EmbedJob:
     inputs: list[str]               # empty: only load the model
     keep_alive: float | None
     dimensions: int | None
-    ignored: tuple[str, ...] = ()
+    load: dict[str, Any] = field(default_factory=dict)
+    unknown: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------- options
 
 _Kind = Literal["int", "float", "bool", "stop"]
-#: option -> (type, CompletionRequest field, lowest, highest); field None: accepted, checked, not used.
+#: option -> (type, CompletionRequest field, lowest, highest); field None: a load-time option (LOAD_OPTIONS)
+#: or a removed sampler (REMOVED).
 OPTIONS: dict[str, tuple[_Kind, str | None, float, float]] = {
     "num_predict": ("int", "max_tokens", -2, INT32_MAX),
     "temperature": ("float", "temperature", 0, math.inf),
@@ -135,9 +140,8 @@ OPTIONS: dict[str, tuple[_Kind, str | None, float, float]] = {
     # samplers llama.cpp no longer has: refused unless they say "off" (REMOVED)
     "tfs_z": ("float", None, 0, math.inf),
     "penalize_newline": ("bool", None, 0, 0),
-    # the context is never shifted, so there is nothing to keep
-    "num_keep": ("int", None, -1, INT32_MAX),
-    # load-time options: the model's settings come from the server's config (docs/ollama.md)
+    "num_keep": ("int", "n_keep", -1, INT32_MAX),
+    # load-time options: checked against the model's settings from the server's config (load_options.py)
     "num_ctx": ("int", None, 0, INT32_MAX),
     "num_batch": ("int", None, 0, INT32_MAX),
     "num_gpu": ("int", None, -1, INT32_MAX),
@@ -205,24 +209,27 @@ def _number(x: float) -> str:
 
 
 def parse_options(options: dict[str, Any] | None, limits: openai_request.Limits = _LIMITS
-                  ) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """``options`` as CompletionRequest fields, and the names given but not used (unknown ones included,
-    which Ollama also ignores). ``null`` values mean "not given"."""
+                  ) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]:
+    """``options`` as CompletionRequest fields, the load-time options (for ``load_options.check``) and
+    the unknown names (which Ollama ignores with a warning). ``null`` values mean "not given"."""
     fields: dict[str, Any] = {}
-    ignored: list[str] = []
+    load: dict[str, Any] = {}
+    unknown: list[str] = []
     for name, value in (options or {}).items():
         if value is None:
             continue
         if name not in OPTIONS:
-            ignored.append(name)
+            unknown.append(name)
             continue
         value = _option(name, value, limits)
         if name in REMOVED and value != REMOVED[name]:
             raise bad(f"Invalid value for 'options.{name}': llama.cpp no longer has this sampler; only "
                       f"{json_word(REMOVED[name])} (off) is accepted.", f"options.{name}")
+        if name in LOAD_OPTIONS:
+            load[name] = value
+            continue
         target = OPTIONS[name][1]
-        if target is None:
-            ignored.append(name)
+        if target is None:                          # a removed sampler, off
             continue
         if name == "num_predict":
             if value > limits.max_tokens:
@@ -234,7 +241,7 @@ def parse_options(options: dict[str, Any] | None, limits: openai_request.Limits 
         if name == "stop" and not value:
             continue
         fields[target] = value
-    return fields, tuple(ignored)
+    return fields, load, tuple(unknown)
 
 
 #: Ollama's keep_alive (seconds, or a duration such as "5m"; negative: forever; 0: unload now): ours
@@ -252,22 +259,24 @@ def _format(fmt: str | dict[str, Any] | None) -> dict[str, Any] | None:
     raise bad(f"Invalid value for 'format': expected \"json\" or a JSON schema object, got {fmt!r}.", "format")
 
 
-def _common(b: _Common, limits: openai_request.Limits) -> tuple[dict[str, Any], tuple[str, ...], float | None]:
-    fields, ignored = parse_options(b.options, limits)
+def _common(b: _Common, limits: openai_request.Limits
+            ) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...], float | None]:
+    fields, load, unknown = parse_options(b.options, limits)
     if b.think is not None and b.think != "":
         if b.think not in (True, False, "low", "medium", "high"):
             raise bad(f"Invalid value for 'think': expected true, false, \"low\", \"medium\" or \"high\", "
                       f"got {b.think!r}.", "think")
         # thinking comes back apart (``thinking``) for a model that reasons; others answer as usual
         fields.update(think=b.think is not False, reasoning_format="deepseek")
-    if b.top_logprobs is not None and not 0 <= b.top_logprobs <= 20:
-        raise bad(f"Invalid value for 'top_logprobs': expected 0 to 20, got {b.top_logprobs}.", "top_logprobs")
+    top = b.top_logprobs
+    if top is not None and (not 0 <= top <= 20 or top != int(top)):
+        raise bad(f"Invalid value for 'top_logprobs': expected an integer from 0 to 20, got {top}.", "top_logprobs")
     if b.logprobs:
-        fields.update(logprobs=True, top_logprobs=b.top_logprobs or 0)
+        fields.update(logprobs=True, top_logprobs=int(top or 0))
     schema = _format(b.format)
     if schema is not None:
         fields["json_schema"] = schema
-    return fields, ignored, keep_alive(b.keep_alive)
+    return fields, load, unknown, keep_alive(b.keep_alive)
 
 
 def _job(kind: Literal["generate", "chat"], b: _Common, fields: dict[str, Any], source: dict[str, Any],
@@ -291,16 +300,16 @@ def parse_generate(body: bytes, limits: openai_request.Limits = _LIMITS) -> Gene
         raise unsupported("template", "the model's own chat template is used; Go templates are not run")
     if b.context:
         raise unsupported("context", "send the conversation with /api/chat instead of token context")
-    fields, ignored, keep = _common(b, limits)
+    fields, load, unknown, keep = _common(b, limits)
     if not b.prompt:
-        return Generation("generate", b.model or "", None, b.stream is not False, keep, ignored)
+        return Generation("generate", b.model or "", None, b.stream is not False, keep, load, unknown)
     if b.raw:
         source: dict[str, Any] = {"prompt": b.prompt}
     else:
         turns = [wire.ChatMessage(role="system", content=b.system)] if b.system else []
         source = {"messages": [*turns, wire.ChatMessage(role="user", content=b.prompt)]}
     return Generation("generate", b.model or "", _job("generate", b, fields, source, keep),
-                      b.stream is not False, keep, ignored)
+                      b.stream is not False, keep, load, unknown)
 
 
 _ROLES = ("system", "user", "assistant", "tool")
@@ -310,7 +319,7 @@ def parse_chat(body: bytes, limits: openai_request.Limits = _LIMITS) -> Generati
     """An /api/chat body; no messages means: load (or with keep_alive 0 unload) the model."""
     b: ChatBody = decode(body, ChatBody)
     tools = parse_tools(b.tools) if b.tools else []
-    fields, ignored, keep = _common(b, limits)
+    fields, load, unknown, keep = _common(b, limits)
     messages = b.messages or []
     if len(messages) > limits.max_messages:
         raise bad(f"Invalid value for 'messages': {len(messages)} messages, above this server's limit of "
@@ -341,12 +350,12 @@ def parse_chat(body: bytes, limits: openai_request.Limits = _LIMITS) -> Generati
             out.append(wire.ChatMessage(role=m.role, content=m.content or "",
                                         reasoning_content=m.thinking or None if m.role == "assistant" else None))
     if not out:
-        return Generation("chat", b.model or "", None, b.stream is not False, keep, ignored)
+        return Generation("chat", b.model or "", None, b.stream is not False, keep, load, unknown)
     source: dict[str, Any] = {"messages": out}
     if tools:
         source["tools"] = tools
     return Generation("chat", b.model or "", _job("chat", b, fields, source, keep),
-                      b.stream is not False, keep, ignored)
+                      b.stream is not False, keep, load, unknown)
 
 
 def parse_embed(body: bytes, limits: openai_request.Limits = _LIMITS) -> EmbedJob:
@@ -365,16 +374,16 @@ def parse_embed(body: bytes, limits: openai_request.Limits = _LIMITS) -> EmbedJo
     if dimensions is not None and (isinstance(dimensions, float) and not dimensions.is_integer()
                                    or not 1 <= dimensions <= INT32_MAX):
         raise bad(f"Invalid value for 'dimensions': expected a positive integer, got {dimensions}.", "dimensions")
-    _, ignored = parse_options(b.options, limits)
+    _, load, unknown = parse_options(b.options, limits)  # sampling options: nothing to sample, as in Ollama
     return EmbedJob(b.model or "", inputs, keep_alive(b.keep_alive),
-                    None if dimensions is None else int(dimensions), ignored)
+                    None if dimensions is None else int(dimensions), load, unknown)
 
 
 def parse_embeddings(body: bytes, limits: openai_request.Limits = _LIMITS) -> EmbedJob:
     """The legacy /api/embeddings body: one ``prompt``."""
     b: EmbeddingsBody = decode(body, EmbeddingsBody)
-    _, ignored = parse_options(b.options, limits)
-    return EmbedJob(b.model or "", [b.prompt] if b.prompt else [], keep_alive(b.keep_alive), None, ignored)
+    _, load, unknown = parse_options(b.options, limits)
+    return EmbedJob(b.model or "", [b.prompt] if b.prompt else [], keep_alive(b.keep_alive), None, load, unknown)
 
 
 def parse_model(body: bytes) -> str:

@@ -5,7 +5,8 @@ Request schemas say what ``ollama.py`` accepts (its option table and checks, the
 response schemas list the fields the handlers write, extra properties allowed. Errors on these routes
 are Ollama's ``{"error": "message"}`` (``OllamaError``), not the OpenAI shape. Streaming answers are
 ``application/x-ndjson``: one JSON object a line, the last with ``"done": true`` (or an ``error``
-line). /api/pull, /api/delete and /api/copy follow Ollama's documented shapes (``store_api.py``).
+line). /api/pull, /api/delete and /api/copy follow Ollama's documented shapes (``store_api.py``), /api/create
+too (``ollama/presets.py``).
 Pure: builds dicts.
 """
 
@@ -89,7 +90,8 @@ def _option_schema(name: str, limits: openai_request.Limits) -> Schema:
         schema = {"const": ollama_request.REMOVED[name],
                   "description": "llama.cpp no longer has this sampler: only its 'off' value is accepted."}
     elif target is None:
-        schema["description"] = "Accepted and ignored (docs/ollama.md)."
+        schema["description"] = ("A load-time option: accepted when the model is already loaded that way, else "
+                                 "a 400 naming the per-model setting to change (docs/ollama.md).")
     return _opt(schema)
 
 
@@ -156,6 +158,25 @@ def _request_schemas(limits: openai_request.Limits) -> dict[str, Schema]:
         "OllamaDeleteRequest": _obj({**store_name, "force": {**_BOOL, "description": "Unload a loaded model "
                                                                                       "first (mullama)."}}),
         "OllamaCopyRequest": _obj({"source": _STR, "destination": _STR}, ("source", "destination")),
+        "OllamaCreateRequest": _obj({
+            **store_name, "stream": _opt(_BOOL),
+            "from": {**_opt(_STR), "description": "The base model (required unless 'modelfile')."},
+            "modelfile": {**_opt(_STR), "description": "Older clients: the Modelfile's text (FROM, SYSTEM, "
+                                                      "TEMPLATE, PARAMETER, ADAPTER, MESSAGE, LICENSE)."},
+            "system": _opt(_STR),
+            "template": {**_opt(_STR), "description": "A Jinja chat template or a llama.cpp built-in template's "
+                                                      "name; Ollama's Go templates are refused."},
+            "license": {"anyOf": [_NULL, _STR, _array(_STR)]},
+            "parameters": {"anyOf": [_NULL, {"type": "object"}],
+                           "description": "Ollama's names (temperature, num_predict, stop, ...); load settings "
+                                          "(num_ctx, ...) and unknown names are refused."},
+            "messages": {"anyOf": [_NULL, _array(_obj({"role": {"enum": ["system", "user", "assistant"]},
+                                                       "content": _STR}, ("role",)))]},
+            "adapters": {"anyOf": [_NULL, {"type": "object", "additionalProperties": _STR}],
+                         "description": "File name -> digest: the base's adapter named by the file's stem."},
+            "files": {"anyOf": [_NULL, {"type": "object", "maxProperties": 0}],
+                      "description": "Not supported: no weights are uploaded."},
+            "quantize": {"anyOf": [_NULL, {"type": "string", "maxLength": 0}], "description": "Not supported."}}),
     }
 
 
@@ -195,7 +216,9 @@ def _response_schemas() -> dict[str, Schema]:
             "license": _STR, "modelfile": _STR, "parameters": _STR, "template": _STR,
             "details": _ref("OllamaDetails"), "capabilities": {"type": "array", "items": _STR},
             "model_info": {"type": "object", "description": "GGUF key/values; arrays as null"},
-            "modified_at": {"type": "string", "format": "date-time"}},
+            "modified_at": {"type": "string", "format": "date-time"},
+            "system": {**_STR, "description": "A preset's system prompt"},
+            "messages": {"type": "array", "description": "A preset's few-shot messages"}},
             ("modelfile", "parameters", "template", "details", "model_info")),
         "OllamaVersion": _obj({"version": _STR}, ("version",)),
         "OllamaStatus": _obj({"status": _STR, "digest": _STR, "total": _INT, "completed": _INT}),
@@ -277,4 +300,8 @@ def paths() -> dict[str, Any]:
                                       _ref("OllamaStatus"), _STORE, body="OllamaDeleteRequest")},
         "/api/copy": {"post": _op("ollamaCopy", "Copy a model under a new name (Ollama)", _ref("OllamaStatus"),
                                   _STORE, body="OllamaCopyRequest")},
+        "/api/create": {"post": _op("ollamaCreate", "Create a preset: a base model with a system prompt, template, "
+                                    "parameters, adapters, messages (Ollama; docs/presets.md)", _ref("OllamaStatus"),
+                                    (400, 401, 404, 409, 413, 422, 500), body="OllamaCreateRequest",
+                                    stream_line="OllamaStatus")},
     }
