@@ -1,4 +1,4 @@
-"""The CLI verbs that talk to a running ``mullama serve``: ps, stop, list, show, run.
+"""The CLI verbs that talk to a running ``mullama serve``: ps, stop, list, show, run, create.
 
 Each verb is ``add_<verb>(subparsers)`` (its arguments; ``func=run_<verb>``) and ``run_<verb>(args)``
 (the exit code). The HTTP side -- ``Server``, ``parse_host``, ``Client``, ``ClientError`` -- is in
@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
@@ -31,9 +32,9 @@ from mullama.core.units import format_duration, format_size
 
 __all__ = [
     # the verbs (this module)
-    "HELP", "LIST_COLUMNS", "PS_COLUMNS", "add_list", "add_ps", "add_run", "add_show", "add_stop", "chat",
-    "chat_body", "client_for", "print_table", "run_list", "run_ps", "run_run", "run_show", "run_stop",
-    "show_text",
+    "HELP", "LIST_COLUMNS", "PS_COLUMNS", "add_create", "add_list", "add_ps", "add_run", "add_show", "add_stop",
+    "chat", "chat_body", "client_for", "print_table", "run_create", "run_list", "run_ps", "run_run", "run_show",
+    "run_stop", "show_text",
     # HTTP (http_client.py)
     "CONNECT_TIMEOUT_S", "DEFAULT_PORT", "Client", "ClientError", "Server", "_error_line", "parse_host",
 ]
@@ -159,7 +160,10 @@ def run_list(args: Args) -> int:
 
 
 def _source(m: dict[str, Any]) -> Any:
-    """``hf.co/org/repo`` for a pulled model (its manifest), else the catalog's source."""
+    """``hf.co/org/repo`` for a pulled model (its manifest), ``preset of BASE`` for a preset, else the
+    catalog's source."""
+    if m.get("source") == "preset":
+        return f"preset of {m.get('base') or (m.get('preset') or {}).get('from')}"
     origin = m.get("origin")
     if isinstance(origin, dict) and origin.get("repo"):
         return f"hf.co/{origin['repo']}"
@@ -209,7 +213,11 @@ def show_text(info: dict[str, Any], metadata: bool = False) -> str:
               ("commit", origin.get("commit")), ("quantization", origin.get("quant")),
               ("pulled at", origin.get("pulled_at")), ("pulled as", origin.get("name")),
               ("hub", origin.get("endpoint"))] if origin else []
-    lines = _section("Model", model) + _section("File", file) + _section("Source", pulled)
+    preset = info.get("preset") if isinstance(info.get("preset"), dict) else {}
+    made = [("from", preset.get("from")), ("served by", info.get("base")), ("system", preset.get("system")),
+            ("template", preset.get("template")), ("adapters", [a.get("name") for a in preset.get("adapters", [])]),
+            *sorted((preset.get("parameters") or {}).items())] if preset else []
+    lines = _section("Preset", made) + _section("Model", model) + _section("File", file) + _section("Source", pulled)
     lines += _section("Config", sorted((info.get("config") or {}).items()))
     if metadata:
         lines += _section("Metadata", sorted((info.get("metadata") or {}).items()))
@@ -355,3 +363,31 @@ def chat(client: Client, args: Args, system: list[dict[str, str]],
             print(f"mullama: {exc}", file=sys.stderr)
             continue
         history += [turn, {"role": "assistant", "content": text}]
+
+
+# ---------------------------------------------------------------------- create
+
+
+def add_create(sub: Subparsers) -> None:
+    p = sub.add_parser("create", help="create a preset from a Modelfile",
+                       description="Create (or replace) the preset NAME on the server from a Modelfile: FROM a base "
+                                   "model, with SYSTEM, TEMPLATE (Jinja or a built-in name), PARAMETER, ADAPTER, "
+                                   "MESSAGE, LICENSE (docs/presets.md). No weights are copied: the preset is "
+                                   "served by its base's runner.")
+    p.add_argument("model", metavar="NAME")
+    p.add_argument("-f", "--file", default="Modelfile", metavar="FILE",
+                   help="the Modelfile ('-': standard input; default: ./Modelfile)")
+    p.set_defaults(func=run_create)
+
+
+@_verb
+def run_create(args: Args) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClientError(f"cannot read the Modelfile {args.file}: {getattr(exc, 'strerror', None) or exc}") from None
+    body = {"model": args.model, "modelfile": text, "stream": True}
+    with contextlib.closing(client_for(args).lines("/api/create", body)) as lines:
+        for line in lines:
+            print(line.get("status", ""), flush=True)
+    return 0

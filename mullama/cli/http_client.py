@@ -181,6 +181,23 @@ class Client:
                               "(not a JSON object)")
         return answer
 
+    def lines(self, path: str, body: Any) -> Iterator[dict[str, Any]]:
+        """POST and yield each NDJSON line's object (Ollama's streams) until the answer ends; an ``{"error":
+        ...}`` line raises. Closing the generator closes the connection."""
+        conn, resp = self._send("POST", path, body, "application/x-ndjson")
+        try:
+            while True:
+                try:
+                    line = resp.readline()
+                except _NET_ERRORS as exc:
+                    raise self._lost(exc) from None
+                if not line:
+                    return
+                if line.strip():
+                    yield _event(line)
+        finally:
+            conn.close()
+
     def events(self, path: str, body: Any) -> Iterator[dict[str, Any]]:
         """POST and yield each Server-Sent Event's JSON until ``[DONE]``; an ``error`` event raises.
         Closing the generator (or Ctrl-C while it waits) closes the connection."""

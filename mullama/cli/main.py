@@ -1,7 +1,7 @@
 """The ``mullama`` command line.
 
 ``serve`` runs the supervisor; ``generate`` runs the C++ engine in-process.
-Every other verb (``ps``, ``stop``, ``list``, ``show``, ``run``) is a thin HTTP
+Every other verb (``ps``, ``stop``, ``list``, ``show``, ``run``, ``create``) is a thin HTTP
 client of a running server (``cli_client.py``; ``MULLAMA_HOST`` or ``--host``
 picks it).
 """
@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     from mullama.cli import store as cli_store
 
     for add in (cli_client.add_ps, cli_client.add_stop, cli_client.add_list, cli_client.add_show, cli_client.add_run,
-                cli_store.add_pull, cli_store.add_rm, cli_bench.add_bench, cli_import.add_import_args):
+                cli_client.add_create, cli_store.add_pull, cli_store.add_rm, cli_bench.add_bench,
+                cli_import.add_import_args):
         add(sub)
     return parser
 

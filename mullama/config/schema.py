@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from mullama.config.adapters import check_adapters, expand_adapters
+from mullama.config.presets import PresetSettings, check_presets
 from mullama.config.resolve import model_settings
 from mullama.config.sampling import SamplingDefaults, check_sampling
 from mullama.config.sources import (
@@ -36,18 +38,28 @@ from mullama.config.sources import (
     normalize_layer,
     range_text,
 )
+from mullama.config.tensors import check_model_overrides, check_resolved_overrides
 from mullama.core.errors import ConfigError
 
 FlashAttn = Literal["auto", "on", "off"]
 SplitMode = Literal["none", "layer", "row"]
 RopeScaling = Literal["model", "none", "linear", "yarn", "longrope"]
 Pooling = Literal["mean", "cls", "last"]
+Numa = Literal["off", "distribute", "isolate", "numactl"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["console", "json"]
 ReasoningFormat = Literal["none", "auto", "deepseek", "deepseek-legacy"]
 
 #: KV-cache element types llama.cpp accepts for ``--cache-type-k/-v``.
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+
+
+class AdapterSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One LoRA adapter of a model (``[[models.NAME.adapters]]``): llama-server's ``--lora-scaled PATH SCALE``."""
+
+    path: str
+    scale: float = 1.0      # what a request that does not name its adapters gets (0: loaded, off by default)
+    name: str | None = None  # how requests and presets name it; default: the file name without .gguf
 
 
 class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -84,6 +96,12 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     chat_template: str | None = None  # a Jinja file, or a llama.cpp built-in template's name (llama3, ...)
     override_kv: tuple[str, ...] | None = None  # GGUF metadata overrides: "KEY=TYPE:VALUE" (--override-kv)
     check_tensors: bool | None = None
+    tensor_overrides: tuple[str, ...] | None = None  # "REGEX=DEVICE" (-ot): where matching weights live
+    n_cpu_moe: int | None = None        # the MoE experts of the first N layers stay in RAM (--n-cpu-moe)
+    cpu_moe: bool | None = None         # every MoE expert stays in RAM (--cpu-moe)
+    numa: Numa | None = None
+    context_shift: bool | None = None
+    adapters: tuple[AdapterSettings, ...] | None = None  # LoRA adapters loaded with the model (--lora)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -116,6 +134,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     yarn_orig_ctx: int = 0               # YaRN's original context; 0: the model's training context
     check_tensors: bool = False          # validate the weights' data while loading (--check-tensors)
     pooling: Pooling = "mean"            # how /embeddings pools a text's token vectors (--pooling)
+    numa: Numa = "off"                   # NUMA placement of a runner's threads and memory (--numa)
+    context_shift: bool = False          # a stream that fills its context drops its oldest half (--context-shift)
     keep_alive: float = 300.0
     max_loaded_models: int = 0
     memory_budget: int | None = None
@@ -151,6 +171,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     aliases: Mapping[str, str] = {}
     default_variants: Mapping[str, str] = {}
     models: Mapping[str, ModelSettings] = {}
+    presets: Mapping[str, PresetSettings] = {}  # named base + system/template/defaults (presets.py)
 
     def __post_init__(self) -> None:
         # frozen=True stops rebinding a field; read-only views stop editing a dict in place
@@ -164,8 +185,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         data: dict[str, Any] = {name: getattr(self, name) for name in self.__struct_fields__}
         data["api_keys"] = len(self.api_keys)
         data["aliases"], data["default_variants"] = dict(self.aliases), dict(self.default_variants)
+        data["presets"] = dict(self.presets)
         data["models"] = {
-            key: {f: v for f, v in msgspec.structs.asdict(entry).items() if v is not None and v is not False}
+            key: {f: v for f, v in msgspec.structs.asdict(entry).items()  # a False given (cpu_moe = false) shows
+                  if v is not None and not (v is False and f in ("pinned", "preload"))}
             for key, entry in self.models.items()
         }
         return typing.cast(dict[str, Any], msgspec.json.decode(msgspec.json.encode(data)))
@@ -271,6 +294,7 @@ def _check(s: Settings, where: Where) -> None:
         _check_name(s.default_model, where("default_model"))
     _check_names(s, where)
     _check_models(s, where)
+    check_presets(s.presets, s.aliases, where("presets"), s.max_tokens_limit)
     if not is_loopback(s.host) and not s.api_keys and not s.allow_public:
         raise ConfigError(
             f"{where('host')}: host {s.host!r} is not a loopback address and no api_keys are set, so anyone "
@@ -323,6 +347,8 @@ def _check_models(s: Settings, where: Where) -> None:
                                                               and not os.path.isfile(template))):
             raise ConfigError(f"{base}.chat_template: expected a Jinja file that exists or a built-in template's "
                               f"name, got {template!r}")
+        check_model_overrides(entry, base)
+        check_adapters(entry.adapters, base)
         split = entry.tensor_split
         if split is not None and (any(x < 0 for x in split) or sum(split) <= 0):
             raise ConfigError(f"{base}.tensor_split: expected non-negative shares with a positive sum, "
@@ -336,12 +362,14 @@ def _check_models(s: Settings, where: Where) -> None:
         if resolved.n_ubatch > resolved.n_batch:
             raise ConfigError(f"{base}: n_ubatch ({resolved.n_ubatch}) must not exceed n_batch "
                               f"({resolved.n_batch}) once server-wide values are applied")
+        check_resolved_overrides(resolved, base)
 
 
 def _expand_paths(s: Settings) -> Settings:
     models = {key: msgspec.structs.replace(
         entry, path=os.path.expanduser(entry.path) if entry.path else entry.path,
-        chat_template=os.path.expanduser(entry.chat_template) if entry.chat_template else entry.chat_template)
+        chat_template=os.path.expanduser(entry.chat_template) if entry.chat_template else entry.chat_template,
+        adapters=expand_adapters(entry.adapters))
         for key, entry in s.models.items()}
     return msgspec.structs.replace(
         s, models_dirs=tuple(os.path.expanduser(d) for d in s.models_dirs),
@@ -373,9 +401,10 @@ def load_settings(flags: Mapping[str, Any] | None = None, *, env: Mapping[str, s
     def where_of(name: str) -> str:
         return origins.get(name, f"{name} (default)")
 
-    for key, entry in (raw["models"].items() if isinstance(raw.get("models"), Mapping) else ()):
-        base = f"{where_of('models')}.{key}"
-        _convert(entry, ModelSettings, lambda name, base=base: f"{base}.{name}" if name else base)
+    for table, cls in (("models", ModelSettings), ("presets", PresetSettings)):  # errors name the entry
+        for key, entry in (raw[table].items() if isinstance(raw.get(table), Mapping) else ()):
+            base = f"{where_of(table)}.{key}"
+            _convert(entry, cls, lambda name, base=base: f"{base}.{name}" if name else base)
     settings = _expand_paths(_convert(raw, Settings, where_of))
     _check(settings, where_of)
     return settings

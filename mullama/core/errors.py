@@ -335,6 +335,14 @@ class ModelInUse(MullamaError):
     type = "model_in_use"
 
 
+class PresetConflict(MullamaError):
+    """A preset the API may not make, replace or delete: the name is a model's, or the preset comes from the
+    settings (change those in the config file)."""
+
+    status = 409
+    type = "conflict"
+
+
 class ModelNotPulled(ModelNotFound):
     """A hub name (``ORG/REPO[:QUANT]``) that no pull manifest holds: a 404 as in Ollama (clients pull on
     it), and a ModelNotFound so that a lookup rescans the catalog first (a pull may just have finished).

@@ -21,11 +21,13 @@ import structlog
 from aiohttp import web
 
 from mullama.config import Settings, is_loopback
+from mullama.http import adapters as adapter_routes
 from mullama.http import internal, manage
 from mullama.http.anthropic import routes as anthropic_routes
 from mullama.http.connections import Guard, GuardedSite, connection_cap, limit_accept_errors, raise_fd_limit
 from mullama.http.keys import CONNECTIONS, SUPERVISOR
 from mullama.http.middleware import middlewares
+from mullama.http.ollama import presets as preset_routes
 from mullama.http.ollama import routes as ollama_routes
 from mullama.http.ollama import store_routes
 from mullama.http.openai import routes as openai_routes
@@ -37,7 +39,7 @@ log = structlog.get_logger("mullama.app")
 #: Routes whose errors are Ollama's ``{"error": "message"}`` (the ollama client reads that shape): the
 #: paths the Ollama route tables declare. Every other route answers OpenAI's; /api/ps keeps OpenAI's:
 #: it is shared with ``mullama ps``.
-OLLAMA_ERROR_PATHS = ollama_routes.PATHS | store_routes.PATHS
+OLLAMA_ERROR_PATHS = ollama_routes.PATHS | store_routes.PATHS | preset_routes.PATHS
 
 
 def create_app(settings: Settings, *, supervisor: Supervisor | None = None) -> web.Application:
@@ -51,8 +53,10 @@ def create_app(settings: Settings, *, supervisor: Supervisor | None = None) -> w
     responses_routes.add_routes(app)
     manage.add_routes(app)
     internal.add_routes(app)
+    adapter_routes.add_routes(app)
     ollama_routes.add_routes(app)
     store_routes.add_routes(app)
+    preset_routes.add_routes(app)
     return app
 
 

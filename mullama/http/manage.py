@@ -18,7 +18,10 @@ from mullama.http.ollama import format as ollama
 from mullama.http.openai import format as openai
 from mullama.http.openai.routes import limits
 from mullama.http.shapes import decode_body, json_response
+from mullama.models.catalog import ModelEntry
+from mullama.models.presets import Preset
 from mullama.serving.runtime import Runtime, State
+from mullama.serving.supervisor import Supervisor
 
 
 class _ModelBody(msgspec.Struct, kw_only=True):
@@ -38,13 +41,24 @@ async def catalog(request: web.Request) -> web.Response:
         rt = sup.lifecycle.get(entry.name)
         row["state"] = str(rt.state) if rt else str(State.DISCOVERED)
         models.append(row)
+    for preset, entry, problem in sup.preset_entries():
+        models.append(_preset_row(sup, preset, entry, problem))
     return json_response({"models": models, "dir_errors": cat.dir_errors, "default": sup.default_or_none()})
+
+
+def _preset_row(sup: Supervisor, preset: Preset, entry: ModelEntry | None, problem: str | None = None) -> dict:
+    """A preset as a catalog row: its base's file and header under the preset's name, and the preset."""
+    rt = sup.lifecycle.get(entry.name) if entry else None
+    return {"path": "", "size": 0, **(entry.describe() if entry else {}), "name": preset.name, "id": preset.digest[:12],
+            "source": "preset", "base": entry.name if entry else None, "error": problem,
+            "preset": preset.describe(), "state": str(rt.state) if rt else str(State.DISCOVERED)}
 
 
 async def show_model(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
     entry = sup.resolve(request.match_info["name"])
-    row = entry.describe()
+    preset = sup.preset(request.match_info["name"])
+    row = _preset_row(sup, preset, entry) if preset else entry.describe()
     row["metadata"] = entry.header.metadata if entry.header else {}
     row["config"] = msgspec.to_builtins(sup.runner_config(entry).__dict__)
     return json_response(row)

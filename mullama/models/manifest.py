@@ -19,7 +19,8 @@ import msgspec
 
 from mullama.models.names import manifest_key
 
-__all__ = ["MANIFEST_DIR", "Manifest", "ManifestFile", "delete", "file_paths", "now_iso", "read_all", "write"]
+__all__ = ["MANIFEST_DIR", "Manifest", "ManifestFile", "delete", "file_paths", "now_iso", "read_all", "write",
+           "write_json"]
 
 MANIFEST_DIR = ".manifests"
 SCHEMA = 1
@@ -100,12 +101,17 @@ def _path_for(models_dir: Path, name: str) -> Path:
 
 def write(models_dir: Path, manifest: Manifest) -> Path:
     """Write (or replace) the manifest of ``manifest.name`` atomically; its path."""
-    target = _path_for(models_dir, manifest.name)
+    return write_json(_path_for(models_dir, manifest.name), manifest)
+
+
+def write_json(target: Path, obj: object) -> Path:
+    """``obj`` as indented JSON at ``target``, atomically (temp file, fsync, ``os.replace``); its path.
+    Also how ``presets.py`` writes a created preset."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(msgspec.json.format(msgspec.json.encode(manifest), indent=2) + b"\n")
+            fh.write(msgspec.json.format(msgspec.json.encode(obj), indent=2) + b"\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

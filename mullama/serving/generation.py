@@ -21,11 +21,12 @@ import structlog
 from mullama import wire
 from mullama.core import errors
 from mullama.observe.profiles import build_profile
-from mullama.serving.job import Job, with_defaults
+from mullama.serving.job import Job, with_defaults, with_preset
 from mullama.serving.policies import Request
 from mullama.serving.runtime import State
 
 if TYPE_CHECKING:
+    from mullama.models.presets import Preset
     from mullama.runners.client import CompletionStream
     from mullama.serving.supervisor import Supervisor
 
@@ -40,8 +41,10 @@ Respond = Callable[["Generation", "CompletionStream"], Awaitable[T]]
 
 async def generate(sup: Supervisor, job: Job, respond: Respond[T], *, user: str, profile: bool = False) -> T:
     """Resolve, schedule, re-route, acquire, run on the runner; ``respond`` writes the answer in its API's
-    shape. ``user`` is the fairness key; ``profile`` asks for the X-Profile in the answer."""
+    shape. ``user`` is the fairness key; ``profile`` asks for the X-Profile in the answer. A preset's request
+    goes to its base's runner, shaped by the preset, and is answered under the preset's name."""
     sup.check_open()
+    job, preset = _shaped(sup, job)
     entry = sup.resolve(job.model)
     sup.lifecycle.runtime(entry)  # the scheduler reads its n_parallel
     sup.prefetcher.observe(entry.name)
@@ -53,18 +56,19 @@ async def generate(sup: Supervisor, job: Job, respond: Respond[T], *, user: str,
     req = Request(id=rid, model=entry.name, user=user, priority=job.priority,
                   deadline=time.monotonic() + job.deadline_ms / 1000 if job.deadline_ms else None,
                   prompt_chars=prompt_chars, max_tokens=job.request.max_tokens)
-    ticket = await _submit(sup, req)
+    ticket = await _submit(sup, req, preset.name if preset else None)
     try:
         routed = _route_again(sup, job.model, entry)  # a variant switch while it was queued moves it over
         if routed.name != entry.name:
             entry = routed
             sup.lifecycle.runtime(entry)
-        run = Generation(sup, job, rid, created, entry.name, t0, ticket, profile)
+        run = Generation(sup, job, rid, created, preset.name if preset else entry.name, t0, ticket, profile)
         lease = await sup.lifecycle.acquire(entry, keep_alive=job.keep_alive)
         try:
             run.lease = lease
             try:
-                request = with_defaults(job, sup.runner_config(entry).sampling)
+                defaults = sup.runner_config(entry).sampling + (preset.settings.defaults() if preset else ())
+                request = with_defaults(job, defaults)
                 stream = await lease.client.completion(msgspec.structs.replace(request, id=rid, stream=True))
             except errors.MullamaError as exc:
                 raise run.explain(exc) from None
@@ -76,7 +80,7 @@ async def generate(sup: Supervisor, job: Job, respond: Respond[T], *, user: str,
         finally:
             sup.lifecycle.release(lease)
     except errors.MullamaError as exc:
-        sup.observer.metrics.request_failed(entry.name, exc.type)
+        sup.observer.metrics.request_failed(preset.name if preset else entry.name, exc.type)
         raise
     finally:
         sup.scheduler.finish(ticket)
@@ -118,7 +122,9 @@ async def embed(sup: Supervisor, model: str, inputs: list[str], *, user: str,
         raise
     finally:
         sup.scheduler.finish(ticket)
-    return Embedded(entry.name, vectors, tokens, lease.load_wait_ms, (time.perf_counter() - t0) * 1000)
+    preset = sup.preset(model)
+    return Embedded(preset.name if preset else entry.name, vectors, tokens, lease.load_wait_ms,
+                    (time.perf_counter() - t0) * 1000)
 
 
 async def count_prompt(sup: Supervisor, job: Job) -> tuple[str, int]:
@@ -126,20 +132,28 @@ async def count_prompt(sup: Supervisor, job: Job) -> tuple[str, int]:
     the runner, nothing evaluated. The model is loaded if it is not; the scheduler is not involved (no
     slot is taken), so counting never waits behind generations."""
     sup.check_open()
+    job, preset = _shaped(sup, job)
     entry = sup.resolve(job.model)
     lease = await sup.lifecycle.acquire(entry, keep_alive=job.keep_alive)
     try:
-        return entry.name, await lease.client.count(job.request)
+        return preset.name if preset else entry.name, await lease.client.count(job.request)
     finally:
         sup.lifecycle.release(lease)
 
 
-async def _submit(sup: Supervisor, req: Request):
-    """The scheduler's ticket for ``req`` once it may run; a refusal (429, deadline, shutdown) is counted."""
+def _shaped(sup: Supervisor, job: Job) -> tuple[Job, Preset | None]:
+    """``job`` as the preset it names shapes it (system prompt, few-shot, template, adapters), and the preset."""
+    preset = sup.preset(job.model)
+    return (with_preset(job, preset.settings) if preset is not None else job), preset
+
+
+async def _submit(sup: Supervisor, req: Request, preset: str | None = None):
+    """The scheduler's ticket for ``req`` once it may run; a refusal (429, deadline, shutdown) is counted
+    (under the preset's name for a preset's request, as its other request metrics are)."""
     try:
         return await sup.scheduler.submit(req)
     except errors.MullamaError as exc:
-        sup.observer.metrics.request_failed(req.model, exc.type)
+        sup.observer.metrics.request_failed(preset or req.model, exc.type)
         raise
 
 

@@ -6,12 +6,14 @@ from, so both front ends share one path through the scheduler, the lifecycle and
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
 
 from mullama import wire
+from mullama.config.presets import PresetSettings
 
 
 @dataclass(frozen=True)
@@ -36,3 +38,24 @@ def with_defaults(job: Job, defaults: tuple[tuple[str, Any], ...]) -> wire.Compl
     client left out (``job.given``)."""
     missing = {name: list(v) if isinstance(v, tuple) else v for name, v in defaults if name not in job.given}
     return msgspec.structs.replace(job.request, **missing) if missing else job.request
+
+
+def with_preset(job: Job, preset: PresetSettings) -> Job:
+    """``job`` as its preset shapes it, as Ollama does: the preset's system prompt unless the conversation
+    opens with its own, then the preset's few-shot messages, then the conversation; its chat template and
+    its adapters unless the request sets them. A raw prompt is left alone. Its sampling defaults are
+    ``PresetSettings.defaults``, for ``with_defaults``."""
+    req = job.request
+    changes: dict[str, Any] = {}
+    if req.messages is not None and (preset.system or preset.messages):
+        lead = 0
+        while lead < len(req.messages) and req.messages[lead].role == "system":
+            lead += 1
+        system = [wire.ChatMessage(role="system", content=preset.system)] if preset.system and not lead else []
+        shots = [wire.ChatMessage(role=m.role, content=m.content) for m in preset.messages]
+        changes["messages"] = [*req.messages[:lead], *system, *shots, *req.messages[lead:]]
+    if preset.template is not None and req.chat_template is None:
+        changes["chat_template"] = preset.template
+    if preset.adapters and req.lora is None:
+        changes["lora"] = [wire.LoraRef(name=a.name, scale=a.scale) for a in preset.adapters]
+    return dataclasses.replace(job, request=msgspec.structs.replace(req, **changes)) if changes else job

@@ -23,6 +23,7 @@ from mullama.core.errors import AssetError, InvalidModelName, ModelNotFound, Mod
 from mullama.hardware import devices
 from mullama.models import assets
 from mullama.models.catalog import Catalog, ModelEntry
+from mullama.models.presets import PRESET_DIR, Preset, Presets
 from mullama.observe.events import Observer
 from mullama.observe.hooks import install_hooks
 from mullama.runners.client import RunnerClient
@@ -60,6 +61,8 @@ class Supervisor:
                                      self.emit, idle_s=settings.prefetch_idle,
                                      min_confidence=settings.prefetch_min_confidence)
         self.devices = probe
+        first_dir = Path(settings.models_dirs[0]).expanduser() if settings.models_dirs else None
+        self.presets = Presets(settings.presets, first_dir / PRESET_DIR if first_dir else None)
         self.started = time.time()
         self._catalog: Catalog | None = None
         self._scanned = 0.0
@@ -85,7 +88,9 @@ class Supervisor:
         self.scheduler.start()
         catalog = self.catalog(refresh=True)
         log.info("catalog", models=len(catalog.entries()), errors=sum(1 for e in catalog.entries() if e.error),
-                 dir_errors=catalog.dir_errors)
+                 dir_errors=catalog.dir_errors, presets=len(self.presets.all()))
+        for problem in self.presets.problems:
+            log.warning("preset_skipped", problem=problem)
         for name, m in self.settings.models.items():
             if m.preload:
                 self.lifecycle.spawn(self._preload(name))
@@ -166,9 +171,13 @@ class Supervisor:
             return None
 
     def resolve(self, name: str) -> ModelEntry:
-        """A model name (or "" for the default) -> its catalog entry; rescans once on a miss."""
+        """A model name (or "" for the default) -> its catalog entry; rescans once on a miss. A preset's name
+        -> its base's entry: a preset is served by its base's runner, never by one of its own."""
+        preset = None
         try:
             name = name or self.default_model()
+            preset = self.presets.get(name)
+            name = preset.settings.from_ if preset is not None else name
             try:
                 entry = self.catalog().resolve(name)
             except ModelNotFound:
@@ -176,7 +185,23 @@ class Supervisor:
             return self.variants.route(name, entry)
         except (ModelNotFound, InvalidModelName, ModelUnavailable) as exc:
             exc.param = "model"
+            if preset is not None:
+                exc.args = (f"preset {preset.name!r} is made from {preset.settings.from_!r}: {exc}",)
             raise
+
+    def preset(self, name: str) -> Preset | None:
+        """The preset ``name`` (or "", the default model) names, if it is one (``resolve`` gives its base)."""
+        return self.presets.get(name or self.settings.default_model or "")
+
+    def preset_entries(self) -> list[tuple[Preset, ModelEntry | None, str | None]]:
+        """Every preset with its base's entry, or (None, why) when the base cannot be served; for listings."""
+        out: list[tuple[Preset, ModelEntry | None, str | None]] = []
+        for preset in self.presets.all():
+            try:
+                out.append((preset, self.catalog().resolve(preset.settings.from_), None))
+            except (ModelNotFound, InvalidModelName, ModelUnavailable) as exc:
+                out.append((preset, None, f"its base model {preset.settings.from_!r}: {exc}"))
+        return out
 
     def runner_config(self, entry: ModelEntry) -> RunnerConfig:
         return model_settings(self.settings, entry.name, entry.family)

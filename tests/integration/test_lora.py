@@ -34,16 +34,17 @@ def loras(tmp_path_factory):
 def server(tmp_path_factory, loras):
     # scale 0 by default: a request that names no adapters is the base model
     adapters = [{"path": loras["a"], "scale": 0.0}, {"path": loras["b"], "scale": 0.0, "name": "bee"}]
-    settings = base_settings(n_parallel=4, models={"smollm2": {"adapters": adapters}})
+    preset = {"from": "smollm2", "adapters": [{"name": "bee", "scale": 1.0}]}  # a preset with an adapter of its base
+    settings = base_settings(n_parallel=4, models={"smollm2": {"adapters": adapters}}, presets={"bee-talk": preset})
     srv = Server(tmp_path_factory.mktemp("lora"), settings)
     yield srv
     srv.stop()
 
 
-def _ask(server: Server, lora=None, messages=PROMPT) -> tuple[str, list[float]]:
+def _ask(server: Server, lora=None, messages=PROMPT, model=MODEL) -> tuple[str, list[float]]:
     """The greedy answer and its tokens' log-probabilities (which tell adapters apart even where the text
     happens to agree)."""
-    body = {"model": MODEL, "messages": messages, "max_tokens": 24, "temperature": 0, "logprobs": True}
+    body = {"model": model, "messages": messages, "max_tokens": 24, "temperature": 0, "logprobs": True}
     if lora is not None:
         body["lora"] = lora
     r = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=120)
@@ -123,6 +124,12 @@ def test_concurrent_requests_with_different_sets_each_get_their_own_adapter(serv
         assert gaps.index(min(gaps)) == i, gaps
     kv = httpx.get(f"{server.url}/internal/kv/{MODEL}", timeout=30).json()
     assert kv["adapter_switches"] > before  # the sets took turns at the context
+
+
+def test_a_preset_applies_its_adapters_unless_the_request_names_its_own(server):
+    with_b = _ask(server, lora=[{"name": "bee", "scale": 1.0}])
+    assert _ask(server, model="bee-talk") == with_b
+    assert _ask(server, model="bee-talk", lora=[]) == _ask(server)
 
 
 def test_the_profile_names_the_set_and_its_waits(server):

@@ -21,6 +21,7 @@ from mullama.core import errors
 from mullama.http.keys import SUPERVISOR
 from mullama.http.middleware import user_key
 from mullama.http.ollama import format as ollama
+from mullama.http.ollama import load_options, presets
 from mullama.http.openai.routes import limits, wants_profile
 from mullama.http.shapes import NDJSON_HEADERS, json_response
 from mullama.http.streams import DeadlineWriter
@@ -31,9 +32,13 @@ from mullama.serving.supervisor import Supervisor
 log = structlog.get_logger("mullama.ollama")
 
 
-def _warn_ignored(route: str, ignored: tuple[str, ...]) -> None:
-    if ignored:
-        log.info("ollama_options_ignored", route=route, options=list(ignored))
+def _check_options(request: web.Request, sup: Supervisor, job: ollama.Generation | ollama.EmbedJob) -> None:
+    """Unknown options are logged (Ollama warns and goes on); load-time ones must suit the model (400)."""
+    if job.unknown:
+        log.warning("ollama_unknown_options", route=request.path, options=list(job.unknown))
+    if job.load:
+        entry = sup.resolve(job.model)
+        load_options.check(entry.name, job.load, sup.runner_config(entry))
 
 
 # ---------------------------------------------------------------------- generation
@@ -50,7 +55,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
 async def _generation(request: web.Request, parse) -> web.StreamResponse:
     sup = request.app[SUPERVISOR]
     gen: ollama.Generation = parse(await request.read(), limits(sup.settings))
-    _warn_ignored(request.path, gen.ignored)
+    _check_options(request, sup, gen)
     if gen.job is None:
         return await _load_only(sup, gen)
     job, kind = gen.job, gen.kind
@@ -139,7 +144,7 @@ async def _embed(request: web.Request, sup: Supervisor, job: ollama.EmbedJob) ->
 async def embed(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
     job = ollama.parse_embed(await request.read(), limits(sup.settings))
-    _warn_ignored(request.path, job.ignored)
+    _check_options(request, sup, job)
     done = await _embed(request, sup, job)
     vectors = [ollama.truncate(v, job.dimensions) for v in done.vectors]
     return json_response(ollama.embed_response(done.model, vectors, done.prompt_tokens, total_ms=done.total_ms,
@@ -150,7 +155,7 @@ async def embeddings(request: web.Request) -> web.Response:
     """The legacy route: one prompt, one vector (L2-normalised, like /api/embed's)."""
     sup = request.app[SUPERVISOR]
     job = ollama.parse_embeddings(await request.read(), limits(sup.settings))
-    _warn_ignored(request.path, job.ignored)
+    _check_options(request, sup, job)
     done = await _embed(request, sup, job)
     return json_response({"embedding": done.vectors[0] if done.vectors else []})
 
@@ -161,23 +166,26 @@ async def embeddings(request: web.Request) -> web.Response:
 async def tags(request: web.Request) -> web.Response:
     """Every servable model by its catalog name, and again by each name it was pulled or copied as
     (as Ollama lists ``hf.co/org/repo:quant``): clients check ``list()`` after a pull."""
-    catalog = request.app[SUPERVISOR].catalog()
+    sup = request.app[SUPERVISOR]
+    catalog = sup.catalog()
     servable = {e.name: e for e in catalog.entries() if e.error is None}
     named = [(name, e) for name, e in servable.items()]
     named += [(alias, servable[target]) for alias, target in catalog.pulled_names().items() if target in servable]
     models = [{"name": name, "model": name, "modified_at": ollama.rfc3339(e.modified), "size": e.size_bytes,
                "digest": ollama.entry_digest(e), "details": ollama.header_details(e.header)}
               for name, e in named]
-    return json_response({"models": models})
+    return json_response({"models": models + presets.tag_rows(sup)})
 
 
 async def show(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
-    entry = sup.resolve(ollama.parse_model(await request.read()))
+    name = ollama.parse_model(await request.read())
+    entry = sup.resolve(name)
     h = entry.header
     metadata = h.metadata if h is not None else {}
     cfg = sup.runner_config(entry)
     parameters = f"num_ctx {cfg.n_ctx}"
+    preset = sup.preset(name)
     return json_response({
         "license": str(metadata.get("general.license", "")),
         "modelfile": ollama.modelfile(entry.name, str(entry.path), parameters),
@@ -187,6 +195,7 @@ async def show(request: web.Request) -> web.Response:
         "model_info": ollama.model_info(metadata, h.parameters if h else 0),
         "capabilities": ollama.capabilities(metadata),
         "modified_at": ollama.rfc3339(entry.modified),
+        **(presets.show(preset, entry, cfg) if preset is not None else {}),
     })
 
 

@@ -11,7 +11,8 @@ download unless another pull still waits for the same file (the partial file sta
 ``/api/delete`` refuses (409) a model that is loaded or loading unless the body says ``"force":
 true`` (an extension: then it unloads first, draining running requests). Ollama itself deletes
 regardless; refusing keeps a runner from serving a file that is gone. ``/api/copy`` gives an existing
-model a new name (a ``copy`` manifest: no bytes are copied). Errors on these routes are Ollama's
+model a new name (a ``copy`` manifest: no bytes are copied). A preset (docs/presets.md) is deleted or
+copied as a preset: its file under ``.presets/``, never its base's weights. Errors on these routes are Ollama's
 ``{"error": "..."}`` (the error middleware, for the paths of ``ROUTES``).
 """
 
@@ -27,6 +28,7 @@ from aiohttp import web
 
 from mullama.core import errors
 from mullama.http.keys import STORE, SUPERVISOR
+from mullama.http.ollama import presets
 from mullama.http.shapes import NDJSON_HEADERS, decode_body, json_response
 from mullama.serving.runtime import State
 from mullama.serving.supervisor import Supervisor
@@ -103,6 +105,8 @@ async def delete(request: web.Request) -> web.Response:
     sup, store = request.app[SUPERVISOR], request.app[STORE]
     body = decode_body(await request.read(), _DeleteBody, '{"model": NAME}')
     name = _named(body.model, body.name)
+    if (preset := sup.presets.remove(name)) is not None:  # a preset: no file of weights, no runner of its own
+        return json_response({"status": "success", "model": preset.name})
     catalog = sup.catalog(refresh=True)
     entry = catalog.resolve(name)
     if store.deletes_files(catalog, name):  # refusals first; a name without files never touches a runner
@@ -129,6 +133,11 @@ async def unload_or_refuse(sup: Supervisor, model: str, *, force: bool) -> None:
 async def copy(request: web.Request) -> web.Response:
     sup, store = request.app[SUPERVISOR], request.app[STORE]
     body = decode_body(await request.read(), _CopyBody, '{"source": NAME, "destination": NEW_NAME}')
+    if (preset := sup.presets.get(body.source)) is not None:  # a preset's copy is a preset
+        copied, _ = presets.save(sup, body.destination, preset.settings)
+        return json_response({"status": "success", "model": copied.name})
+    if sup.presets.get(body.destination) is not None:
+        raise errors.PresetConflict(f"{body.destination!r} is a preset's name", param="destination")
     result = store.copy(sup.catalog(refresh=True), body.source, body.destination)
     sup.catalog(refresh=True)
     return json_response({"status": "success", **result})

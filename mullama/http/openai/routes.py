@@ -112,26 +112,29 @@ async def embeddings(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------- models
 
 
-def _model_object(sup: Supervisor, entry) -> dict:
+def _model_object(sup: Supervisor, entry, preset: str | None = None) -> dict:
+    """A model by its catalog name, or a preset by its own (``base``: the model that serves it)."""
     rt = sup.lifecycle.get(entry.name)
     extra = {"family": entry.family, "variant": entry.variant, "size": entry.size_bytes,
-             "state": str(rt.state) if rt else str(State.DISCOVERED)}
+             "state": str(rt.state) if rt else str(State.DISCOVERED), **({"base": entry.name} if preset else {})}
     if entry.header is not None:
         extra.update(quantization=entry.header.quantization, context_length=entry.header.context_length,
                      architecture=entry.header.architecture)
-    return openai.model_object(entry.name, int(entry.modified), extra=extra)
+    return openai.model_object(preset or entry.name, int(entry.modified), extra=extra)
 
 
 async def list_models(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
     objects = [_model_object(sup, e) for e in sup.catalog().entries() if e.error is None]
+    objects += [_model_object(sup, e, p.name) for p, e, _ in sup.preset_entries() if e is not None]
     return web.Response(body=openai.models_list(objects), content_type="application/json")
 
 
 async def get_model(request: web.Request) -> web.Response:
     sup = request.app[SUPERVISOR]
     entry = sup.resolve(request.match_info["name"])
-    return json_response(_model_object(sup, entry))
+    preset = sup.preset(request.match_info["name"])
+    return json_response(_model_object(sup, entry, preset.name if preset else None))
 
 
 def add_routes(app: web.Application) -> None:

@@ -125,12 +125,15 @@ def _management_schemas() -> dict[str, Schema]:
         "error": {**_OPT_STR, "description": "Why the file cannot be served; null when it can."},
         "architecture": _STR, "parameters": _INT, "parameters_label": _STR, "quantization": _STR,
         "context_length": _OPT_INT, "n_layer": _INT, "n_embd": _OPT_INT, "n_head": _OPT_INT,
-        "n_head_kv": _OPT_INT, "has_chat_template": _BOOL}
+        "n_head_kv": _OPT_INT, "has_chat_template": _BOOL,
+        "base": {**_OPT_STR, "description": "A preset (source 'preset'): the model that serves it (docs/presets.md)"},
+        "preset": {"type": "object", "description": "A preset: from, system, template, parameters, ..."}}
     model_name = {**_STR, "description": "Model name; empty: the server's default."}
     return {
         "Model": _obj({"id": _STR, "object": {"const": "model"}, "created": _INT, "owned_by": _STR,
                        "family": _STR, "variant": _STR, "size": _INT, "state": _STR, "quantization": _STR,
-                       "context_length": _OPT_INT, "architecture": _STR},
+                       "context_length": _OPT_INT, "architecture": _STR,
+                       "base": {**_STR, "description": "A preset: the model that serves it (docs/presets.md)"}},
                       ("id", "object", "created", "owned_by")),
         "ModelList": _obj({"object": {"const": "list"}, "data": _array(_ref("Model"))}, ("object", "data")),
         "Health": _obj({"status": {"const": "ok"}}, ("status",)),
