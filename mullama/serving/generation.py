@@ -21,7 +21,7 @@ import structlog
 from mullama import wire
 from mullama.core import errors
 from mullama.observe.profiles import build_profile
-from mullama.serving.job import Job, with_defaults, with_preset
+from mullama.serving.job import Job, adapter_key, with_defaults, with_preset
 from mullama.serving.policies import Request
 from mullama.serving.runtime import State
 
@@ -55,7 +55,7 @@ async def generate(sup: Supervisor, job: Job, respond: Respond[T], *, user: str,
     prompt_chars = len(job.request.prompt or "") + sum(len(m.content or "") for m in job.request.messages or ())
     req = Request(id=rid, model=entry.name, user=user, priority=job.priority,
                   deadline=time.monotonic() + job.deadline_ms / 1000 if job.deadline_ms else None,
-                  prompt_chars=prompt_chars, max_tokens=job.request.max_tokens)
+                  prompt_chars=prompt_chars, max_tokens=job.request.max_tokens, adapters=adapter_key(job.request))
     ticket = await _submit(sup, req, preset.name if preset else None)
     try:
         routed = _route_again(sup, job.model, entry)  # a variant switch while it was queued moves it over

@@ -59,3 +59,11 @@ def with_preset(job: Job, preset: PresetSettings) -> Job:
     if preset.adapters and req.lora is None:
         changes["lora"] = [wire.LoraRef(name=a.name, scale=a.scale) for a in preset.adapters]
     return dataclasses.replace(job, request=msgspec.structs.replace(req, **changes)) if changes else job
+
+
+def adapter_key(request: wire.CompletionRequest) -> str | None:
+    """The LoRA set a request asks for, as the scheduler's policies see it (``policies.Request.adapters``):
+    "name-or-id:scale,..." in the order given; None for the model's default set."""
+    if request.lora is None:
+        return None
+    return ",".join(f"{r.name if r.name is not None else r.id}:{r.scale:g}" for r in request.lora)

@@ -51,6 +51,8 @@ class Request:
     seq: int = 0  # arrival order (unique, increasing)
     prompt_chars: int = 0  # size hint for custom policies
     max_tokens: int = -1
+    adapters: str | None = None  # its LoRA set ("name-or-id:scale,..."); None: the model's default set. Requests
+    #                              with different sets take turns at a runner's context: a policy may group them
     paused: bool = False  # preempted earlier: dispatching it means resuming it
     preemptions: int = 0
 

@@ -116,7 +116,8 @@ class Scheduler:
             queue.append({"id": req.id, "model": req.model, "user": req.user, "priority": req.priority,
                           "deadline_in_ms": _ms(req.deadline - now) if req.deadline is not None else None,
                           "age_ms": _ms(now - req.arrived), "position": position,
-                          "state": ticket.state if ticket else "queued", "preemptions": req.preemptions})
+                          "state": ticket.state if ticket else "queued", "preemptions": req.preemptions,
+                          "adapters": req.adapters})
         running = {model: [{"id": t.request.id, "user": t.request.user, "priority": t.request.priority,
                             "age_ms": _ms(now - t.request.arrived), "queue_ms": round(t.queue_ms, 3),
                             "preemptions": t.request.preemptions}
