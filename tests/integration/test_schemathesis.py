@@ -98,11 +98,23 @@ def _config(examples: int, heavy_examples: int, coverage: bool) -> schemathesis.
     )
 
 
+def _generation_document() -> dict:
+    """``_document()`` less the chat request's one-token-cap rule. With every field of the chat request
+    documented, the request is past what schemathesis' canonicaliser (jsonschema_rs) models whole, and it
+    would generate nothing for the route; without one whole-object rule it fits. Nothing is lost for the
+    checks: the server still refuses both caps together, and that 400 is a documented answer."""
+    doc = _document()
+    chat = doc["components"]["schemas"]["ChatCompletionRequest"]
+    chat["allOf"] = [rule for rule in chat["allOf"]
+                     if rule.get("not", {}).get("required") != ["max_tokens", "max_completion_tokens"]]
+    return doc
+
+
 def _schema(config: schemathesis.Config):
     # Loaded from spec() here, not from the live server, because pytest collects before any fixture
     # runs (schemathesis' ``from_fixture`` fails under this pytest); ``test_served_document`` proves the
-    # served document is this one.
-    return schemathesis.openapi.from_dict(_document(), config=config).exclude(
+    # served document is ``_document()``.
+    return schemathesis.openapi.from_dict(_generation_document(), config=config).exclude(
         func=lambda ctx: (ctx.operation.method.upper(), ctx.operation.path) in EXCLUDED
     )
 

@@ -204,6 +204,9 @@ _OBJECT_RULES: dict[str, list[Schema]] = {
     "CompletionRequest": [_STREAM_OPTIONS_NEED_STREAM, _GRAMMAR_OR_JSON, _ONE_TOKEN_CAP, _ECHO_OF_TEXT],
     "ChatMessage": [_NULL_ONLY_FOR_ASSISTANT, *_TOOL_TURNS],
     "ResponseFormat": [_JSON_SCHEMA_NEEDS_SCHEMA],
+    # an adapter is named by id or by name, not both (body.lora_refs)
+    "LoraRef": [{"oneOf": [{"required": ["id"], "properties": {"id": {"type": "integer", "minimum": 0}}},
+                           {"required": ["name"], "properties": {"name": {"type": "string"}}}]}],
 }
 
 
@@ -246,4 +249,6 @@ def request_schemas(limits: openai_request.Limits | None = None) -> dict[str, Sc
         components[name]["allOf"] = copy.deepcopy(rules)
     for schema in components.values():
         schema.pop("title", None)
+        if schema.get("required") == []:
+            del schema["required"]
     return components
