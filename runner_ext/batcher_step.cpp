@@ -189,7 +189,7 @@ bool Batcher::shift_context(Slot & s) {
 
 namespace {
 
-constexpr int32_t kAdapterTurn = 8;  // decode steps a LoRA set keeps the context while another set waits
+constexpr int32_t kAdapterTurn = 16;  // decode steps a LoRA set keeps the context while another set waits
 
 }  // namespace
 
