@@ -106,7 +106,11 @@ async def round_of(server, session: aiohttp.ClientSession, mix: str, tag: str) -
     prompts = [f"Round {tag} request {i}: tell a long story about the sea, the ships and the lighthouse."
                for i in range(4)]
     t0 = time.perf_counter()
-    answers = await asyncio.gather(*(server.one(session, p, lora) for p, lora in zip(prompts, MIXES[mix])))
+    try:
+        answers = await asyncio.gather(*(server.one(session, p, lora) for p, lora in zip(prompts, MIXES[mix])))
+    except aiohttp.ClientError as exc:
+        raise RuntimeError(f"{type(server).__name__} (exit status {server.proc.poll()}), {mix}, round {tag}: "
+                           f"{exc!r}") from exc
     return (time.perf_counter() - t0) * 1000, sum(n for n, _ in answers), max(ttft for _, ttft in answers)
 
 
@@ -121,7 +125,10 @@ async def main_async(a: argparse.Namespace) -> dict:
     out: dict = {s: {m: {"wall_ms": [], "tok_s": [], "last_first_ms": []} for m in MIXES} for s in servers}
     out["switches"] = {m: [] for m in MIXES}
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        # a new connection per request, for both servers: llama-server closes idle keep-alive connections,
+        # and reusing one it has just closed fails as ServerDisconnectedError
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600), connector=connector) as session:
             for s in servers.values():
                 await s.ready(session)
                 await round_of(s, session, "four sets", "warm-up")
