@@ -30,6 +30,7 @@ class RunnerConfig:
     split_mode: str
     kv_offload: bool
     swa_full: bool
+    kv_unified: bool
     rope_scaling: str
     rope_freq_base: float
     rope_freq_scale: float

@@ -67,3 +67,16 @@ def test_a_device_this_machine_lacks_is_refused_by_name(tmp_path):
         assert r.status_code >= 400 and "unknown buffer type 'CUDA7'" in r.text and "CPU" in r.text, r.text
     finally:
         srv.stop()
+
+
+def test_without_a_unified_cache_each_slot_has_its_share(tmp_path):
+    srv = Server(tmp_path, base_settings(n_ctx=1024, n_parallel=2, models={"smollm2": {"kv_unified": False}}))
+    try:
+        _generate(srv, max_tokens=2)
+        kv = httpx.get(f"{srv.url}/internal/kv/{MODEL}", timeout=30).json()
+        assert kv["n_ctx_slot"] == 512 and kv["cells_total"] == 1024
+        r = httpx.post(srv.url + "/api/generate", timeout=60, json={
+            "model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_ctx": 1024, "num_predict": 2}})
+        assert r.status_code == 400 and "at most 512 tokens per request" in r.text, r.text
+    finally:
+        srv.stop()

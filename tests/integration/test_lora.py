@@ -35,7 +35,8 @@ def server(tmp_path_factory, loras):
     # scale 0 by default: a request that names no adapters is the base model
     adapters = [{"path": loras["a"], "scale": 0.0}, {"path": loras["b"], "scale": 0.0, "name": "bee"}]
     preset = {"from": "smollm2", "adapters": [{"name": "bee", "scale": 1.0}]}  # a preset with an adapter of its base
-    settings = base_settings(n_parallel=4, models={"smollm2": {"adapters": adapters}}, presets={"bee-talk": preset})
+    settings = base_settings(n_parallel=4, n_ctx=4096, models={"smollm2": {"adapters": adapters, "kv_unified": False}},
+                             presets={"bee-talk": preset})
     srv = Server(tmp_path_factory.mktemp("lora"), settings)
     yield srv
     srv.stop()
@@ -87,7 +88,7 @@ def _engine_answers(smollm, loras, sets, messages) -> list[tuple[str, list[float
     prompt = smollm.tokenize(smollm.apply_chat_template(messages, True), True, True)
     answers = []
     for lora in sets:
-        with engine.Context(smollm, ctx_params(n_ctx=2048, n_seq_max=4, n_batch=2048)) as ctx:
+        with engine.Context(smollm, ctx_params(n_ctx=4096, n_seq_max=4, n_batch=2048, kv_unified=False)) as ctx:
             batcher = _engine.Batcher(smollm, ctx)
             batcher.add_adapter(loras["a"], "", 0.0)
             batcher.add_adapter(loras["b"], "bee", 0.0)
@@ -104,9 +105,12 @@ def _engine_answers(smollm, loras, sets, messages) -> list[tuple[str, list[float
 
 
 def test_concurrent_requests_with_different_sets_each_get_their_own_adapter(server, smollm, loras):
-    """Four requests with four sets at once (each set takes its turns at the context) answer what each set
-    answers alone. The prompt is new to the server, so every answer starts with a fresh prefill, as in the
-    reference."""
+    """Four requests with four sets at once (each set takes its turns at the context) answer exactly what each
+    set answers alone. The server runs without a unified KV cache so that each slot's numbers depend on its
+    own cells only: with one shared cache, llama.cpp's CPU attention rounds differently depending on where
+    the other requests' cells sit (up to ~0.02 in a log-probability, and a later greedy token may flip),
+    which is no adapter's doing. The prompt is new to the server: every answer starts with a fresh prefill,
+    as in the reference."""
     messages = [{"role": "user", "content": "List two animals that live in the sea."}]
     sets = [None, [{"id": 0, "scale": 1.0}], [{"id": 1, "scale": 1.0}], [{"id": 0, "scale": 1.0}, {"id": 1, "scale": 0.5}]]
     alone = _engine_answers(smollm, loras, sets, messages)
@@ -115,13 +119,7 @@ def test_concurrent_requests_with_different_sets_each_get_their_own_adapter(serv
     before = httpx.get(f"{server.url}/internal/kv/{MODEL}", timeout=30).json()["adapter_switches"]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         together = list(pool.map(lambda s: _ask(server, lora=s, messages=messages), sets))
-    # the first token comes from the prompt's own prefill, alone in its step as in the reference: the same
-    # numbers; the later ones from steps whose cells interleave with the other requests', where CPU attention
-    # rounds differently, so each answer is checked to be nearest its own set's, never another's
-    for i, (_, lps) in enumerate(together):
-        assert abs(lps[0] - alone[i][1][0]) < 1e-4
-        gaps = [sum(abs(x - y) for x, y in zip(lps[:4], ref[:4])) for _, ref in alone]
-        assert gaps.index(min(gaps)) == i, gaps
+    assert together == alone  # each got its own set's answer, to the last token and log-probability
     kv = httpx.get(f"{server.url}/internal/kv/{MODEL}", timeout=30).json()
     assert kv["adapter_switches"] > before  # the sets took turns at the context
 

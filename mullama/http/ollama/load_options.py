@@ -24,9 +24,15 @@ _Rule = Callable[[Any, "RunnerConfig"], tuple[bool, str, str]]
 
 
 def _ctx(value: int, c: RunnerConfig) -> tuple[bool, str, str]:
-    # the slots share one KV cache (kv_unified): a request alone may fill all n_ctx cells (0: Ollama's default)
-    has = f"serves at most {c.n_ctx} tokens per request (n_ctx {c.n_ctx}, one KV cache its {c.n_parallel} slots share)"
-    return (value <= c.n_ctx, has, "n_ctx")
+    # slots sharing one KV cache (kv_unified): a request alone may fill all n_ctx cells; else each slot has
+    # n_ctx / n_parallel (0: Ollama's default)
+    if c.kv_unified:
+        has = f"serves at most {c.n_ctx} tokens per request (n_ctx {c.n_ctx}, one KV cache its {c.n_parallel} " \
+              "slots share)"
+        return (value <= c.n_ctx, has, "n_ctx")
+    per_slot = c.n_ctx // c.n_parallel
+    has = f"serves at most {per_slot} tokens per request (n_ctx {c.n_ctx} split into {c.n_parallel} slots)"
+    return (value <= per_slot, has, "n_ctx (or n_parallel)")
 
 
 def _f16(value: bool, c: RunnerConfig) -> tuple[bool, str, str]:
