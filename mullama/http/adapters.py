@@ -16,19 +16,14 @@ from aiohttp import web
 
 from mullama import wire
 from mullama.core import errors
-from mullama.http.keys import SUPERVISOR
+from mullama.http.internal import serving_runtime
 from mullama.http.shapes import decode_body, json_response
 from mullama.runners.client import RunnerClient
 
 
 def _runner(request: web.Request) -> tuple[str, RunnerClient]:
-    sup = request.app[SUPERVISOR]
-    entry = sup.resolve(request.match_info["model"])
-    rt = sup.lifecycle.get(entry.name)
-    if rt is None or not rt.serving:
-        raise errors.NotReady(f"{entry.name} is not loaded (state: {rt.state if rt else 'discovered'}); its "
-                              "adapters live in its runner (configured ones load with it)")
-    return entry.name, rt.handle.client
+    rt = serving_runtime(request, "its adapters (configured ones load with it)")
+    return rt.name, rt.handle.client
 
 
 def _answer(model: str, adapters: list[wire.AdapterInfo]) -> web.Response:

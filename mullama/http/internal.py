@@ -125,16 +125,22 @@ async def switch_variant(request: web.Request) -> web.Response:
     return json_response(await sup.variants.switch(family.strip().lower(), variant.strip().lower()))
 
 
-async def kv_view(request: web.Request) -> web.Response:
+def serving_runtime(request: web.Request, what: str) -> Runtime:
+    """The runtime of the model the path names, which must be loaded: ``what`` lives in its runner."""
     sup = request.app[SUPERVISOR]
     entry = sup.resolve(request.match_info["model"])
     rt = sup.lifecycle.get(entry.name)
     if rt is None or not rt.serving:
         raise errors.NotReady(f"{entry.name} is not loaded (state: {rt.state if rt else 'discovered'}); "
-                              "its KV cache lives in its runner")
+                              f"{what} lives in its runner")
+    return rt
+
+
+async def kv_view(request: web.Request) -> web.Response:
+    rt = serving_runtime(request, "its KV cache")
     kv = await rt.handle.client.kv(timeout=KV_VIEW_TIMEOUT)  # a frozen runner: a 504 in the API's shape
     body = msgspec.to_builtins(kv)
-    body["model"] = entry.name
+    body["model"] = rt.name
     body["usage_ratio"] = round(kv.cells_used / kv.cells_total, 4) if kv.cells_total else 0.0
     return json_response(body)
 

@@ -81,11 +81,7 @@ def read_all(models_dir: Path, errors: list[str] | None = None) -> list[Manifest
     for name in names:
         path = folder / name
         try:
-            with path.open("rb") as fh:
-                raw = fh.read(MAX_MANIFEST_BYTES + 1)
-            if len(raw) > MAX_MANIFEST_BYTES:
-                raise ValueError("larger than 1 MiB")
-            m = _decoder.decode(raw)
+            m = _decoder.decode(read_bounded(path, MAX_MANIFEST_BYTES))
             if not m.files or any(".." in Path(f.path).parts for f in m.files):
                 raise ValueError("no files, or a path with '..'")
             out.append(m)
@@ -102,6 +98,16 @@ def _path_for(models_dir: Path, name: str) -> Path:
 def write(models_dir: Path, manifest: Manifest) -> Path:
     """Write (or replace) the manifest of ``manifest.name`` atomically; its path."""
     return write_json(_path_for(models_dir, manifest.name), manifest)
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """A small JSON file's bytes; ValueError past ``limit`` (a file that big is not one of ours). Also how
+    ``presets.py`` reads a created preset."""
+    with path.open("rb") as fh:
+        raw = fh.read(limit + 1)
+    if len(raw) > limit:
+        raise ValueError(f"larger than {limit >> 20} MiB")
+    return raw
 
 
 def write_json(target: Path, obj: object) -> Path:

@@ -23,7 +23,7 @@ import msgspec
 
 from mullama.config.presets import PresetSettings, inherit, preset_key
 from mullama.core.errors import InvalidArgument, PresetConflict
-from mullama.models.manifest import now_iso, write_json
+from mullama.models.manifest import now_iso, read_bounded, write_json
 from mullama.models.names import manifest_key
 
 PRESET_DIR = ".presets"
@@ -83,11 +83,7 @@ class Presets:
             self._seen, self.problems, self._created = mtime, [], {}
             for path in sorted(self.folder.glob("*.json")) if mtime is not None and self.folder else ():
                 try:
-                    with path.open("rb") as fh:
-                        raw = fh.read(MAX_PRESET_BYTES + 1)
-                    if len(raw) > MAX_PRESET_BYTES:
-                        raise ValueError("larger than 1 MiB")
-                    found = _decoder.decode(raw)
+                    found = _decoder.decode(read_bounded(path, MAX_PRESET_BYTES))
                     key = preset_key(found.name)
                     self._created[key] = Preset(key, found.preset, "created", path.stat().st_mtime, path)
                 except (OSError, ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
