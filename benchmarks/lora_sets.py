@@ -153,10 +153,10 @@ async def main_async(a: argparse.Namespace) -> dict:
 
 def summarize(r: dict, a: argparse.Namespace) -> str:
     med = statistics.median
-    lines = [f"Threads {a.threads}, n_parallel {a.parallel}, 4 concurrent x {TOKENS} tokens, {a.reps} rounds "
-             "(medians).", "",
-             "| mix | mullama tok/s | vs its no-adapter | llama-server tok/s | vs its no-adapter | mullama / "
-             "llama-server | slowest first token ms, mullama / llama-server | mullama switches/round |",
+    lines = [(f"Threads {a.threads}, n_parallel {a.parallel}, 4 concurrent x {TOKENS} tokens, {a.reps} rounds "
+              "(medians)."), "",
+             ("| mix | mullama tok/s | vs its no-adapter | llama-server tok/s | vs its no-adapter | mullama / "
+              "llama-server | slowest first token ms, mullama / llama-server | mullama switches/round |"),
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for mix in MIXES:
         ours, theirs = med(r["mullama"][mix]["tok_s"]), med(r["llama-server"][mix]["tok_s"])

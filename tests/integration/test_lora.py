@@ -12,9 +12,8 @@ import select
 import httpx
 import pytest
 from gguf_factory import write_lora
-from supervisor_harness import Server, base_settings
-
 from helpers import ctx_params
+from supervisor_harness import Server, base_settings
 
 from mullama import _engine, engine
 from mullama.models import assets
