@@ -140,6 +140,11 @@ bool Batcher::remove_adapter(int32_t id) {
     return true;
 }
 
+void Batcher::set_adapter_turn(int32_t steps) {
+    if (steps < 1) raise(ErrorKind::InvalidArgument, "adapter_turn must be at least 1 step");
+    adapter_turn_.store(steps);
+}
+
 std::string Batcher::active_adapters() const {
     std::lock_guard<std::mutex> lock(mu_);
     return active_snapshot_;

@@ -148,6 +148,9 @@ public:
     // When on, a stream that fills its slot's context keeps n_keep prompt tokens, drops half of the rest and
     // goes on (the kept tokens after the dropped ones are evaluated again); when off it ends with context_full.
     void set_context_shift(bool on) { context_shift_.store(on); }
+    // Decode steps one LoRA set keeps the context while requests with another set wait (>= 1; default 16):
+    // longer turns switch less (each switch re-reserves llama.cpp's graph), shorter ones start every set sooner.
+    void set_adapter_turn(int32_t steps);
     BatcherCounters counters() const;
     size_t queued() const;                 // waiting for a slot
     size_t active() const;                 // taken from the queue, not finished (in a slot or swapped out)
@@ -239,6 +242,7 @@ private:
     AdapterRegistry adapters_;
     std::mutex engine_mu_;         // held by the loop's passes and by add_adapter: the model's adapter list
     std::atomic<bool> context_shift_{false};
+    std::atomic<int32_t> adapter_turn_{16};
     std::thread thread_;
 };
 

@@ -187,15 +187,9 @@ bool Batcher::shift_context(Slot & s) {
     return true;
 }
 
-namespace {
-
-constexpr int32_t kAdapterTurn = 16;  // decode steps a LoRA set keeps the context while another set waits
-
-}  // namespace
-
 // The LoRA set of this step (null: nothing to run). llama.cpp applies adapters to the whole context,
-// so only requests with one set decode together: with several sets waiting, each gets kAdapterTurn
-// steps in turn (in key order), and the context switches between them (a graph rebuild each).
+// so only requests with one set decode together: with several sets waiting, each gets adapter_turn_
+// steps in turn (in key order), and the context switches between them (a graph re-reservation each).
 const std::string * Batcher::step_adapters() {
     auto runnable = [](const std::unique_ptr<Request> & r) {
         return r && !r->paused && (r->pending >= 0 || r->n_past < static_cast<int32_t>(r->spec.prompt.size()));
@@ -214,7 +208,7 @@ const std::string * Batcher::step_adapters() {
     const Request * chosen = sets.front();
     if (sets.size() == 1) {
         turn_ = 0;
-    } else if (active != sets.end() && turn_ < kAdapterTurn) {
+    } else if (active != sets.end() && turn_ < adapter_turn_.load()) {
         chosen = *active;
         turn_++;
     } else {

@@ -118,6 +118,8 @@ void register_batcher(py::module_ & m) {
         .def("adapters", &Batcher::adapters)
         .def_property_readonly("active_adapters", &Batcher::active_adapters)
         .def("set_context_shift", &Batcher::set_context_shift, py::arg("on"))
+        .def("set_adapter_turn", &Batcher::set_adapter_turn, py::arg("steps"),
+             "Decode steps one LoRA set keeps the context while requests with another set wait.")
         .def("drain", &Batcher::drain, "Events since the last drain, one per request (text and tokens joined).")
         .def_property_readonly("event_fd", &Batcher::event_fd)
         .def("slots", &Batcher::slots)

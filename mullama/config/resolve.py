@@ -31,6 +31,7 @@ class RunnerConfig:
     kv_offload: bool
     swa_full: bool
     kv_unified: bool
+    adapter_turn: int
     rope_scaling: str
     rope_freq_base: float
     rope_freq_scale: float

@@ -84,6 +84,7 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     kv_offload: bool | None = None
     swa_full: bool | None = None
     kv_unified: bool | None = None
+    adapter_turn: int | None = None
     rope_scaling: RopeScaling | None = None
     rope_freq_base: float | None = None
     rope_freq_scale: float | None = None
@@ -130,6 +131,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     kv_offload: bool = True              # the KV cache goes to the GPU with its layers (--no-kv-offload: false)
     swa_full: bool = False               # full-size cache for sliding-window attention (--swa-full)
     kv_unified: bool = True              # the slots share one KV cache (-kvu); false: n_ctx / n_parallel each
+    adapter_turn: int = 16               # decode steps a LoRA set runs while requests with other sets wait
     rope_scaling: RopeScaling = "model"  # RoPE scaling; "model": what the GGUF says (--rope-scaling)
     rope_freq_base: float = 0.0          # 0: the model's (--rope-freq-base)
     rope_freq_scale: float = 0.0         # 0: the model's (--rope-freq-scale)

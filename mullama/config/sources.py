@@ -43,7 +43,7 @@ INT_RANGES: Mapping[str, tuple[int, int | None]] = types.MappingProxyType({
     "max_loaded_models": (0, None), "max_queue": (0, None), "max_queue_per_model": (0, None),
     "max_tokens_limit": (1, None), "max_connections": (1, None), "max_messages": (1, None), "max_stop": (0, None),
     "responses_store": (0, None),
-    "max_choices": (1, 128),
+    "max_choices": (1, 128), "adapter_turn": (1, 100_000),
 })
 _BOOL_WORDS: Mapping[str, bool] = types.MappingProxyType(
     {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False})

@@ -170,6 +170,7 @@ class RunnerService:
             loaded.batcher = await asyncio.to_thread(_engine.Batcher, loaded.model, loaded.ctx,
                                                      self.stream_interval_ms)
             loaded.batcher.set_context_shift(loaded.params.context_shift)
+            loaded.batcher.set_adapter_turn(loaded.params.adapter_turn)
             for spec in loaded.params.adapters:
                 await adapters.add(loaded.batcher, spec)
         except Exception as exc:

@@ -88,6 +88,7 @@ class LoadParams(_Wire, kw_only=True):
     numa: Literal["off", "distribute", "isolate", "numactl"] = "off"
     context_shift: bool = False   # a stream that fills its slot's context drops the older half of it and goes on
     adapters: list[AdapterSpec] = []  # LoRA adapters loaded with the model
+    adapter_turn: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 16  # steps a LoRA set runs while others wait
 
 
 class LoadResult(_Wire, kw_only=True):

@@ -37,3 +37,19 @@ def test_rope_settings_reach_the_context(tiny_model):
     for bad, name in (({"rope_scaling": "spiral"}, "rope_scaling"), ({"rope_freq_base": -1.0}, "rope_freq_base")):
         with pytest.raises(InvalidArgument, match=name):
             engine.Context(tiny_model, engine.ContextParams(n_ctx=128, **bad))
+
+
+def test_adapter_turn_and_context_shift_are_set_on_the_loop(tiny_model):
+    from mullama import _engine
+    from mullama.config import load_settings
+    from mullama.core.errors import ConfigError
+
+    with engine.Context(tiny_model, engine.ContextParams(n_ctx=128, n_threads=2)) as ctx:
+        batcher = _engine.Batcher(tiny_model, ctx)
+        batcher.set_adapter_turn(1)
+        batcher.set_context_shift(True)
+        with pytest.raises(InvalidArgument, match="adapter_turn"):
+            batcher.set_adapter_turn(0)
+        batcher.stop()
+    with pytest.raises(ConfigError, match=r"models\.m\.adapter_turn"):
+        load_settings({"models": {"m": {"adapter_turn": 0}}}, env={})
