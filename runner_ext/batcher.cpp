@@ -70,6 +70,12 @@ Batcher::Batcher(const Model & model, Context & ctx, double signal_interval_ms)
 
 Batcher::~Batcher() {
     stop();
+    if (!active_key_.empty()) {  // the registry frees its adapters next: the context must not point at them
+        try {
+            llama_set_adapters_lora(ctx_.raw(), nullptr, 0, nullptr);
+        } catch (const Error &) {  // the context is closed already: nothing points at them
+        }
+    }
     claim_.reset();
     if (event_fd_ >= 0) close(event_fd_);
 }

@@ -3,6 +3,7 @@ model reports, RoPE settings change the attention (greedy output), bad values ar
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -53,3 +54,34 @@ def test_adapter_turn_and_context_shift_are_set_on_the_loop(tiny_model):
         batcher.stop()
     with pytest.raises(ConfigError, match=r"models\.m\.adapter_turn"):
         load_settings({"models": {"m": {"adapter_turn": 0}}}, env={})
+
+
+def test_a_context_outlives_its_batcher_s_adapters(smollm, smollm_path, tmp_path):
+    """The Batcher frees its LoRA adapters when it goes; the context it drove must not keep applying them."""
+    import os
+    import select
+
+    from gguf_factory import write_lora
+    from helpers import ctx_params
+
+    from mullama import _engine
+
+    lora = write_lora(tmp_path / "a.gguf", smollm_path, seed=1)
+    prompt = smollm.tokenize("The capital of France is", True, False)
+    params = engine.GenerateParams(max_tokens=6, sampling=engine.SamplingParams(temperature=0))
+    with engine.Context(smollm, ctx_params(n_ctx=512)) as ctx:
+        base = ctx.generate(smollm, [prompt], [params])[0].tokens
+        ctx.kv_clear()
+        batcher = _engine.Batcher(smollm, ctx)
+        batcher.add_adapter(str(lora), "", 1.0)
+        batcher.submit("x", prompt, params)  # every adapter at its default scale
+        done = False
+        while not done:
+            select.select([batcher.event_fd], [], [], 1.0)
+            with contextlib.suppress(BlockingIOError):
+                os.read(batcher.event_fd, 8)
+            done = any(ev.done for ev in batcher.drain())
+        assert batcher.active_adapters == "0:1"
+        del batcher  # stops the loop, frees the adapter, resets the context's set
+        ctx.kv_clear()
+        assert ctx.generate(smollm, [prompt], [params])[0].tokens == base
