@@ -120,6 +120,10 @@ class Metrics:
         self.prefix_hits = counter("mullama_prefix_cache_hits_total",
                                    "Prompt tokens reused from the prefix (KV) cache")
         self.preemptions = counter("mullama_preemptions_total", "Requests preempted (paused or swapped out)")
+        self.adapter_waits = counter("mullama_adapter_wait_steps_total",
+                                     "Decode steps requests sat out while requests with other LoRA sets ran")
+        self.context_shifts = counter("mullama_context_shifts_total",
+                                      "Times a stream's context filled and its older half was dropped")
         self.model_loads = counter("mullama_model_loads_total", "Model loads started")
         self.model_load_failures = counter("mullama_model_load_failures_total", "Model loads that failed")
         self.model_unloads = counter("mullama_model_unloads_total", "Models unloaded (any reason)")
@@ -170,6 +174,8 @@ class Metrics:
         self.generation_tokens.labels(model).inc(completion)
         self.prefix_queries.labels(model).inc(prompt)
         self.prefix_hits.labels(model).inc(hit)
+        self.adapter_waits.labels(model).inc(_count(profile.get("adapter_waits")))
+        self.context_shifts.labels(model).inc(_count(profile.get("context_shifts")))
         self.requests.labels(model, finish_reason).inc()
         if finish_reason == "error":
             self.request_errors.labels(model, "generation_failed").inc()

@@ -122,6 +122,10 @@ def test_concurrent_requests_with_different_sets_each_get_their_own_adapter(serv
     assert together == alone  # each got its own set's answer, to the last token and log-probability
     kv = httpx.get(f"{server.url}/internal/kv/{MODEL}", timeout=30).json()
     assert kv["adapter_switches"] - before >= 12  # the sets took turns of 4 steps (adapter_turn) at the context
+    metrics = httpx.get(server.url + "/metrics", timeout=30).text
+    waits = next(line for line in metrics.splitlines()
+                 if line.startswith(f'mullama_adapter_wait_steps_total{{model="{MODEL}"}}'))
+    assert float(waits.split()[-1]) > 0
 
 
 def test_a_preset_applies_its_adapters_unless_the_request_names_its_own(server):
