@@ -10,7 +10,7 @@ import asyncio
 import math
 
 from mullama import _engine, wire
-from mullama.core.errors import InvalidArgument
+from mullama.core.errors import InvalidArgument, RequestNotFound
 
 
 def infos(batcher: _engine.Batcher) -> list[wire.AdapterInfo]:
@@ -23,7 +23,10 @@ async def add(batcher: _engine.Batcher, spec: wire.AdapterSpec) -> wire.AdapterI
     if not math.isfinite(spec.scale):
         raise InvalidArgument("adapter scale must be a finite number")
     adapter_id = await asyncio.to_thread(batcher.add_adapter, spec.path, spec.name, spec.scale)
-    return next(a for a in infos(batcher) if a.id == adapter_id)
+    added = next((a for a in infos(batcher) if a.id == adapter_id), None)
+    if added is None:  # a DELETE of it came in while it loaded
+        raise RequestNotFound(f"LoRA adapter {adapter_id} ({spec.path}) was unloaded as soon as it was loaded")
+    return added
 
 
 def request_set(batcher: _engine.Batcher, refs: list[wire.LoraRef] | None) -> list[tuple[int, float]] | None:
