@@ -22,7 +22,7 @@ from aiohttp import web
 
 from mullama.config import Settings, is_loopback
 from mullama.http import adapters as adapter_routes
-from mullama.http import internal, manage
+from mullama.http import internal, manage, ui
 from mullama.http.anthropic import routes as anthropic_routes
 from mullama.http.connections import Guard, GuardedSite, connection_cap, limit_accept_errors, raise_fd_limit
 from mullama.http.keys import CONNECTIONS, SUPERVISOR
@@ -57,6 +57,7 @@ def create_app(settings: Settings, *, supervisor: Supervisor | None = None) -> w
     ollama_routes.add_routes(app)
     store_routes.add_routes(app)
     preset_routes.add_routes(app)
+    ui.add_routes(app)
     return app
 
 

@@ -5,8 +5,9 @@ and slot, counters), ``POST /internal/scheduler`` (switch the policy at run
 time; queued requests carry over), ``GET /internal/models`` (lifecycle states,
 history, loads/evictions/crashes with durations, memory per device),
 ``GET /internal/kv/{model}`` (the runner's slots and prefix-cache counters),
-``GET /internal/events`` (a live SSE stream of events) and ``GET /metrics``
-(Prometheus). Errors go through the error middleware like everywhere else.
+``POST /internal/models/{model}/pin`` (pin or unpin at run time), ``GET /internal/stats`` (serving
+second by second, for charts), ``GET /internal/events`` (a live SSE stream of events) and
+``GET /metrics`` (Prometheus). Errors go through the error middleware like everywhere else.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 
 import msgspec
 import structlog
@@ -53,7 +55,13 @@ async def scheduler_view(request: web.Request) -> web.Response:
         for row in view["running"][rt.name]:
             row["slot"] = slots.get(row["id"])
     view["n_parallel"] = {rt.name: rt.config.n_parallel for rt in sup.lifecycle.all()}
+    view["policies"] = _choosable(sup.settings.scheduler)
     return json_response(view)
+
+
+def _choosable(configured: str) -> list[str]:
+    """The policies ``POST /internal/scheduler`` accepts: the built-ins, and a configured custom one."""
+    return [*POLICIES, *([configured] if configured not in POLICIES else [])]
 
 
 class _PolicyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -83,7 +91,7 @@ def model_view(sup: Supervisor, rt: Runtime) -> dict:
     p = rt.placement
     return {
         "name": rt.name, "family": rt.entry.family, "variant": rt.entry.variant, "state": str(rt.state),
-        "progress": round(rt.progress, 3), "error": rt.error, "pinned": rt.config.pinned,
+        "progress": round(rt.progress, 3), "error": rt.error, "pinned": rt.pinned,
         "pid": rt.handle.pid if rt.handle else None, "port": rt.handle.port if rt.handle else None,
         "in_flight": rt.in_flight, "waiting": rt.waiting, "keep_alive": rt.keep_alive, "expires_at": rt.expires_at,
         "memory": rt.memory,
@@ -123,6 +131,34 @@ async def switch_variant(request: web.Request) -> web.Response:
             exc.param = param
             raise
     return json_response(await sup.variants.switch(family.strip().lower(), variant.strip().lower()))
+
+
+class _PinBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pinned: bool
+
+
+async def pin_model(request: web.Request) -> web.Response:
+    """POST /internal/models/{model}/pin {"pinned": true}: never evict it (false: as configured no more)."""
+    sup = request.app[SUPERVISOR]
+    body = decode_body(await request.read(), _PinBody, '{"pinned": true|false}')
+    rt = sup.lifecycle.runtime(sup.resolve(request.match_info["model"]))
+    sup.lifecycle.set_pinned(rt, body.pinned)
+    return json_response(model_view(sup, rt))
+
+
+async def stats_view(request: web.Request) -> web.Response:
+    """GET /internal/stats[?since=EPOCH_S]: the per-second series (throughput, latency, queue, memory)."""
+    raw = request.query.get("since", "")
+    since = None
+    if raw:
+        try:
+            since = float(raw)
+        except ValueError:
+            since = float("nan")
+        if not math.isfinite(since) or since < 0:
+            raise errors.InvalidArgument(f"query parameter 'since' must be epoch seconds, got {raw[:40]!r}",
+                                         param="since")
+    return json_response(request.app[SUPERVISOR].observer.series.describe(since))
 
 
 def serving_runtime(request: web.Request, what: str) -> Runtime:
@@ -214,6 +250,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/internal/scheduler", set_scheduler)
     r.add_get("/internal/models", models_view)
     r.add_post("/internal/models/{family}/variant", switch_variant)
+    r.add_post("/internal/models/{model}/pin", pin_model)
+    r.add_get("/internal/stats", stats_view)
     r.add_get("/internal/kv/{model:.+}", kv_view)
     r.add_get("/internal/events", events)
     r.add_get("/metrics", metrics)

@@ -84,7 +84,7 @@ def ps_row(rt: Runtime) -> dict:
         "expires_at": dt.datetime.fromtimestamp(rt.expires_at, dt.UTC).isoformat() if rt.expires_at else None,
         "until": until, "state": str(rt.state), "progress": round(rt.progress, 3),
         "pid": rt.handle.pid if rt.handle else None, "port": rt.handle.port if rt.handle else None,
-        "in_flight": rt.in_flight, "n_parallel": rt.config.n_parallel, "pinned": rt.config.pinned,
+        "in_flight": rt.in_flight, "n_parallel": rt.config.n_parallel, "pinned": rt.pinned,
         "details": ollama.header_details(rt.entry.header),
     }
 

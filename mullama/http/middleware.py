@@ -26,6 +26,7 @@ from mullama.core import errors
 from mullama.http.anthropic import format as anthropic
 from mullama.http.ollama import format as ollama
 from mullama.http.openai import format as openai
+from mullama.http import ui
 from mullama.http.shapes import HTTP_TYPES, openai_kind
 
 log = structlog.get_logger("mullama.api")
@@ -88,7 +89,7 @@ def auth_middleware(keys: tuple[str, ...]):
 
     @web.middleware
     async def check(request: web.Request, handler):
-        if request.path not in OPEN_PATHS:
+        if request.path not in OPEN_PATHS and not ui.is_ui_path(request.path):
             given = given_key(request)
             # compare against every key, always: the time taken says nothing about which one matched
             ok = False
@@ -174,7 +175,7 @@ def browser_guard(settings: Settings):
 
 
 def middlewares(settings: Settings, ollama_paths: Iterable[str], anthropic_paths: Iterable[str] = ()) -> list:
-    chain = [error_middleware(ollama_paths, anthropic_paths), browser_guard(settings)]
+    chain = [error_middleware(ollama_paths, anthropic_paths), browser_guard(settings), ui.browser_root]
     if settings.api_keys:
         chain.append(auth_middleware(settings.api_keys))
     return chain

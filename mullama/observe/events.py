@@ -10,6 +10,7 @@ happens elsewhere:
 - ``Subscription``: a live feed (GET /internal/events); a slow reader loses its oldest records.
 - ``EventLog``: an opt-in JSONL file written by a background thread, flushed every 0.5 s.
 - ``Metrics`` (``metrics.py``): Prometheus series, fed by events and by ``request_done``.
+- ``Series`` (``series.py``): second-by-second samples for charts (``GET /internal/stats``).
 
 ``profiles.build_profile`` turns a runner's ``CompletionStats`` plus the supervisor's own timings
 into the X-Profile object. docs/observability.md describes every field and event.
@@ -32,6 +33,7 @@ import structlog
 
 from mullama.observe.hooks import Hooks, Record
 from mullama.observe.metrics import Metrics
+from mullama.observe.series import Series
 
 __all__ = ["EVENTS", "EventLog", "Hooks", "Metrics", "Observer", "Subscription"]
 
@@ -222,6 +224,7 @@ class Observer:
     def __init__(self, *, event_log: Path | None = None, hook_timeout: float = 1.0, max_pending: int = 10000,
                  recent: int = RECENT, process_metrics: bool = True) -> None:
         self.metrics = Metrics(process=process_metrics)
+        self.series = Series()
         self.hooks = Hooks(self.metrics, timeout=hook_timeout, max_pending=max_pending)
         self.event_log = EventLog(Path(event_log), self.metrics) if event_log is not None else None
         self.emitted = 0
@@ -230,6 +233,11 @@ class Observer:
         self._subscribers: list[Subscription] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
+
+    def request_done(self, model: str, profile: dict[str, Any], finish_reason: str) -> None:
+        """A request that reached the runner's final message: metrics and the series (``Metrics.request_done``)."""
+        self.metrics.request_done(model, profile, finish_reason)
+        self.series.request_done(time.monotonic(), profile)
 
     @property
     def event_log_enabled(self) -> bool:

@@ -183,7 +183,7 @@ class Generation:
                                 total_ms=(time.perf_counter() - self.t0) * 1000,
                                 preemptions=self.ticket.request.preemptions,
                                 kv_evicted=final.stats.evicted_tokens)
-        self.sup.observer.metrics.request_done(self.model, profile, final.finish_reason)
+        self.sup.observer.request_done(self.model, profile, final.finish_reason)
         self.sup.observer.emit("finished", id=self.rid, model=self.model, finish_reason=final.finish_reason,
                                prompt_tokens=profile["prompt_tokens"], completion_tokens=profile["completion_tokens"],
                                total_ms=profile["total_ms"])

@@ -160,9 +160,18 @@ class Lifecycle(Loading):
         if rt.serving and rt.in_flight == 0:
             self._schedule_expiry(rt)
 
+    def set_pinned(self, rt: Runtime, pinned: bool) -> None:
+        """Pin (never evicted, no keep-alive expiry) or unpin a model at run time; an idle loaded model's
+        keep-alive timer stops or starts again with it."""
+        rt.pin = pinned
+        self._emit("model_pinned", model=rt.name, pinned=pinned)
+        if rt.serving and rt.in_flight == 0:
+            self._schedule_expiry(rt)
+        rt.changed()
+
     def _schedule_expiry(self, rt: Runtime) -> None:
         self._cancel_expiry(rt)
-        if rt.config.pinned or rt.keep_alive < 0:
+        if rt.pinned or rt.keep_alive < 0:
             rt.expires_at = None
             return
         rt.expires_at = time.time() + rt.keep_alive

@@ -178,7 +178,7 @@ class Loading:
 
     def pick_victim(self, exclude: Runtime, protect: frozenset[str] = frozenset()) -> Runtime | None:
         """The model to evict next (``eviction.choose_victim`` over the loaded models), or None."""
-        name = choose_victim([Candidate(name=rt.name, ready=rt.state is State.READY, pinned=rt.config.pinned,
+        name = choose_victim([Candidate(name=rt.name, ready=rt.state is State.READY, pinned=rt.pinned,
                                         in_flight=rt.in_flight, last_used=rt.last_used)
                               for rt in self.runtimes.values()], exclude=exclude.name, protect=protect)
         return self.runtimes[name] if name is not None else None

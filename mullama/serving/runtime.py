@@ -48,6 +48,7 @@ class RunnerApi(Protocol):
     async def count(self, req: wire.CompletionRequest) -> int: ...
     async def control(self, op: str, rid: str) -> bool: ...
     async def kv(self, timeout: float = 30.0) -> wire.KvView: ...
+    async def stats(self) -> wire.StatsView: ...
 
 
 class Handle(Protocol):
@@ -88,6 +89,7 @@ class Runtime:
     last_used: float = 0.0                 # monotonic
     expires_at: float | None = None        # wall clock; None: never (or while in use)
     error: str | None = None
+    pin: bool | None = None                # pinned or unpinned at run time; None: as configured
     crashes: int = 0
     restart_at: float = 0.0                # monotonic; a crashed runner restarts no earlier
     load_task: asyncio.Task | None = None
@@ -100,6 +102,11 @@ class Runtime:
     @property
     def name(self) -> str:
         return self.entry.name
+
+    @property
+    def pinned(self) -> bool:
+        """Never evicted, never expired: set at run time (``pin``), else as configured."""
+        return self.config.pinned if self.pin is None else self.pin
 
     @property
     def serving(self) -> bool:

@@ -31,6 +31,7 @@ from mullama.runners.process import RunnerProcess, RunnerSpec
 from mullama.serving.lifecycle import Launch, Lifecycle
 from mullama.serving.policies import make_policy
 from mullama.serving.prefetch import Prefetcher, make_predictor
+from mullama.serving.sampler import Sampler
 from mullama.serving.scheduler import Scheduler
 from mullama.serving.variants import Variants
 
@@ -60,6 +61,7 @@ class Supervisor:
         self.prefetcher = Prefetcher(make_predictor(settings.prefetch), self.lifecycle, self.resolve, self.busy,
                                      self.emit, idle_s=settings.prefetch_idle,
                                      min_confidence=settings.prefetch_min_confidence)
+        self.sampler = Sampler(self.observer.series, self.lifecycle, self.scheduler)
         self.devices = probe
         first_dir = Path(settings.models_dirs[0]).expanduser() if settings.models_dirs else None
         self.presets = Presets(settings.presets, first_dir / PRESET_DIR if first_dir else None)
@@ -86,6 +88,7 @@ class Supervisor:
         for spec in self.settings.hooks:
             install_hooks(spec, self.observer.hooks)
         self.scheduler.start()
+        self.sampler.start()
         catalog = self.catalog(refresh=True)
         log.info("catalog", models=len(catalog.entries()), errors=sum(1 for e in catalog.entries() if e.error),
                  dir_errors=catalog.dir_errors, presets=len(self.presets.all()))
@@ -104,6 +107,7 @@ class Supervisor:
 
     async def stop(self) -> None:
         await self.shutdown()
+        await self.sampler.stop()
         await self.scheduler.stop()
         if self.session is not None:
             await self.session.close()

@@ -87,7 +87,9 @@ def _scheduler_schemas() -> dict[str, Schema]:
             "policy": _STR, "queue": _array(_ref("QueuedRequest")),
             "running": _map(_array(_ref("RunningRequest")), "model"),
             "waiting": _map(_INT, "model"), "counters": _map(_INT, "counter name"),
-            "n_parallel": _map(_INT, "model")}, "*"),
+            "n_parallel": _map(_INT, "model"),
+            "policies": {**_array(_STR), "description": "what POST /internal/scheduler accepts: the built-ins "
+                                                        "and the configured custom policy"}}, "*"),
         "PolicyRequest": {**_obj({"policy": {
             **_STR, "minLength": 1, "examples": list(POLICIES),
             "description": "A built-in policy (case-insensitive, '-' for '_') or 'package.module:Class'; "
@@ -151,6 +153,22 @@ def _model_schemas() -> dict[str, Schema]:
             "*")]},
         "AdapterList": _obj({"model": _STR, "adapters": _array(_ref("AdapterInfo"))}, ("model", "adapters")),
         "AdapterAdded": _obj({"model": _STR, "adapter": _ref("AdapterInfo")}, ("model", "adapter")),
+        "PinRequest": {**_obj({"pinned": {**_BOOL, "description": "true: never evicted nor expired; false: "
+                                                                  "evictable again, whatever the config says"}},
+                               ("pinned",)), "additionalProperties": False},
+        "StatsSample": _obj({
+            "t": _TIME, "tokens_per_s": {**_NUM, "description": "generated tokens, counted by the runners"},
+            "prompt_tokens_per_s": _NUM, "requests_per_s": {**_NUM, "description": "requests that finished"},
+            **{f"{m}_ms_{q}": {**_OPT_NUM, "description": f"{what}, {q} over the requests that finished in the "
+                                                         "last window_s; null when none did"}
+               for m, what in (("ttft", "time to first token"), ("itl", "inter-token latency (each request's "
+                                                                        "median)")) for q in ("p50", "p95")},
+            "running": {**_INT, "description": "requests holding a runner slot"},
+            "waiting": {**_INT, "description": "requests in the scheduler queue"},
+            "memory": _map(_INT, "loaded model: bytes it holds")}, "*"),
+        "Stats": _obj({"interval_s": _NUM, "window_s": _NUM, "samples": {
+            **_array(_ref("StatsSample")), "description": "oldest first; the last hour is kept"}},
+            ("interval_s", "window_s", "samples")),
         "Event": _obj({"event": _STR, "mono": {**_NUM, "description": "time.monotonic() at emit"},
                        "time": {**_STR, "format": "date-time"}}, "*"),
     }
@@ -210,6 +228,12 @@ def paths() -> dict[str, Schema]:
         "description": "Server-sent events, without end unless follow=0: a ': mullama events' comment, "
                        "then 'event: <kind>' + 'data: <Event JSON>' per event."}
     events = {"text/event-stream": {"schema": event, "x-sse-event": _ref("Event")}}
+    since = {"name": "since", "in": "query", "required": False, "schema": {**_NUM, "minimum": 0},
+             "description": "Only samples taken after this Unix time (seconds); all kept when absent."}
+    ui_path = {"name": "path", "in": "path", "required": True, "schema": {**_STR, "minLength": 1},
+               "description": "A file under the package's mullama/ui/static, e.g. 'js/app.js'."}
+    ui_files = {t: {"schema": _STR} for t in ("text/html", "text/javascript", "text/css", "text/plain",
+                                              "image/png", "image/svg+xml", "application/json")}
     metrics = {"text/plain": {"schema": {**_STR, "description": "Prometheus text exposition format"}}}
     swap_errors: dict[int, str | None] = {
         400: "Invalid request body, or the variant is of another family", 401: None,
@@ -234,6 +258,21 @@ def paths() -> dict[str, Schema]:
             "switchVariant", "Hot-swap the variant that serves a family", _json("VariantSwitch"), swap_errors,
             body="VariantRequest", params=[family],
             description="Answers once the new variant serves; running requests finish on the old one.")},
+        "/internal/models/{model}/pin": {"post": _op(
+            "pinModel", "Pin a model (never evicted, no keep-alive expiry) or unpin it, at run time",
+            _json("ModelRuntime"), {400: "Invalid body or model name", 401: None, 404: None, 413: None,
+                                    422: None, 500: None},
+            body="PinRequest", params=[model], description="Lasts until the server stops or it is changed again.")},
+        "/internal/stats": {"get": _op(
+            "getStats", "Serving second by second: throughput, latency percentiles, queue depth, memory",
+            _json("Stats"), {400: "Invalid since", 401: None, 500: None}, params=[since],
+            description="For charts (the dashboard's); /metrics holds the running totals.")},
+        "/ui": {"get": _op("dashboardRedirect", "The web dashboard (redirects to /ui/)", ui_files, {},
+                           description="A browser opening / is redirected to /ui/ as well.")},
+        "/ui/": {"get": _op("dashboard", "The web dashboard's page (no API key needed: the page asks for one)",
+                            ui_files, {})},
+        "/ui/{path}": {"get": _op("dashboardFile", "The dashboard's scripts, styles and vendored libraries",
+                                  ui_files, {404: "No such file"}, params=[ui_path])},
         "/internal/kv/{model}": {"get": _op(
             "getKvCache", "A loaded model's KV cache: slots and prefix-cache counters", _json("KvCache"),
             {400: "Invalid model name", 401: None, 404: None, 422: None, 500: None,
