@@ -2,10 +2,13 @@
 PY := .venv/bin/python
 THREADS ?= 2
 
-.PHONY: setup model run test test-all bench clean
+.PHONY: setup browser model run test test-all bench clean
 
 setup:
 	bash scripts/setup.sh
+
+browser:
+	bash scripts/setup_browser.sh
 
 model: setup
 	$(PY) -m mullama.models.assets
@@ -13,10 +16,10 @@ model: setup
 run: model
 	$(PY) -m mullama.cli serve --threads $(THREADS) --threads-batch $(THREADS)
 
-test: model
+test: model browser
 	$(PY) -m pytest -q
 
-test-all: model
+test-all: model browser
 	$(PY) -m pytest -q -m "slow or not slow"
 
 bench: model

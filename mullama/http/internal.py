@@ -95,8 +95,9 @@ def model_view(sup: Supervisor, rt: Runtime) -> dict:
         "pid": rt.handle.pid if rt.handle else None, "port": rt.handle.port if rt.handle else None,
         "in_flight": rt.in_flight, "waiting": rt.waiting, "keep_alive": rt.keep_alive, "expires_at": rt.expires_at,
         "memory": rt.memory,
-        "devices": [{"device": d.device, "type": d.type, "model": d.model, "context": d.context,
-                     "compute": d.compute} for d in rt.devices],
+        "devices": [{"device": d.device, "description": d.description, "type": d.type, "total": d.total,
+                     "free": d.free, "model": d.model, "context": d.context, "compute": d.compute}
+                    for d in rt.devices],
         "placement": p.describe() if p else None, "n_ctx": rt.n_ctx, "crashes": rt.crashes,
         "config": dict(rt.config.__dict__), "history": list(rt.history), "loads": list(rt.loads),
     }
@@ -108,8 +109,18 @@ async def models_view(request: web.Request) -> web.Response:
                   "counters": dict(sup.lifecycle.counters), "memory_budget": sup.settings.memory_budget,
                   "max_loaded_models": sup.settings.max_loaded_models,
                   "devices": sup.devices().describe(),
-                  "variants": dict(sup.variants.serving), "swaps": list(sup.variants.history),
+                  "variants": dict(sup.variants.serving), "serving_variants": _serving_variants(sup),
+                  "swaps": list(sup.variants.history),
                   "prefetch": sup.prefetcher.snapshot()})
+
+
+def _serving_variants(sup: Supervisor) -> dict[str, str]:
+    """Every family's serving variant: the one switched to at run time, else the catalog's default."""
+    out = {}
+    for family in sorted({e.family for e in sup.catalog().entries()}):
+        with contextlib.suppress(errors.MullamaError):
+            out[family] = sup.variants.current(family).variant
+    return out
 
 
 class _VariantBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -52,6 +52,9 @@ _TIME = {**_NUM, "description": "wall clock, Unix seconds"}
 _SWITCH_MODES = ["unchanged", "parallel", "drain"]  # Variants.switch's "mode"
 
 
+_LATENCIES = (("ttft", "time to first token"), ("itl", "inter-token latency (each request's median)"))
+
+
 def _map(values: Schema, keys: str) -> Schema:
     return {"type": "object", "additionalProperties": values, "description": f"keyed by {keys}"}
 
@@ -75,7 +78,8 @@ def _scheduler_schemas() -> dict[str, Schema]:
         "id": _STR, "model": _STR, "user": {**_STR, "description": "the fairness key"}, "priority": _INT,
         "deadline_in_ms": {**_OPT_NUM, "description": "negative once missed; null: no deadline"},
         "age_ms": _NUM, "position": {**_INT, "description": "0 is dispatched next"},
-        "state": {**_STR, "examples": ["queued", "paused"]}, "preemptions": _INT}, "*")
+        "state": {**_STR, "examples": ["queued", "paused"]}, "preemptions": _INT,
+        "adapters": {**_STR, "description": "the LoRA set it asks for, 'id:scale,...'; '' for none"}}, "*")
     running = _obj({"id": _STR, "user": _STR, "priority": _INT, "age_ms": _NUM, "queue_ms": _NUM,
                     "preemptions": _INT,
                     "slot": {**_OPT_INT, "description": "the runner slot; null when the runner did not say"}},
@@ -100,7 +104,8 @@ def _scheduler_schemas() -> dict[str, Schema]:
 
 
 def _model_schemas() -> dict[str, Schema]:
-    device_use = _obj({"device": _STR, "type": _STR, "model": _INT, "context": _INT, "compute": _INT}, "*")
+    device_use = _obj({"device": _STR, "description": _STR, "type": _STR, "total": _INT, "free": _INT,
+                       "model": _INT, "context": _INT, "compute": _INT}, "*")
     placement = _obj({"n_gpu_layers": _INT, "tensor_split": _array(_NUM), "layers_per_gpu": _array(_INT),
                       "gpu_bytes": _array(_INT), "cpu_bytes": _INT, "output_on_gpu": _BOOL,
                       "full_offload": _BOOL, "processor": _STR, "total_bytes": _INT,
@@ -145,6 +150,8 @@ def _model_schemas() -> dict[str, Schema]:
             "memory_budget": {**_OPT_INT, "description": "bytes; null: no budget"},
             "max_loaded_models": {**_INT, "description": "0: no limit"}, "devices": devices,
             "variants": _map(_STR, "family: the variant chosen at run time"),
+            "serving_variants": _map(_STR, "family: the variant that serves it now (chosen at run time, "
+                                           "else the catalog's default)"),
             "swaps": _array(_ref("VariantSwitch")), "prefetch": prefetch}, "*"),
         "VariantRequest": {**_obj({"variant": {**_STR, "examples": ["q8_0", "q4_k_m"]}}, ("variant",)),
                            "additionalProperties": False},
@@ -161,8 +168,7 @@ def _model_schemas() -> dict[str, Schema]:
             "prompt_tokens_per_s": _NUM, "requests_per_s": {**_NUM, "description": "requests that finished"},
             **{f"{m}_ms_{q}": {**_OPT_NUM, "description": f"{what}, {q} over the requests that finished in the "
                                                          "last window_s; null when none did"}
-               for m, what in (("ttft", "time to first token"), ("itl", "inter-token latency (each request's "
-                                                                        "median)")) for q in ("p50", "p95")},
+               for m, what in _LATENCIES for q in ("p50", "p95")},
             "running": {**_INT, "description": "requests holding a runner slot"},
             "waiting": {**_INT, "description": "requests in the scheduler queue"},
             "memory": _map(_INT, "loaded model: bytes it holds")}, "*"),
