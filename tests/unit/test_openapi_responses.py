@@ -90,7 +90,8 @@ KV = {"slots": [{"index": 0, "state": "idle", "request_id": None, "n_tokens": 0,
       "prefix_misses": 0, "prefix_evictions": 0, "cached_tokens": 0, "model": "tiny:f32", "usage_ratio": 0.0}
 SWAP = {"family": "tiny", "variant": "f32", "model": "tiny:f32", "previous": "tiny:f32", "mode": "unchanged",
         "swap_ms": 0.0}
-SCHED = {"policy": "fifo", "queue": [], "running": {}, "waiting": {}, "counters": {}, "n_parallel": {}}
+SCHED = {"policy": "fifo", "queue": [], "running": {}, "waiting": {}, "counters": {}, "n_parallel": {},
+         "policies": ["fifo"]}
 
 
 @pytest.mark.parametrize("name, obj, ok", [
@@ -107,6 +108,7 @@ SCHED = {"policy": "fifo", "queue": [], "running": {}, "waiting": {}, "counters"
                                                    "queue_ms": 0.5, "preemptions": 0, "slot": None}]}}, True),
     ("SchedulerView", {**SCHED, "waiting": {"m": "1"}}, False),
     ("SchedulerView", {k: v for k, v in SCHED.items() if k != "n_parallel"}, False),
+    ("SchedulerView", {**SCHED, "policies": "fifo"}, False),
     ("PolicyChange", {"policy": "fifo", "previous": "priority"}, True),
     ("PolicyChange", {"policy": "fifo"}, False),
     ("Event", {"event": "swap", "mono": 1.5, "time": "2026-05-04T09:12:33.418220+00:00", "model": "m"}, True),

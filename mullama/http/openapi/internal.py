@@ -79,7 +79,8 @@ def _scheduler_schemas() -> dict[str, Schema]:
         "deadline_in_ms": {**_OPT_NUM, "description": "negative once missed; null: no deadline"},
         "age_ms": _NUM, "position": {**_INT, "description": "0 is dispatched next"},
         "state": {**_STR, "examples": ["queued", "paused"]}, "preemptions": _INT,
-        "adapters": {**_STR, "description": "the LoRA set it asks for, 'id:scale,...'; '' for none"}}, "*")
+        "adapters": {**_OPT_STR, "description": "the LoRA set it asks for, 'id:scale,...'; '' or null: none"}},
+        "*")
     running = _obj({"id": _STR, "user": _STR, "priority": _INT, "age_ms": _NUM, "queue_ms": _NUM,
                     "preemptions": _INT,
                     "slot": {**_OPT_INT, "description": "the runner slot; null when the runner did not say"}},
