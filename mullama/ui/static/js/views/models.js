@@ -1,5 +1,5 @@
 // Models: device memory, one live card per model (state, memory, slots, keep-alive, actions), variants,
-// pulls and prefetch. Reads GET /internal/models, GET /api/models; POSTs /api/load, /api/unload, /api/pull,
+// pulls. Reads GET /internal/models, GET /api/models; POSTs /api/load, /api/unload, /api/pull,
 // /internal/models/{name}/pin, /internal/models/{family}/variant.
 import {api, ndjson, raw} from "../api.js";
 import {badge, bar, fill, fmtBytes, fmtDuration, fmtMs, fmtTime, h, table} from "../dom.js";
@@ -47,7 +47,6 @@ export default {
     const variantsPanel = h("section", {class: "panel", hidden: true});
     const cardsEl = h("div", {class: "cards"});
     const presetsEl = h("div", {class: "presets"});
-    const prefetchEl = h("div");
     const sigs = {};
 
     root.append(
@@ -56,7 +55,8 @@ export default {
       h("section", {class: "panel"},
         h("header", {}, h("h2", {}, "Models"), h("span", {class: "spacer"}), pullForm()),
         cardsEl, presetsEl),
-      h("section", {class: "panel"}, h("h2", {}, "Prefetch"), prefetchEl));
+      h("p", {class: "muted"}, "Prefetch predictions and the load history are on the ",
+        h("a", {href: "#timeline"}, "Timeline"), "."));
 
     // ---------------------------------------------------------------- data
     let running = null, again = false;
@@ -135,7 +135,6 @@ export default {
       for (const m of live.values()) if (!names.has(m.name)) rows.push({name: m.name, family: m.family, variant: m.variant});
       renderCards(rows, live, internal);
       update("presets", presetsEl, state.catalog.filter(c => c.source === "preset"), () => presetRows(live));
-      update("prefetch", prefetchEl, internal.prefetch || null, () => prefetchPanel(internal.prefetch));
     }
 
     function renderDevices(internal, live) {
@@ -353,31 +352,6 @@ export default {
       } finally {
         input.disabled = button.disabled = false;
       }
-    }
-
-    // ---------------------------------------------------------------- prefetch
-    function prefetchPanel(pf) {
-      if (!pf) return h("p", {class: "empty"}, "no prefetch information from /internal/models");
-      const pr = pf.predictor;
-      if (!pr) return h("p", {class: "empty"}, "prefetch is off (prefetch = \"none\")");
-      const preds = Object.entries(pr.predictions || {});
-      return [
-        h("p", {class: "muted"}, `predictor ${pr.name} · ${pr.requests ?? 0} requests seen · last ${pf.last || "–"} · ` +
-          `prefetch after ${pf.idle_s} s idle, evicts at confidence ≥ ${pf.min_confidence}`),
-        table([
-          {label: "after", value: ([from]) => from},
-          {label: "predicted next", value: ([, p]) => (p ? p.model : h("span", {class: "muted"}, "not enough switches yet"))},
-          {label: "confidence", class: "num", value: ([, p]) => (p ? p.confidence.toFixed(2) : "–")},
-        ], preds, {empty: "no predictions yet: they need switches between models"}),
-        h("h3", {}, "Recent prefetches"),
-        table([
-          {label: "at", value: r => fmtTime(r.at)},
-          {label: "model", value: r => r.model},
-          {label: "after", value: r => r.from},
-          {label: "confidence", class: "num", value: r => String(r.confidence)},
-          {label: "result", value: r => (r.ok ? badge("loaded", "ready") : h("span", {class: "error"}, r.error || "skipped"))},
-        ], [...(pf.history || [])].reverse().slice(0, 10), {empty: "no prefetch yet"}),
-      ];
     }
 
     return () => clearTimeout(soon);
