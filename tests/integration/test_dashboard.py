@@ -24,9 +24,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="the dashboard tests need Debian's chromium "
                                 "(`make test` installs it: scripts/setup_browser.sh)")
 
+WAIT_MS = 30_000
+playwright_api.expect.set_options(timeout=WAIT_MS)  # a loaded CI machine: a constrained reply takes seconds
 MODEL = "smollm2"
 VIEWS = ("models", "timeline", "scheduler", "kv", "charts", "events", "playground")
-WAIT_MS = 30_000
 SHOTS = os.environ.get("MULLAMA_SCREENSHOTS")
 
 
