@@ -23,10 +23,10 @@ from aiohttp import web
 
 from mullama.config import Settings, is_loopback
 from mullama.core import errors
+from mullama.http import ui
 from mullama.http.anthropic import format as anthropic
 from mullama.http.ollama import format as ollama
 from mullama.http.openai import format as openai
-from mullama.http import ui
 from mullama.http.shapes import HTTP_TYPES, openai_kind
 
 log = structlog.get_logger("mullama.api")
