@@ -1,0 +1,91 @@
+"""``pip install`` as a new user meets it, outside the source tree (slow: it compiles llama.cpp).
+
+The source distribution is built from this checkout, a wheel is built from that sdist alone (so the
+sdist carries everything the build needs: the extension's sources and the pinned, hash-checked
+llama.cpp fetch), and the wheel goes into a fresh virtualenv. Its ``mullama serve``, started in
+another directory with an empty home, fetches the bundled model by itself, creates the models
+directory it names, and answers a chat request.
+
+Run with ``.venv/bin/python -m pytest -m slow tests/integration/test_install.py`` (about 7 minutes
+with a cold ccache on two cores; ccache's own directory is kept, so a second run compiles little).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from supervisor_harness import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+PORT_LINE = re.compile(r"mullama serving on http://[^:]+:(\d+)")
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{cmd[:4]} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MULLAMA_", "PYTHON", "VIRTUAL_ENV"))}
+    ccache = os.environ.get("CCACHE_DIR") or str(Path.home() / ".cache" / "ccache")
+    return {**env, "HOME": str(home), "CCACHE_DIR": ccache, "PIP_CACHE_DIR": str(Path.home() / ".cache" / "pip")}
+
+
+def test_the_sdist_builds_outside_the_tree_and_its_wheel_serves(tmp_path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    dist = tmp_path / "dist"
+    _run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(dist), str(REPO_ROOT)],
+         tmp_path, os.environ.copy(), 300)
+    (sdist,) = dist.glob("mullama-*.tar.gz")
+    env = _env(home)
+    _run([sys.executable, "-m", "venv", str(tmp_path / "venv")], tmp_path, env, 120)
+    pip = [str(tmp_path / "venv" / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    _run([*pip, "wheel", "--no-deps", "-w", str(dist), str(sdist)], tmp_path, env, 1800)
+    (wheel,) = dist.glob("mullama-*.whl")
+    _run([*pip, "install", str(wheel)], tmp_path, env, 900)
+
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    proc = subprocess.Popen([str(tmp_path / "venv" / "bin" / "mullama"), "serve", "--port", "0", "--threads", "2"],
+                            cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 300
+        port = None
+        while port is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if m := PORT_LINE.search(line):
+                port = int(m.group(1))
+        assert port, "".join(lines)
+        text = "".join(lines)
+        assert "bundled model ready" in text and str(home / ".mullama" / "models") in text
+        assert (home / ".mullama" / "models").is_dir()
+        body = json.dumps({"model": "smollm2", "messages": [{"role": "user", "content": "Say hi."}],
+                           "max_tokens": 8}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", body,
+                                     {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=300) as resp:
+            answer = json.load(resp)
+        assert answer["choices"][0]["message"]["content"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui/", timeout=30) as resp:
+            assert resp.status == 200 and b"js/app.js" in resp.read()  # the dashboard is in the wheel
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
