@@ -23,7 +23,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from supervisor_harness import REPO_ROOT
 
 pytestmark = pytest.mark.slow
