@@ -203,6 +203,26 @@ def parse(text: str, *, name: str = "", source: str = "workload") -> Workload:
     return w
 
 
+#: The example workloads that come with the package: ``mullama bench NAME`` runs one by name.
+BUILT_IN = Path(__file__).resolve().parent / "workloads"
+
+
+def built_in() -> list[str]:
+    return sorted(p.stem for p in BUILT_IN.glob("*.toml"))
+
+
+def resolve(name_or_path: str) -> Path:
+    """A workload file: the path given, else the built-in workload of that name (``priority_mix``)."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix == ".toml" or "/" in name_or_path:
+        return path
+    candidate = BUILT_IN / f"{name_or_path}.toml"
+    if candidate.is_file():
+        return candidate
+    raise WorkloadError(f"no workload file {name_or_path!r}, and no built-in workload of that name "
+                        f"(built in: {', '.join(built_in())})")
+
+
 def load(path: str | Path) -> Workload:
     path = Path(path)
     try:

@@ -31,7 +31,10 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         description="Replay the seeded trace of WORKLOAD (TOML, docs/bench.md) against --url, or against a "
         "`mullama serve` it starts itself; write per-request JSONL, a summary, plots and markdown.",
     )
-    p.add_argument("workload", metavar="WORKLOAD.toml")
+    from mullama.bench.workload import built_in
+
+    p.add_argument("workload", metavar="WORKLOAD",
+                   help=f"a workload file, or a built-in one by name: {', '.join(built_in())}")
     p.add_argument(
         "--url",
         help="a running server (mullama or any OpenAI-compatible one); "
@@ -168,7 +171,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from mullama.bench import run as runmod
     from mullama.bench import servers, trace, workload
 
-    w = workload.load(args.workload)
+    w = workload.load(workload.resolve(args.workload))
     if args.reps < 1:
         raise MullamaError("--reps must be at least 1")
     policies = _policies(args.compare_schedulers)

@@ -4,7 +4,7 @@ The source distribution is built from this checkout, a wheel is built from that 
 sdist carries everything the build needs: the extension's sources and the pinned, hash-checked
 llama.cpp fetch), and the wheel goes into a fresh virtualenv. Its ``mullama serve``, started in
 another directory with an empty home, fetches the bundled model by itself, creates the models
-directory it names, and answers a chat request.
+directory it names, and answers a chat request; the dashboard and the bench workloads are in it.
 
 Run with ``.venv/bin/python -m pytest -m slow tests/integration/test_install.py`` (about 7 minutes
 with a cold ccache on two cores; ccache's own directory is kept, so a second run compiles little).
@@ -58,7 +58,9 @@ def test_the_sdist_builds_outside_the_tree_and_its_wheel_serves(tmp_path) -> Non
 
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    proc = subprocess.Popen([str(tmp_path / "venv" / "bin" / "mullama"), "serve", "--port", "0", "--threads", "2"],
+    mullama = str(tmp_path / "venv" / "bin" / "mullama")
+    assert "priority_mix" in _run([mullama, "bench", "--help"], workdir, env, 60)  # workloads are in the wheel
+    proc = subprocess.Popen([mullama, "serve", "--port", "0", "--threads", "2"],
                             cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     lines: list[str] = []

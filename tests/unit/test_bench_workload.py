@@ -14,7 +14,7 @@ from mullama.bench import trace, workload
 from mullama.bench.workload import WorkloadError
 from mullama.core.errors import MullamaError
 
-WORKLOADS = Path(__file__).resolve().parents[2] / "benchmarks" / "workloads"
+WORKLOADS = workload.BUILT_IN
 
 
 def parse(text: str) -> workload.Workload:
@@ -35,6 +35,17 @@ def test_example_workloads_parse(path: Path) -> None:
     w = workload.load(path)
     phases = trace.phases(w)
     assert phases and all(ph.requests for ph in phases)
+
+
+def test_built_in_workloads_resolve_by_name(tmp_path, monkeypatch) -> None:
+    assert "priority_mix" in workload.built_in() and len(workload.built_in()) == len(list(WORKLOADS.glob("*.toml")))
+    assert workload.resolve("priority_mix") == WORKLOADS / "priority_mix.toml"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "priority_mix").write_text("")  # a file of that name in the working directory wins
+    assert workload.resolve("priority_mix") == Path("priority_mix")
+    assert workload.resolve("mine.toml") == Path("mine.toml")  # a path stays a path (read errors later)
+    with pytest.raises(WorkloadError, match="built in: baseline"):
+        workload.resolve("nonesuch")
 
 
 def test_examples_cover_every_kind() -> None:
