@@ -40,8 +40,7 @@ export default {
   id: "models",
   title: "Models",
   mount(root, ctx) {
-    const state = {catalog: [], internal: null, pending: new Set(), errors: new Map(), pollFailed: false,
-      switched: {}};
+    const state = {catalog: [], internal: null, pending: new Set(), errors: new Map(), pollFailed: false};
     const cards = new Map();  // name -> {sig, el}
     const memEl = h("div", {class: "devices"});
     const variantsPanel = h("section", {class: "panel", hidden: true});
@@ -118,10 +117,8 @@ export default {
     const unload = name => act(name, () => post("/api/unload", {model: name}), "unload");
     const pin = (name, pinned) => act(name, () => post(`/internal/models/${encodeURIComponent(name)}/pin`, {pinned}),
       pinned ? "pin" : "unpin");
-    const switchVariant = (family, variant) => act("family:" + family, async () => {
-      const r = await post(`/internal/models/${encodeURIComponent(family)}/variant`, {variant});
-      if (r && r.variant) state.switched[family] = r.variant;  // "unchanged" switches leave `variants` as it was
-    }, "variant switch");
+    const switchVariant = (family, variant) => act("family:" + family,
+      () => post(`/internal/models/${encodeURIComponent(family)}/variant`, {variant}), "variant switch");
 
     // ---------------------------------------------------------------- rendering
     function render() {
@@ -178,7 +175,7 @@ export default {
       }
       const multi = [...families].filter(([, vs]) => vs.length > 1);
       variantsPanel.hidden = !multi.length;
-      const serving = {...state.switched, ...(internal.serving_variants || internal.variants || {})};
+      const serving = internal.serving_variants || {};
       const swaps = internal.swaps || [];
       const pending = multi.filter(([f]) => state.pending.has("family:" + f)).map(([f]) => f);
       const errs = multi.map(([f]) => state.errors.get("family:" + f) || "");
@@ -215,7 +212,7 @@ export default {
         return;
       }
       sigs.cards = null;
-      const serving = {...state.switched, ...(internal.serving_variants || internal.variants || {})};
+      const serving = internal.serving_variants || {};
       const d = internal.devices || {};
       const devs = {host: {ram_total: (d.host || {}).ram_total}, gpus: (d.gpus || []).map(g => ({index: g.index, total: g.total}))};
       const els = rows.map(c => {
