@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 THREADS ?= 2
 
-.PHONY: setup browser model run test test-all bench clean
+.PHONY: setup browser model run test test-all bench wheel clean
 
 setup:
 	bash scripts/setup.sh
@@ -26,6 +26,10 @@ bench: model
 	$(PY) benchmarks/engine_vs_llama_bench.py --threads $(THREADS)
 	$(PY) benchmarks/runner_vs_llama_server.py --threads $(THREADS)
 	$(PY) benchmarks/supervisor_vs_runner.py --threads $(THREADS)
+
+# A distributable wheel in dist/: CPU variants chosen at run time, manylinux-tagged (docs/building.md).
+wheel: setup
+	bash scripts/build_wheel.sh dist
 
 clean:
 	rm -rf build mullama/_engine*.so

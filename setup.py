@@ -6,6 +6,8 @@ with ccache when available, so a second ``pip install -e .`` relinks at most.
 Environment:
   MULLAMA_LLAMA_CPP_DIR   build against this llama.cpp checkout instead of the pinned source
   MULLAMA_CUDA=1          enable the CUDA backend (CMAKE_CUDA_ARCHITECTURES overridable)
+  MULLAMA_CPU_VARIANTS=1  distributable build: ggml's CPU backend once per x86 level, chosen at run time
+                          (shared libraries next to the extension; scripts/build_wheel.sh sets it)
   MULLAMA_NATIVE=1        -march=native (this CPU only; the default is portable: SSE4.2/AVX/AVX2/FMA/F16C/BMI2,
                           no AVX-512 or AMX, which some VMs report but do not run)
   MULLAMA_BUILD_DIR       build directory (default: build/cmake-<backend>-<python>)
@@ -16,6 +18,7 @@ Environment:
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -115,8 +118,12 @@ class CMakeBuild(build_ext):
 
         src = llama_cpp_dir()
         cuda = truthy("MULLAMA_CUDA")
+        variants = truthy("MULLAMA_CPU_VARIANTS")
+        if variants and truthy("MULLAMA_NATIVE"):
+            sys.exit("MULLAMA_CPU_VARIANTS and MULLAMA_NATIVE exclude each other: variants are for other machines")
         py_tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-        build_dir = Path(os.environ.get("MULLAMA_BUILD_DIR") or ROOT / "build" / f"cmake-{'cuda' if cuda else 'cpu'}-{py_tag}")
+        kind = ("cuda" if cuda else "cpu") + ("-variants" if variants else "")
+        build_dir = Path(os.environ.get("MULLAMA_BUILD_DIR") or ROOT / "build" / f"cmake-{kind}-{py_tag}")
         build_dir.mkdir(parents=True, exist_ok=True)
         commit = "custom" if os.environ.get("MULLAMA_LLAMA_CPP_DIR") else "0c1e570"
 
@@ -129,7 +136,8 @@ class CMakeBuild(build_ext):
             f"-DLLAMA_BUILD_COMMIT={commit}",
             f"-DGGML_CUDA={'ON' if cuda else 'OFF'}",
             f"-DGGML_NATIVE={'ON' if truthy('MULLAMA_NATIVE') else 'OFF'}",
-            *isa_args(truthy("MULLAMA_NATIVE")),
+            f"-DMULLAMA_CPU_VARIANTS={'ON' if variants else 'OFF'}",
+            *([] if variants else isa_args(truthy("MULLAMA_NATIVE"))),
         ]
         if cuda:
             args += cuda_cmake_args()
@@ -157,11 +165,26 @@ class CMakeBuild(build_ext):
             sys.exit(f"CMake did not produce {built}")
         dest = Path(self.get_ext_fullpath(ext.name))
         dest.parent.mkdir(parents=True, exist_ok=True)
-        # Copy, then rename: a process that has the old module mapped keeps its inode
-        # (overwriting in place would pull the pages from under it).
-        tmp = dest.with_name(dest.name + ".tmp")
-        shutil.copy2(built, tmp)
-        os.replace(tmp, dest)
+        install(built, dest)
+        for stale in dest.parent.glob("libggml*.so*"):
+            stale.unlink()
+        for stale in dest.parent.glob("libllama.so*"):
+            stale.unlink()
+        if variants:
+            # The shared libraries under the names the loader asks for (libllama.so.0, ...; not the
+            # development symlinks) and ggml's backend modules (libggml-cpu-haswell.so, ...,
+            # libggml-cuda.so), all next to the extension.
+            for lib in sorted((build_dir / "bin").glob("lib*.so*")):
+                if re.fullmatch(r"lib.+\.so\.\d+", lib.name) or (lib.suffix == ".so" and not lib.is_symlink()):
+                    install(lib.resolve(), dest.parent / lib.name)
+
+
+def install(src: Path, dest: Path) -> None:
+    """Copy, then rename: a process that has the old file mapped keeps its inode (overwriting in
+    place would pull the pages from under it)."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dest)
 
 
 setup(ext_modules=[CMakeExtension("mullama._engine")], cmdclass={"build_ext": CMakeBuild})

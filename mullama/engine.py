@@ -41,6 +41,7 @@ from mullama._engine import (  # noqa: F401  (re-exported API)
     SamplingParams,
     apply_chat,
     chat_caps,
+    cpu_backend,
     devices,
     fit,
     json_schema_to_grammar,
@@ -53,7 +54,7 @@ from mullama._engine import (  # noqa: F401  (re-exported API)
 __all__ = [
     "LLAMA_CPP_COMMIT", "Batch", "ChatParser", "ChatPrompt", "Context", "ContextParams", "DeviceMemory", "FitReport", "GenerateParams",
     "GenerateResult", "Model", "ModelInfo", "ModelParams", "QuantizeParams", "Sampler", "SamplingParams",
-    "devices", "embed", "fit", "generate_text", "json_schema_to_grammar", "quantize", "quantize_types",
+    "cpu_backend", "devices", "embed", "fit", "generate_text", "json_schema_to_grammar", "quantize", "quantize_types",
     "set_llama_log_level", "system_info", "apply_chat", "chat_caps", "with_chat",
 ]
 

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "backends.h"
 #include "bindings.h"
 #include "fit.h"
 #include "ggml-backend.h"
@@ -125,6 +126,16 @@ void register_misc(py::module_ & m) {
         ensure_backend();
         return llama_supports_gpu_offload();
     });
+    m.def("cpu_backend", [] {
+        const CpuBackend cpu = cpu_backend();
+        py::dict d, features;
+        for (const auto & [name, value] : cpu.features) features[py::str(name)] = value;
+        d["variant"] = cpu.variant;
+        d["path"] = cpu.path;
+        d["dynamic"] = cpu.dynamic;
+        d["features"] = features;
+        return d;
+    }, "The CPU backend this process runs: its variant (chosen at run time in a CPU-variants build), file, features.");
     m.def("numa_init", &numa_init, py::arg("strategy"),
           "NUMA placement for this process (off | distribute | isolate | numactl); once, before loading.");
     m.def("buffer_type_names", &buffer_type_names, "Buffer types a tensor override may name (CPU, CUDA0, ...).");

@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backends.h"
 #include "errors.h"
 #include "ggml-backend.h"
-#include "ggml-cpu.h"
 #include "logging.h"
 
 namespace mullama {
@@ -83,12 +83,8 @@ Context::Context(const Model & model, const ContextParams & params) : model_(mod
         raise(ErrorKind::Engine, "failed to create context: " + cause);
     }
     // As llama-server does: one pool for single-token decodes, one for batches.
-    ggml_threadpool_params tp = ggml_threadpool_params_default(cp.n_threads);
-    pool_ = ggml_threadpool_new(&tp);
-    if (cp.n_threads_batch != cp.n_threads) {
-        ggml_threadpool_params tpb = ggml_threadpool_params_default(cp.n_threads_batch);
-        pool_batch_ = ggml_threadpool_new(&tpb);
-    }
+    pool_ = threadpool_new(cp.n_threads);
+    if (cp.n_threads_batch != cp.n_threads) pool_batch_ = threadpool_new(cp.n_threads_batch);
     if (pool_ != nullptr) {
         llama_attach_threadpool(ctx_, pool_, pool_batch_ != nullptr ? pool_batch_ : pool_);
     }
@@ -103,8 +99,8 @@ void Context::close() {
         llama_free(ctx_);
         ctx_ = nullptr;
     }
-    if (pool_batch_ != nullptr) ggml_threadpool_free(pool_batch_);
-    if (pool_ != nullptr) ggml_threadpool_free(pool_);
+    threadpool_free(pool_batch_);
+    threadpool_free(pool_);
     pool_ = pool_batch_ = nullptr;
     model_.reset();
 }
@@ -255,15 +251,10 @@ void Context::set_threads(int32_t n_threads, int32_t n_threads_batch) {
     llama_context * ctx = raw();
     // New pools of the new sizes; the old ones go after the context lets them go.
     llama_detach_threadpool(ctx);
-    if (pool_batch_ != nullptr) ggml_threadpool_free(pool_batch_);
-    if (pool_ != nullptr) ggml_threadpool_free(pool_);
-    ggml_threadpool_params tp = ggml_threadpool_params_default(n_threads);
-    pool_ = ggml_threadpool_new(&tp);
-    pool_batch_ = nullptr;
-    if (n_threads_batch != n_threads) {
-        ggml_threadpool_params tpb = ggml_threadpool_params_default(n_threads_batch);
-        pool_batch_ = ggml_threadpool_new(&tpb);
-    }
+    threadpool_free(pool_batch_);
+    threadpool_free(pool_);
+    pool_ = threadpool_new(n_threads);
+    pool_batch_ = n_threads_batch != n_threads ? threadpool_new(n_threads_batch) : nullptr;
     llama_set_n_threads(ctx, n_threads, n_threads_batch);
     if (pool_ != nullptr) llama_attach_threadpool(ctx, pool_, pool_batch_ != nullptr ? pool_batch_ : pool_);
     params_.n_threads = n_threads;

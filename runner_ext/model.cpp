@@ -9,6 +9,7 @@
 #include <mutex>
 #include <regex>
 
+#include "backends.h"
 #include "chat.h"
 #include "common.h"
 #include "errors.h"
@@ -22,6 +23,7 @@ void ensure_backend() {
     std::call_once(once, [] {
         logging::install();
         llama_backend_init();
+        load_backends();
     });
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -196,21 +197,41 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return app.main_serve(settings)
 
 
+class _Version(argparse.Action):
+    """``--version``: mullama's and llama.cpp's versions and the CPU backend this machine runs (bug reports
+    want all three); the engine is imported only when asked."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"mullama {__version__}")
+        try:
+            from mullama import engine
+
+            cpu = engine.cpu_backend()
+        except (ImportError, MullamaError) as exc:
+            print(f"engine: not available ({exc})")
+        else:
+            isa = " ".join(k for k, v in cpu["features"].items() if v == "1" and k.isupper())
+            print(f"llama.cpp {engine.LLAMA_CPP_COMMIT}; CPU backend {cpu['variant']} ({isa or 'baseline x86-64'})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mullama", description="A transparent local LLM server over llama.cpp.")
-    parser.add_argument("--version", action="version", version=f"mullama {__version__}")
+    parser = argparse.ArgumentParser(prog="mullama", description="A transparent local LLM server over llama.cpp.",
+                                     epilog="Pages named docs/NAME.md in the help: `mullama docs NAME`.")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the versions and the CPU backend, and exit")
     parsing.add_client_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_serve(sub)
     _add_generate(sub)
     from mullama.cli import bench as cli_bench
     from mullama.cli import client as cli_client
+    from mullama.cli import docs as cli_docs
     from mullama.cli import import_args as cli_import
     from mullama.cli import store as cli_store
 
     for add in (cli_client.add_ps, cli_client.add_stop, cli_client.add_list, cli_client.add_show, cli_client.add_run,
                 cli_client.add_create, cli_store.add_pull, cli_store.add_rm, cli_bench.add_bench,
-                cli_import.add_import_args):
+                cli_import.add_import_args, cli_docs.add_docs):
         add(sub)
     for verb in parsing.CLIENT_VERBS:
         parsing.add_client_options(sub.choices[verb])
@@ -228,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `mullama docs | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -56,9 +56,47 @@ def test_the_sdist_builds_outside_the_tree_and_its_wheel_serves(tmp_path) -> Non
     (wheel,) = dist.glob("mullama-*.whl")
     _run([*pip, "install", str(wheel)], tmp_path, env, 900)
 
+    _serve_and_chat(tmp_path / "venv", home, env, tmp_path)
+
+
+def test_the_distributable_wheel_runs_the_cpu_variant_this_machine_runs(tmp_path) -> None:
+    """scripts/build_wheel.sh: ggml's CPU backend per x86 level, chosen at run time; manylinux-tagged by
+    auditwheel; every shared object within its level (the script runs scripts/check_wheel_isa.py)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    dist = tmp_path / "dist"
+    _run(["bash", str(REPO_ROOT / "scripts" / "build_wheel.sh"), str(dist)], REPO_ROOT,
+         {**os.environ, "PYTHON": sys.executable}, 2400)
+    (wheel,) = dist.glob("mullama-*.whl")
+    assert re.search(r"-manylinux_2_\d+_x86_64\.whl$", wheel.name), wheel.name
+    env = _env(home)
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)], tmp_path, env, 120)
+    _run([str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "install", str(wheel)],
+         tmp_path, env, 900)
+    _serve_and_chat(venv, home, env, tmp_path)
+
+    mullama = str(venv / "bin" / "mullama")
+    best = _run([mullama, "--version"], tmp_path, env, 60)
+    assert re.search(r"CPU backend (\w+)", best).group(1) not in ("built-in", "x64", "sapphirerapids")
+    lowest = _run([mullama, "--version"], tmp_path, {**env, "MULLAMA_CPU_VARIANT": "x64"}, 60)
+    assert "CPU backend x64 (" in lowest and "AVX" not in lowest  # forced down to the x86-64 baseline
+    text = _run([mullama, "generate", "-p", "The capital of France is", "-n", "4", "--temp", "0", "--json"],
+                tmp_path, {**env, "MULLAMA_CPU_VARIANT": "x64"}, 300)
+    assert json.loads(text)["completion_tokens"] == 4
+    bad = subprocess.run([mullama, "generate", "-p", "x", "-n", "1"], cwd=tmp_path, capture_output=True, text=True,
+                         env={**env, "MULLAMA_CPU_VARIANT": "pentium"}, timeout=120, check=False)
+    assert bad.returncode == 1 and "no such CPU variant" in bad.stderr and "haswell" in bad.stderr
+    docs = _run([mullama, "docs", "configuration", "--path"], tmp_path, env, 60).strip()
+    assert docs == str(venv / "share" / "doc" / "mullama" / "configuration.md")  # the docs are in the wheel
+
+
+def _serve_and_chat(venv: Path, home: Path, env: dict[str, str], tmp_path: Path) -> None:
+    """From another directory with an empty home: serve fetches the bundled model, creates the models
+    directory it names, answers a chat request, serves the dashboard; the workloads are in the package."""
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    mullama = str(tmp_path / "venv" / "bin" / "mullama")
+    mullama = str(venv / "bin" / "mullama")
     assert "priority_mix" in _run([mullama, "bench", "--help"], workdir, env, 60)  # workloads are in the wheel
     proc = subprocess.Popen([mullama, "serve", "--port", "0", "--threads", "2"],
                             cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -25,7 +25,10 @@ def _parse(*argv: str) -> argparse.Namespace:
 def test_version(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--version"])
-    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"mullama {__version__}"
+    lines = capsys.readouterr().out.splitlines()
+    assert info.value.code == 0 and lines[0] == f"mullama {__version__}"
+    # the engine's pin and the CPU backend this process runs (a static build: "built-in")
+    assert lines[1].startswith("llama.cpp 0c1e570; CPU backend ") and "AVX2" in lines[1]
 
 
 @pytest.mark.parametrize("verb, tail", [(["ps"], []), (["list"], []), (["stop", "m"], []), (["show", "m"], []),
