@@ -151,6 +151,11 @@ void Batcher::set_adapter_turn(int32_t steps) {
     adapter_turn_.store(steps);
 }
 
+void Batcher::set_threads(int32_t n_threads, int32_t n_threads_batch) {
+    std::lock_guard<std::mutex> engine(engine_mu_);
+    ctx_.set_threads(n_threads, n_threads_batch);
+}
+
 std::string Batcher::active_adapters() const {
     std::lock_guard<std::mutex> lock(mu_);
     return active_snapshot_;

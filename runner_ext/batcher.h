@@ -151,6 +151,9 @@ public:
     // Decode steps one LoRA set keeps the context while requests with another set wait (>= 1; default 16):
     // longer turns switch less (each switch re-reserves llama.cpp's graph), shorter ones start every set sooner.
     void set_adapter_turn(int32_t steps);
+    // New decode thread pools of these sizes, between two decode steps (waits for the one in progress):
+    // the supervisor's core allotment changes as models load and unload.
+    void set_threads(int32_t n_threads, int32_t n_threads_batch);
     BatcherCounters counters() const;
     size_t queued() const;                 // waiting for a slot
     size_t active() const;                 // taken from the queue, not finished (in a slot or swapped out)

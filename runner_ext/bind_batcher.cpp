@@ -120,6 +120,9 @@ void register_batcher(py::module_ & m) {
         .def("set_context_shift", &Batcher::set_context_shift, py::arg("on"))
         .def("set_adapter_turn", &Batcher::set_adapter_turn, py::arg("steps"),
              "Decode steps one LoRA set keeps the context while requests with another set wait.")
+        .def("set_threads", &Batcher::set_threads, py::arg("n_threads"), py::arg("n_threads_batch"),
+             py::call_guard<py::gil_scoped_release>(),
+             "New decode thread pools of these sizes, between two decode steps (waits for the one in progress).")
         .def("drain", &Batcher::drain, "Events since the last drain, one per request (text and tokens joined).")
         .def_property_readonly("event_fd", &Batcher::event_fd)
         .def("slots", &Batcher::slots)

@@ -131,6 +131,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parallel", "-np", dest="n_parallel", type=int, help="slots (concurrent requests) per model")
     p.add_argument("--threads", "-t", type=int)
     p.add_argument("--threads-batch", type=int)
+    p.add_argument("--cpu-allotment", choices=["spread", "off"],
+                   help="spread: each runner its own cores and threads to match (default); off: every runner all")
     p.add_argument("--n-gpu-layers", "-ngl", type=int, help="-1: placement decides")
     p.add_argument("--cache-type-k", "-ctk")
     p.add_argument("--cache-type-v", "-ctv")
@@ -150,7 +152,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 _SERVE_FLAGS = ("port", "models_dirs", "default_model", "bundled_model", "n_ctx", "n_parallel", "threads",
-                "threads_batch", "n_gpu_layers", "cache_type_k", "cache_type_v", "flash_attn", "keep_alive",
+                "threads_batch", "cpu_allotment", "n_gpu_layers", "cache_type_k", "cache_type_v", "flash_attn", "keep_alive",
                 "max_loaded_models", "memory_budget", "load_timeout", "drain_timeout", "scheduler", "api_keys",
                 "allow_public", "log_level", "log_format")
 

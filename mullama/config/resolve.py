@@ -51,9 +51,13 @@ class RunnerConfig:
     numa: str
     context_shift: bool
     adapters: tuple[Any, ...]  # schema.AdapterSettings, loaded with the model
+    # A [models] entry set threads / threads_batch: exact counts, not the cap of a share of the cores.
+    threads_explicit: bool = False
+    threads_batch_explicit: bool = False
 
 
-_RUNNER_FIELDS = tuple(RunnerConfig.__dataclass_fields__)
+_DERIVED = ("threads_explicit", "threads_batch_explicit")
+_RUNNER_FIELDS = tuple(f for f in RunnerConfig.__dataclass_fields__ if f not in _DERIVED)
 
 
 def _overrides(settings: Any, key: str) -> list[Any]:
@@ -85,4 +89,6 @@ def model_settings(settings: Any, name: str, family: str) -> RunnerConfig:
             elif value is not None:
                 values[field] = value
     values["sampling"] = tuple(sampling.items())
+    values["threads_explicit"] = any(e.threads is not None for e in entries)
+    values["threads_batch_explicit"] = any(e.threads_batch is not None for e in entries)
     return RunnerConfig(**values)

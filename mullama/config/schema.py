@@ -46,6 +46,7 @@ SplitMode = Literal["none", "layer", "row"]
 RopeScaling = Literal["model", "none", "linear", "yarn", "longrope"]
 Pooling = Literal["mean", "cls", "last"]
 Numa = Literal["off", "distribute", "isolate", "numactl"]
+CpuAllotmentMode = Literal["spread", "off"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["console", "json"]
 ReasoningFormat = Literal["none", "auto", "deepseek", "deepseek-legacy"]
@@ -120,6 +121,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     n_ubatch: int = 512
     threads: int = 0
     threads_batch: int = 0
+    cpu_allotment: CpuAllotmentMode = "spread"  # each runner its own cores and threads to match (hardware/cores.py)
     cache_type_k: str = "f16"
     cache_type_v: str = "f16"
     flash_attn: FlashAttn = "auto"

@@ -95,6 +95,7 @@ def model_view(sup: Supervisor, rt: Runtime) -> dict:
         "pid": rt.handle.pid if rt.handle else None, "port": rt.handle.port if rt.handle else None,
         "in_flight": rt.in_flight, "waiting": rt.waiting, "keep_alive": rt.keep_alive, "expires_at": rt.expires_at,
         "memory": rt.memory,
+        "cpu": {"cores": list(rt.cpu.cores), "threads": rt.cpu.threads} if rt.cpu else None,
         "devices": [{"device": d.device, "description": d.description, "type": d.type, "total": d.total,
                      "free": d.free, "model": d.model, "context": d.context, "compute": d.compute}
                     for d in rt.devices],

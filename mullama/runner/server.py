@@ -24,7 +24,7 @@ from mullama.core.errors import (
     MullamaError,
     RequestNotFound,
 )
-from mullama.runner import adapters
+from mullama.runner import adapters, cpu
 from mullama.runner import completion as completion_answer
 from mullama.runner.service import RunnerService
 
@@ -249,6 +249,11 @@ async def stats(request: web.Request) -> web.Response:
     return _json(request.app[SERVICE].stats())
 
 
+async def set_cpu(request: web.Request) -> web.Response:
+    allotment = await _body(request, wire.CpuAllotment)
+    return _json(await cpu.apply(request.app[SERVICE].batcher(), allotment))
+
+
 async def adapter_list(request: web.Request) -> web.Response:
     return web.Response(body=wire.encoder.encode(adapters.infos(request.app[SERVICE].batcher())),
                         content_type="application/json")
@@ -287,6 +292,7 @@ def create_app(service: RunnerService, token: str) -> web.Application:
         app.router.add_post(f"/{op}", _control(op))
     app.router.add_get("/kv", kv)
     app.router.add_get("/stats", stats)
+    app.router.add_post("/cpu", set_cpu)
     app.router.add_get("/adapters", adapter_list)
     app.router.add_post("/adapters", adapter_add)
     app.router.add_delete("/adapters/{id}", adapter_remove)

@@ -29,7 +29,7 @@ from mullama.core.errors import (
     QueueFull,
     RequestNotFound,
 )
-from mullama.runner import adapters
+from mullama.runner import adapters, cpu
 from mullama.runner.chat import ChatReader, render, uses_tools
 from mullama.runner.embeddings import embed
 from mullama.runner.params import context_params, device_list, model_params, sampling_params
@@ -135,6 +135,7 @@ class RunnerService:
         self.status, self.phase, self.progress, self.error = "loading", "allocating", 0.0, None
 
         def build() -> tuple[engine.Model, engine.Context]:
+            cpu.pin(p.cores)  # before the context's thread pools exist: they inherit it
             _engine.numa_init(p.numa)  # once per process, before the weights are placed
             model = engine.Model(p.model, mparams, progress=self._load_progress)
             try:

@@ -164,6 +164,9 @@ class RunnerClient:
     async def stats(self) -> wire.StatsView:
         return await self._call("GET", "/stats", None, wire.StatsView)
 
+    async def set_cpu(self, allotment: wire.CpuAllotment) -> wire.CpuAllotment:
+        return await self._call("POST", "/cpu", allotment, wire.CpuAllotment, timeout=60.0)
+
     async def adapters(self) -> list[wire.AdapterInfo]:
         return await self._call("GET", "/adapters", None, list[wire.AdapterInfo])
 

@@ -31,6 +31,7 @@ from mullama.config import Settings, model_settings
 from mullama.core import errors
 from mullama.hardware.devices import Devices
 from mullama.models.entry import ModelEntry
+from mullama.serving.cores import Cores
 from mullama.serving.loading import Launch, Loading, crash_backoff, load_params
 from mullama.serving.runtime import Handle, Lease, Runtime, State
 
@@ -57,6 +58,7 @@ class Lifecycle(Loading):
         self._tasks: set[asyncio.Task] = set()
         self.closing = False
         self.counters = collections.Counter()
+        self.cores = Cores(settings, self._emit)
 
     # ------------------------------------------------------------------ views
 
@@ -260,6 +262,7 @@ class Lifecycle(Loading):
             if rt.in_flight == 0 and rt.waiting == 0:
                 self._schedule_expiry(rt)
             self.spawn(self._liveness(rt, rt.handle))
+            self.spawn(self.cores.rebalance(self.active()))
 
     async def _liveness(self, rt: Runtime, handle: Handle) -> None:
         """While it serves, ask the runner's /health every ``runner_probe_interval``. Two answers missing
@@ -296,6 +299,7 @@ class Lifecycle(Loading):
             return
         rt.handle = None
         rt.changed()
+        self._cores_freed(rt)
         if rt.state in (State.LOADING, State.WARMING):
             return  # the load itself reports the failure
         self._cancel_expiry(rt)
@@ -317,6 +321,13 @@ class Lifecycle(Loading):
             with contextlib.suppress(Exception):
                 await handle.kill()
         rt.placement, rt.devices, rt.memory = None, [], 0
+        self._cores_freed(rt)
+
+    def _cores_freed(self, rt: Runtime) -> None:
+        """A runner left: the others share its cores."""
+        rt.cpu = None
+        if not self.closing:
+            self.spawn(self.cores.rebalance(self.active()))
 
     # ------------------------------------------------------------------ unloading
 
@@ -349,6 +360,7 @@ class Lifecycle(Loading):
                 await handle.stop(5.0)
         rt.placement, rt.devices, rt.memory, rt.progress = None, [], 0, 0.0
         rt.transition(State.UNLOADED, reason=reason, unload_ms=round((time.perf_counter() - t0) * 1000, 1))
+        self._cores_freed(rt)
         self.counters["unloads"] += 1
         self._emit("model_unloaded", model=rt.name, reason=reason)
 

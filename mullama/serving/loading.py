@@ -21,10 +21,12 @@ from mullama.config import RunnerConfig, Settings
 from mullama.config.tensors import expand_overrides
 from mullama.core import errors
 from mullama.core.units import format_size
+from mullama.hardware.cores import Allotment
 from mullama.hardware.devices import Devices
 from mullama.hardware.overrides import model_cost
 from mullama.hardware.placement import Placement, plan
 from mullama.models.entry import ModelEntry
+from mullama.serving.cores import Cores, threads_batch
 from mullama.serving.eviction import Candidate, choose_victim
 from mullama.serving.runtime import Handle, Runtime, State
 
@@ -37,11 +39,12 @@ HEALTH_POLL_S = 0.25
 
 
 def load_params(entry: ModelEntry, cfg: RunnerConfig, op: wire.LoadOp, placement: Placement | None,
-                n_gpu_layers: int | None = None) -> wire.LoadParams:
+                n_gpu_layers: int | None = None, cpu: Allotment | None = None) -> wire.LoadParams:
     ngl = placement.n_gpu_layers if placement is not None else (n_gpu_layers if n_gpu_layers is not None else 0)
+    threads = (cpu.threads, threads_batch(cfg, cpu)) if cpu is not None else (cfg.threads, cfg.threads_batch)
     return wire.LoadParams(
         op=op, model=str(entry.path), n_ctx=cfg.n_ctx, n_parallel=cfg.n_parallel, n_batch=cfg.n_batch,
-        n_ubatch=cfg.n_ubatch, n_threads=cfg.threads, n_threads_batch=cfg.threads_batch, n_gpu_layers=ngl,
+        n_ubatch=cfg.n_ubatch, n_threads=threads[0], n_threads_batch=threads[1], n_gpu_layers=ngl,
         tensor_split=list(placement.tensor_split) if placement is not None else [], flash_attn=cfg.flash_attn,
         type_k=cfg.cache_type_k, type_v=cfg.cache_type_v, use_mmap=cfg.use_mmap, use_mlock=cfg.use_mlock,
         main_gpu=cfg.main_gpu, split_mode=cfg.split_mode, chat_template=chat_template_of(cfg),
@@ -52,7 +55,8 @@ def load_params(entry: ModelEntry, cfg: RunnerConfig, op: wire.LoadOp, placement
         pooling=cfg.pooling,  # type: ignore[arg-type]
         tensor_overrides=list(expand_overrides(cfg)), numa=cfg.numa,  # type: ignore[arg-type]
         context_shift=cfg.context_shift,
-        adapters=[wire.AdapterSpec(path=a.path, scale=a.scale, name=a.name or "") for a in cfg.adapters])
+        adapters=[wire.AdapterSpec(path=a.path, scale=a.scale, name=a.name or "") for a in cfg.adapters],
+        cores=list(cpu.cores) if cpu is not None else [])
 
 
 def chat_template_of(cfg: RunnerConfig) -> str:
@@ -92,6 +96,7 @@ class Loading:
     _launch: Launch
     _probe: Callable[[], Devices]
     _emit: Callable[..., None]
+    cores: Cores
 
     async def _load_runner(self, rt: Runtime, protect: frozenset[str]) -> None:
         entry, cfg = rt.entry, rt.config
@@ -101,9 +106,11 @@ class Loading:
         rt.handle, rt.lost = handle, 0
         self.spawn(self._watch(rt, handle))
         monitor = self.spawn(self._monitor(rt, handle))
+        cpu = rt.cpu = self.cores.for_load(rt, self.active())
+        self.spawn(self.cores.rebalance(self.active()))  # the others make room before this one warms up
         try:
             gpus = len(self._probe().gpus)
-            fit = await handle.client.load(load_params(entry, cfg, "fit", None, -1 if gpus else 0))
+            fit = await handle.client.load(load_params(entry, cfg, "fit", None, -1 if gpus else 0, cpu))
             header = entry.header
             cost = model_cost(header, fit.devices, expand_overrides(cfg), gpus)  # tensor overrides move weights
             placement = await self._make_room(rt, cost, protect)
@@ -111,7 +118,7 @@ class Loading:
             for attempt in range(1, MAX_ALLOC_ATTEMPTS + 1):
                 seen.add((placement.n_gpu_layers, placement.tensor_split))
                 try:
-                    await handle.client.load(load_params(entry, cfg, "alloc", placement))
+                    await handle.client.load(load_params(entry, cfg, "alloc", placement, cpu=cpu))
                     break
                 except errors.OutOfMemory as exc:
                     ngl = next_placement(placement, header.n_layer, seen)
@@ -126,7 +133,7 @@ class Loading:
             rt.placement = placement
             rt.transition(State.WARMING)  # commit: page the weights in, warm up, start the batching loop
             self._emit("model_warming", model=rt.name)
-            result = await handle.client.load(load_params(entry, cfg, "commit", placement))
+            result = await handle.client.load(load_params(entry, cfg, "commit", placement, cpu=cpu))
         except errors.RunnerCrashed as exc:
             if handle.stalled:
                 raise errors.LoadStalled(

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from mullama import wire
 from mullama.config import RunnerConfig
+from mullama.hardware.cores import Allotment
 from mullama.hardware.placement import Placement
 from mullama.models.entry import ModelEntry
 
@@ -49,6 +50,7 @@ class RunnerApi(Protocol):
     async def control(self, op: str, rid: str) -> bool: ...
     async def kv(self, timeout: float = 30.0) -> wire.KvView: ...
     async def stats(self) -> wire.StatsView: ...
+    async def set_cpu(self, allotment: wire.CpuAllotment) -> wire.CpuAllotment: ...
 
 
 class Handle(Protocol):
@@ -77,6 +79,7 @@ class Runtime:
     state: State = State.DISCOVERED
     handle: Handle | None = None
     placement: Placement | None = None
+    cpu: Allotment | None = None           # its cores and decode threads (serving/cores.py); None: not allotted
     devices: list[wire.DeviceMemory] = field(default_factory=list)
     memory: int = 0
     n_ctx: int = 0

@@ -89,6 +89,16 @@ class LoadParams(_Wire, kw_only=True):
     context_shift: bool = False   # a stream that fills its slot's context drops the older half of it and goes on
     adapters: list[AdapterSpec] = []  # LoRA adapters loaded with the model
     adapter_turn: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 16  # steps a LoRA set runs while others wait
+    cores: list[Count] = []       # the CPU cores all the runner's threads may run on (affinity); []: any
+
+
+class CpuAllotment(_Wire, kw_only=True):
+    """``POST /cpu``: the cores the runner's threads may run on and its decode thread pools' sizes
+    (the supervisor re-divides the cores as models load and unload)."""
+
+    cores: list[Count] = []       # []: every core the runner started with
+    threads: Annotated[int, msgspec.Meta(ge=1, le=1024)]
+    threads_batch: Annotated[int, msgspec.Meta(ge=1, le=1024)]
 
 
 class LoadResult(_Wire, kw_only=True):

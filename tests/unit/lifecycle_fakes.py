@@ -39,6 +39,7 @@ class FakeClient:
     async def load(self, params: wire.LoadParams, timeout: float | None = None) -> wire.LoadResult:
         r = self.r
         r.ops.append((params.op, params.n_gpu_layers))
+        r.load_cpu = (tuple(params.cores), params.n_threads, params.n_threads_batch)
         if not r.alive:
             raise errors.RunnerCrashed("gone")
         if params.op == "alloc":
@@ -59,6 +60,12 @@ class FakeClient:
                                      model=r.memory // 2, context=r.memory // 4, compute=r.memory // 4)]
         return wire.LoadResult(op=params.op, status=r.status, devices=devices, n_ctx=2048, n_layer=4)
 
+    async def set_cpu(self, allotment: wire.CpuAllotment) -> wire.CpuAllotment:
+        if not self.r.alive:
+            raise errors.RunnerCrashed("gone")
+        self.r.cpu.append((tuple(allotment.cores), allotment.threads, allotment.threads_batch))
+        return allotment
+
     async def health(self, timeout: float = 5.0) -> wire.Health:
         if not self.r.alive:
             raise errors.RunnerCrashed("gone")
@@ -76,6 +83,8 @@ class FakeRunner:
         self._stopping = False
         self.status, self.progress = "starting", 0.0
         self.ops: list[tuple[str, int]] = []
+        self.cpu: list[tuple[tuple[int, ...], int, int]] = []  # POST /cpu calls: (cores, threads, threads_batch)
+        self.load_cpu: tuple[tuple[int, ...], int, int] = ((), 0, 0)  # what the last load op carried
         self.dead = asyncio.Event()
         self.memory = knobs.get("memory", 100 * MiB)
         self.oom_allocs = knobs.get("oom_allocs", 0)

@@ -122,6 +122,8 @@ def _model_schemas() -> dict[str, Schema]:
         "keep_alive": {**_OPT_NUM, "description": "seconds; negative: forever"},
         "expires_at": {**_OPT_NUM, "description": "Unix seconds; null: never, or while in use"},
         "memory": {**_INT, "description": "bytes"}, "devices": _array(device_use),
+        "cpu": {"anyOf": [{"type": "null"}, _obj({"cores": _array(_INT), "threads": _INT}, "*")],
+                "description": "the cores its threads run on and its decode threads (cpu_allotment); null: none"},
         "placement": {"anyOf": [{"type": "null"}, placement]}, "n_ctx": _INT, "crashes": _INT,
         "config": _ref("RunnerConfig"), "history": _array(transition),
         "loads": {**_array(load), "description": "loads, failed loads and crashes, oldest first"}}, "*")

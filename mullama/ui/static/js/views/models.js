@@ -258,6 +258,7 @@ export default {
           kv("processor", m && m.placement ? m.placement.processor : "–"),
           kv("context", m && m.n_ctx ? String(m.n_ctx) : c.context_length ? `max ${c.context_length}` : "–"),
           kv("slots", cfg.n_parallel ? String(cfg.n_parallel) : "–"),
+          kv("cores", m && m.cpu ? `${coreList(m.cpu.cores)} · ${m.cpu.threads} thread${m.cpu.threads === 1 ? "" : "s"}` : "–"),
           kv("in flight", m ? `${m.in_flight}` + (m.waiting ? ` (+${m.waiting} waiting)` : "") : "–"),
           kv("keep-alive", ka.text, ka.expires ? {"data-expires": String(ka.expires), class: "countdown"} : {}),
           kv("memory", m && m.memory ? fmtBytes(m.memory) : "–"),
@@ -354,3 +355,13 @@ export default {
     return () => clearTimeout(soon);
   },
 };
+
+// "0-3", "0,2,5": the cores a runner's threads are pinned to (the server's cpu_allotment).
+function coreList(cores) {
+  const runs = [];
+  for (const c of cores) {
+    const last = runs[runs.length - 1];
+    if (last && c === last[1] + 1) last[1] = c; else runs.push([c, c]);
+  }
+  return runs.map(([a, b]) => (a === b ? String(a) : `${a}-${b}`)).join(",");
+}
