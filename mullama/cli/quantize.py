@@ -1,0 +1,123 @@
+"""``mullama quantize SRC TYPE [OUT]``: a quantised copy of a model, by the engine (llama.cpp's
+``llama_model_quantize``), so that a family gains a variant for hot-swap in one command.
+
+SRC is a GGUF file or a model of the catalog (``smollm2``, ``qwen2.5:f16``). OUT defaults to SRC's
+family directory, the file named for TYPE (``SmolLM2-135M-Instruct.Q8_0.gguf``), so the server lists
+it as ``family:type`` on its next scan. The file is written beside its final name and renamed when
+complete: an interrupted run leaves no half model behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+from mullama.core.errors import InvalidArgument, MullamaError, OperationAborted
+
+QUANT_SUFFIX = re.compile(r"[._-](?:I?Q\d\w*|BF16|F16|F32|MXFP4\w*|TQ\d\w*)$", re.IGNORECASE)
+
+
+def add_quantize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quantize", help="write a quantised copy of a model (a new variant of its family)",
+                       description="Quantise SRC (a GGUF file or a catalog model) to TYPE with the engine. "
+                       "Prefer an F16/BF16/F32 source: requantising an already quantised model loses quality "
+                       "twice (--allow-requantize).")
+    p.add_argument("source", metavar="SRC", help="a GGUF file, or a model name (e.g. smollm2, qwen2.5:f16)")
+    p.add_argument("type", metavar="TYPE", help="target type, e.g. Q8_0, Q4_K_M, Q5_K_S (any case)")
+    p.add_argument("output", nargs="?", metavar="OUT", type=Path,
+                   help="default: SRC's family directory, named for TYPE")
+    p.add_argument("--threads", "-t", type=int, default=0, help="0: all cores")
+    p.add_argument("--allow-requantize", action="store_true", help="accept an already quantised SRC")
+    p.add_argument("--leave-output-tensor", action="store_true", help="keep output.weight unquantised")
+    p.add_argument("--pure", action="store_true", help="TYPE for every tensor (no mixes of k-quants)")
+    p.add_argument("--force", "-f", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--config", metavar="FILE", help="TOML settings file (for the models directories)")
+    p.set_defaults(func=_cmd_quantize)
+
+
+def default_output(src: Path, qtype: str, models_dirs: list[Path], family: str | None) -> Path:
+    """SRC's directory when it sits in a models directory, else ``<first models dir>/<family>``; the
+    stem with its quantisation suffix (if any) replaced by TYPE."""
+    base = QUANT_SUFFIX.sub("", src.name.removesuffix(".gguf"))
+    name = f"{base}.{qtype.upper()}.gguf"
+    src_dir = src.resolve().parent
+    if any(d.resolve() in (src_dir, *src_dir.parents) for d in models_dirs if d.exists()) or not models_dirs:
+        return src_dir / name
+    return models_dirs[0] / (family or base.lower()) / name
+
+
+def _resolve(source: str, args: argparse.Namespace) -> tuple[Path, str | None, list[Path]]:
+    from mullama import config
+
+    settings = config.load_settings({}, config_path=args.config)
+    dirs = [Path(d).expanduser() for d in settings.models_dirs]
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path, None, dirs
+    from mullama.models import assets
+    from mullama.models.catalog import Catalog
+    from mullama.serving.supervisor import BUNDLED_FAMILY
+
+    bundled = assets.default_model_path(download=False)
+    extra = [(BUNDLED_FAMILY, bundled, "bundled")] if settings.bundled_model and bundled.exists() else []
+    try:
+        entry = Catalog.scan(dirs, aliases=settings.aliases, extra=extra).resolve(source)
+    except MullamaError as exc:  # the catalog's own error says which models exist
+        raise InvalidArgument(f"{source!r} is neither a file nor a model of the catalog: {exc}") from None
+    return Path(entry.path), entry.family, dirs
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from mullama import engine
+
+    src, family, dirs = _resolve(args.source, args)
+    out = (args.output or default_output(src, args.type, dirs, family)).expanduser()
+    if out.exists() and not args.force:
+        raise InvalidArgument(f"{out} exists; --force replaces it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
+    params = engine.QuantizeParams(type=args.type, n_threads=args.threads, allow_requantize=args.allow_requantize,
+                                   quantize_output=not args.leave_output_tensor, pure=args.pure)
+    print(f"mullama: quantising {src} to {args.type.upper()} -> {out}", file=sys.stderr, flush=True)
+    try:
+        with _progress() as step:
+            engine.quantize(src, tmp, params, progress=step)
+        os.replace(tmp, out)
+    except (OperationAborted, KeyboardInterrupt):
+        print("mullama quantize: cancelled; nothing was written", file=sys.stderr)
+        return 130
+    finally:
+        tmp.unlink(missing_ok=True)
+    size = out.stat().st_size
+    print(f"mullama: wrote {out} ({size / 2**20:.1f} MiB, was {src.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
+    return 0
+
+
+class _progress:
+    """A rich bar on a terminal, a line per tenth otherwise."""
+
+    def __enter__(self):
+        self.shown = -1
+        self.bar = None
+        if sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("quantising", total=1.0)
+        return self.step
+
+    def step(self, fraction: float) -> bool:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=fraction)
+        elif int(fraction * 10) > self.shown:
+            self.shown = int(fraction * 10)
+            print(f"quantize: {self.shown * 10}%", file=sys.stderr, flush=True)
+        return True
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
