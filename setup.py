@@ -166,10 +166,8 @@ class CMakeBuild(build_ext):
         dest = Path(self.get_ext_fullpath(ext.name))
         dest.parent.mkdir(parents=True, exist_ok=True)
         install(built, dest)
-        for stale in dest.parent.glob("libggml*.so*"):
-            stale.unlink()
-        for stale in dest.parent.glob("libllama.so*"):
-            stale.unlink()
+        for stale in [*dest.parent.glob("libggml*.so*"), *dest.parent.glob("libllama*.so*")]:
+            stale.unlink()  # a variants build's libraries, when this build is the static one (or their old copies)
         if variants:
             # The shared libraries under the names the loader asks for (libllama.so.0, ...; not the
             # development symlinks) and ggml's backend modules (libggml-cpu-haswell.so, ...,
