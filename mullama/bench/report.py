@@ -227,3 +227,26 @@ def ratio_table(summaries: dict[str, dict[str, dict]], baseline: str) -> str:
 
 def merge(records: Iterable[dict], config: str, phase: str) -> list[dict]:
     return [r for r in records if r.get("config") == config and r.get("phase") == phase]
+
+
+def trace_table(source: dict, records: Sequence[dict]) -> str:
+    """A replayed trace's own statistics next to what was sent (prompt tokens as the server counted them,
+    chat template included; output tokens as generated), per request."""
+    sent_p = [r["prompt_tokens"] for r in records if r.get("prompt_tokens") is not None]
+    sent_o = [r["completion_tokens"] for r in records if r.get("completion_tokens") is not None]
+
+    def row(name: str, trace: dict, sent: list[int]) -> str:
+        got = [percentile(sent, q) for q in (50, 90)] + [max(sent)] if sent else [None] * 3
+        return (f"| {name} | {trace['p50']} / {trace['p90']} / {trace['max']} | "
+                + " / ".join(_fmt(v, 0) for v in got) + " |")
+
+    rate = source.get("rate_per_s_by_minute", {})
+    return "\n".join([
+        "| | trace | sent |", "|---|---|---|",
+        f"| requests | {source['requests']} in {source['duration_s']} s | {len(records)} |",
+        (f"| rate /s (mean; by minute min / p50 / max) | {source['rate_per_s']} ({rate.get('min')} / "
+         f"{rate.get('p50')} / {rate.get('max')}) | |"),
+        f"| burstiness (CV of arrival gaps; Poisson 1) | {source['burstiness_cv']} | |",
+        row("prompt tokens p50 / p90 / max", source["prompt_tokens"], sent_p),
+        row("output tokens p50 / p90 / max", source["output_tokens"], sent_o),
+    ]) + "\n"

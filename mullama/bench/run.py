@@ -225,6 +225,7 @@ def _write(workload, phases, configs, opts, records, summaries, mem, views, t0, 
             for c in configs
         ],
         "reps": opts.reps,
+        "trace": next((ph.source for ph in phases if ph.source), None),
         "conditions": opts.conditions,
         "python": platform.python_version(),
         "started": t0,
@@ -233,12 +234,13 @@ def _write(workload, phases, configs, opts, records, summaries, mem, views, t0, 
     (out / "summary.json").write_text(
         json.dumps({"meta": meta, "summaries": summaries, "memory": mem}, indent=1)
     )
-    (out / "summary.md").write_text(markdown(workload, configs, summaries, mem, opts))
+    (out / "summary.md").write_text(markdown(workload, configs, summaries, mem, opts, phases, records))
     return files
 
 
 def markdown(
-    workload: Workload, configs: list[Config], summaries: dict, mem: dict | None, opts: Options
+    workload: Workload, configs: list[Config], summaries: dict, mem: dict | None, opts: Options,
+    phases: list[Phase] = (), records: list[dict] = (),
 ) -> str:
     parts = [
         f"### Workload `{workload.name}`" + (f": {workload.description}" if workload.description else ""),
@@ -258,4 +260,8 @@ def markdown(
         parts += [f"Side by side, against `{baseline}`:", "", ratios]
     if mem:
         parts += ["Memory by phase (RSS; peaks for the request phases):", "", memory.table(mem)]
+    source = next((ph.source for ph in phases if ph.source), None)
+    if source:
+        parts += ["The trace as replayed (cut and scaled) and what the servers counted:", "",
+                  report.trace_table(source, records)]
     return "\n".join(parts)

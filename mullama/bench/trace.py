@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from mullama.bench import traces
 from mullama.bench.workload import Choice, Fixed, LogNormal, Normal, Uniform, Workload, request_count
 
 # Common short English words: in the usual BPE vocabularies nearly all are one token with their space.
@@ -82,6 +83,7 @@ class Phase(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: int | None
     rate: float | None
     requests: list[RequestSpec]
+    source: dict | None = None  # a replayed trace: its statistics, as cut and scaled (bench/traces.py)
 
 
 def draw(rng: random.Random, d: Any) -> int:
@@ -197,10 +199,36 @@ def poisson_offsets(rng: random.Random, n: int, rate: float) -> list[float]:
     return out
 
 
+def replay(w: Workload) -> Phase:
+    """``arrival.mode = "trace"``: one open-loop phase with the trace's arrival times and token counts.
+    Prompts are words of the fixed vocabulary (about one token each), one per prompt token of the trace;
+    outputs are forced to the trace's length when ``output.ignore_eos`` (the default)."""
+    t = w.trace
+    assert t is not None
+    rows = traces.select(traces.read(t.path, t.format), start_s=t.start_s, duration_s=t.duration_s, speed=t.speed,
+                         sample=t.sample, seed=w.seed, token_scale=t.token_scale,
+                         max_prompt_tokens=t.max_prompt_tokens, max_output_tokens=t.max_output_tokens,
+                         limit=w.requests)
+    if not rows:
+        raise traces.TraceError(f"{t.path}: no requests in the window start_s={t.start_s:g}, "
+                                f"duration_s={t.duration_s}")
+    rng = _rng(w.seed, "trace-prompts")
+    system = [{"role": "system", "content": w.prompt.system}] if w.prompt.system else []
+    reqs = [msgspec.structs.replace(q, arrival_s=r.t, model=t.model_map.get(r.model, q.model),
+                                    messages=[*system, {"role": "user", "content": words(rng, r.prompt_tokens)}],
+                                    prompt_words=r.prompt_tokens, max_tokens=r.output_tokens)
+            for q, r in zip(requests(w, len(rows)), rows)]
+    span = rows[-1].t or 1.0
+    return Phase(label=f"trace x{t.speed:g}", mode="trace", concurrency=None, rate=len(rows) / span,
+                 requests=reqs, source=traces.stats(rows))
+
+
 def phases(w: Workload, seed: int | None = None) -> list[Phase]:
     """The workload's phases; ``seed`` overrides the file's."""
     if seed is not None:
         w = msgspec.structs.replace(w, seed=seed)
+    if w.arrival.mode == "trace":
+        return [replay(w)]
     reqs = requests(w)
     a = w.arrival
     if a.mode == "closed":

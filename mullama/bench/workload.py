@@ -72,9 +72,9 @@ class Arrival(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How requests are sent. closed: ``concurrency`` clients, each sends its next request when the
     previous one ends (a list is a sweep: one phase per level). poisson: open loop, exponential gaps at
     ``rate`` requests/s (a list: one phase per rate). burst: ``burst_size`` requests at once every
-    ``burst_interval_s``."""
+    ``burst_interval_s``. trace: the arrival times and lengths of a real trace (the ``[trace]`` table)."""
 
-    mode: Literal["closed", "poisson", "burst"] = "closed"
+    mode: Literal["closed", "poisson", "burst", "trace"] = "closed"
     concurrency: Positive | Annotated[list[Positive], msgspec.Meta(min_length=1)] = 1
     rate: PosFloat | Annotated[list[PosFloat], msgspec.Meta(min_length=1)] = 1.0
     burst_size: Positive = 8
@@ -126,6 +126,24 @@ class SharedPrefix(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reply_tokens: NonNeg = 32
 
 
+class Trace(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A production trace replayed (``arrival.mode = "trace"``; bench/traces.py): its requests in
+    ``[start_s, start_s + duration_s)``, ``speed`` times as fast (0.1: ten times slower), each kept with
+    probability ``sample``, token counts times ``token_scale`` and capped (a small model's context, a
+    2-core machine). ``model_map``: the trace's model column (BurstGPT) to this server's models."""
+
+    path: str                       # relative to the workload file; a built-in sample by its name
+    format: Literal["auto", "azure", "burstgpt"] = "auto"
+    start_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    duration_s: PosFloat | None = None
+    speed: PosFloat = 1.0
+    sample: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0
+    token_scale: PosFloat = 1.0
+    max_prompt_tokens: Positive | None = None
+    max_output_tokens: Positive | None = None
+    model_map: dict[str, str] = {}
+
+
 class Workload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str = ""
     description: str = ""
@@ -138,6 +156,7 @@ class Workload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     models: Models | None = None
     classes: list[RequestClass] = []
     shared_prefix: SharedPrefix | None = None
+    trace: Trace | None = None
     server: dict[str, object] = {}
 
 
@@ -170,9 +189,13 @@ def _check(w: Workload) -> None:
         raise WorkloadError("classes: the weights sum to 0")
     if len({c.name for c in w.classes}) != len(w.classes):
         raise WorkloadError("classes: class names must be unique")
+    if (w.arrival.mode == "trace") != (w.trace is not None):
+        raise WorkloadError("arrival.mode = \"trace\" and a [trace] table go together")
+    if w.trace is not None and w.shared_prefix is not None:
+        raise WorkloadError("trace: a replayed trace has its own prompts; drop [shared_prefix]")
 
 
-ENUMS = {"arrival.mode": ("closed", "poisson", "burst"), "models.pattern": ("alternate", "random", "runs")}
+ENUMS = {"arrival.mode": ("closed", "poisson", "burst", "trace"), "trace.format": ("auto", "azure", "burstgpt"), "models.pattern": ("alternate", "random", "runs")}
 
 
 def parse(text: str, *, name: str = "", source: str = "workload") -> Workload:
@@ -231,7 +254,32 @@ def load(path: str | Path) -> Workload:
         raise WorkloadError(f"cannot read workload file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise WorkloadError(f"{path}: not UTF-8 text") from None
-    return parse(text, name=path.stem, source=str(path))
+    w = parse(text, name=path.stem, source=str(path))
+    if w.trace is not None:  # a relative trace path is the workload file's neighbour, or a built-in sample
+        w = msgspec.structs.replace(w, trace=msgspec.structs.replace(w.trace, path=str(trace_path(w.trace.path,
+                                                                                                   path.parent))))
+    return w
+
+
+def from_trace(path: str, model: str) -> Workload:
+    """``mullama bench TRACE.csv``: the whole trace at its own pace, to ``model``, outputs forced to length."""
+    p = trace_path(path, Path.cwd())
+    return Workload(name=p.stem, description=f"the trace {p.name} replayed", model=model,
+                    arrival=Arrival(mode="trace"), trace=Trace(path=str(p)))
+
+
+#: Samples of real traces that come with the package (their attribution: traces/README.md).
+TRACES = Path(__file__).resolve().parent / "traces"
+
+
+def trace_path(name: str, base: Path) -> Path:
+    p = Path(name).expanduser()
+    if p.is_absolute():
+        return p
+    for candidate in (base / p, TRACES / p, TRACES / f"{name}.csv"):
+        if candidate.exists():
+            return candidate
+    return base / p  # reading it says it is not there
 
 
 def request_count(w: Workload) -> int:

@@ -93,7 +93,43 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         help=f"replace the text between {DOC_START!r} and {DOC_END!r} in MD with the summary",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    t = p.add_argument_group("replaying a trace (WORKLOAD a trace .csv, or a workload with a [trace] table)")
+    t.add_argument("--model", default="smollm2", help="the model a trace file's requests go to (default smollm2)")
+    t.add_argument("--trace-window", metavar="START:DURATION", help="seconds of the trace to replay, e.g. 600:300")
+    t.add_argument("--speed", type=float, help="replay this many times as fast (0.1: ten times slower)")
+    t.add_argument("--sample", type=float, help="keep each request with this probability (seeded)")
+    t.add_argument("--token-scale", type=float, help="multiply the trace's token counts")
+    t.add_argument("--max-prompt-tokens", type=int, help="cap the prompt tokens (a small model's context)")
+    t.add_argument("--max-output-tokens", type=int, help="cap the output tokens")
+    t.add_argument("--requests", type=int, help="replay at most this many requests")
     p.set_defaults(func=_cmd_bench)
+
+
+def _with_trace_options(w, args: argparse.Namespace):
+    """A trace file becomes a workload; the trace options override its [trace] table."""
+    import msgspec
+
+    from mullama.bench import workload
+
+    if w.trace is None:
+        if any(getattr(args, k) is not None for k in ("trace_window", "speed", "sample", "token_scale",
+                                                      "max_prompt_tokens", "max_output_tokens")):
+            raise MullamaError(f"the trace options need a trace: {args.workload} has no [trace] table")
+        return w
+    over: dict = {k: getattr(args, k) for k in ("speed", "sample", "token_scale", "max_prompt_tokens",
+                                                 "max_output_tokens") if getattr(args, k) is not None}
+    if args.trace_window:
+        start, _, duration = args.trace_window.partition(":")
+        try:
+            over["start_s"] = float(start or 0)
+            over["duration_s"] = float(duration) if duration else None
+        except ValueError:
+            raise MullamaError(f"--trace-window: START:DURATION in seconds, got {args.trace_window!r}") from None
+    try:
+        tr = msgspec.convert({**msgspec.to_builtins(w.trace), **over}, workload.Trace)
+    except msgspec.ValidationError as exc:
+        raise MullamaError(f"trace options: {exc}") from None
+    return msgspec.structs.replace(w, trace=tr, requests=args.requests or w.requests)
 
 
 def _policies(text: str | None) -> list[str]:
@@ -171,7 +207,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from mullama.bench import run as runmod
     from mullama.bench import servers, trace, workload
 
-    w = workload.load(workload.resolve(args.workload))
+    if args.workload.endswith(".csv"):
+        w = workload.from_trace(args.workload, args.model)
+    else:
+        w = workload.load(workload.resolve(args.workload))
+    w = _with_trace_options(w, args)
     if args.reps < 1:
         raise MullamaError("--reps must be at least 1")
     policies = _policies(args.compare_schedulers)

@@ -198,3 +198,28 @@ def test_baseline_llama_server_side_by_side(tmp_path, capsys, smollm_path) -> No
     assert set(summary["memory"]["llama-server"]) == {"after load", "one request", "concurrent"}
     md = (out / "summary.md").read_text()
     assert "Side by side, against `llama-server`:" in md and "mullama vs llama-server" in md
+
+
+def test_a_real_trace_replays_with_its_arrivals_and_lengths(server, tmp_path, capsys) -> None:
+    """Eight seconds of the shipped Azure sample (7 requests), twice as fast, lengths capped: every request sent at its
+    time with its length, and the report puts the trace's own statistics beside what was sent."""
+    from mullama.bench import traces, workload
+
+    sample = workload.TRACES / "azure_conv_sample.csv"
+    want = traces.select(traces.read(sample), duration_s=8, speed=2, max_prompt_tokens=32, max_output_tokens=4)
+    out = tmp_path / "out"
+    rc = cli.main(["bench", str(sample), "--url", server.url, "--out", str(out), "--quiet", "--no-warmup",
+                   "--trace-window", "0:8", "--speed", "2", "--max-prompt-tokens", "32",
+                   "--max-output-tokens", "4"])
+    assert rc == 0
+    records = sorted(_jsonl(out / "requests.jsonl"), key=lambda r: r["scheduled_s"])
+    assert len(records) == len(want) >= 5
+    for r, row in zip(records, want):
+        assert r["ok"], r
+        assert r["scheduled_s"] == pytest.approx(row.t, abs=1e-3) and r["sent_s"] >= r["scheduled_s"] - 0.01
+        assert r["completion_tokens"] == row.output_tokens  # forced to the trace's (capped) length
+    meta = json.loads((out / "summary.json").read_text())["meta"]
+    assert meta["trace"]["requests"] == len(want) and meta["trace"]["prompt_tokens"]["max"] <= 32
+    md = (out / "summary.md").read_text()
+    assert "The trace as replayed" in md and "burstiness" in md
+    assert "trace x2" in capsys.readouterr().out

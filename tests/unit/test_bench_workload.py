@@ -44,14 +44,14 @@ def test_built_in_workloads_resolve_by_name(tmp_path, monkeypatch) -> None:
     (tmp_path / "priority_mix").write_text("")  # a file of that name in the working directory wins
     assert workload.resolve("priority_mix") == Path("priority_mix")
     assert workload.resolve("mine.toml") == Path("mine.toml")  # a path stays a path (read errors later)
-    with pytest.raises(WorkloadError, match="built in: baseline"):
+    with pytest.raises(WorkloadError, match="built in: azure_conv, baseline"):
         workload.resolve("nonesuch")
 
 
 def test_examples_cover_every_kind() -> None:
     ws = [workload.load(p) for p in WORKLOADS.glob("*.toml")]
     modes = {w.arrival.mode for w in ws}
-    assert modes == {"closed", "poisson", "burst"}
+    assert modes == {"closed", "poisson", "burst", "trace"}
     assert any(isinstance(w.arrival.concurrency, list) for w in ws)  # a sweep
     assert any(w.models and len(w.models.names) > 1 for w in ws)  # multi-model
     assert any(any(c.priority is not None and c.deadline_ms for c in w.classes) for w in ws)
