@@ -22,7 +22,7 @@ from aiohttp import web
 
 from mullama.config import Settings, is_loopback
 from mullama.http import adapters as adapter_routes
-from mullama.http import internal, manage, ui
+from mullama.http import internal, manage, tokenize, ui
 from mullama.http.anthropic import routes as anthropic_routes
 from mullama.http.connections import Guard, GuardedSite, connection_cap, limit_accept_errors, raise_fd_limit
 from mullama.http.keys import CONNECTIONS, SUPERVISOR
@@ -52,6 +52,7 @@ def create_app(settings: Settings, *, supervisor: Supervisor | None = None) -> w
     anthropic_routes.add_routes(app)
     responses_routes.add_routes(app)
     manage.add_routes(app)
+    tokenize.add_routes(app)
     internal.add_routes(app)
     adapter_routes.add_routes(app)
     ollama_routes.add_routes(app)

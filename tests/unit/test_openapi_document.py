@@ -91,8 +91,8 @@ def app_routes() -> set[tuple[str, str]]:
 
 def test_every_route_is_documented_and_nothing_else() -> None:
     routes = app_routes()
-    assert len(routes) == 45    # 5 OpenAI, 3 Responses, 2 Anthropic, 8 management, 9 internal, 8 Ollama, 3 store,
-    #                             1 preset (/api/create), 3 adapters, 3 dashboard (/ui)
+    assert len(routes) == 47    # 5 OpenAI, 3 Responses, 2 Anthropic, 8 management, 9 internal, 8 Ollama, 3 store,
+    #                             1 preset (/api/create), 3 adapters, 3 dashboard (/ui), 2 tokenizer
     assert {(m, p) for p, m, _ in operations()} == routes
 
 

@@ -146,6 +146,16 @@ def _management_schemas() -> dict[str, Schema]:
         "RunningModels": _obj({"models": _array(_ref("RunningModel"))}, ("models",)),
         "ModelRequest": _obj({"model": model_name,
                               "keep_alive": {"anyOf": [{"type": "string", **_KEEP_ALIVE}, _NUM, _NULL]}}),
+        "TokenizeRequest": {**_obj({"content": _STR,
+                                    "add_special": {**_BOOL, "description": "add BOS/EOS as the model's vocabulary "
+                                                    "says (default false, as llama-server)"},
+                                    "with_pieces": {**_BOOL, "description": "not supported: 400 when true"},
+                                    "model": {**model_name, "description": "whose vocabulary; default: the "
+                                              "default model"}}, ("content",)), "additionalProperties": False},
+        "TokenizeResponse": _obj({"tokens": _array(_INT)}, ("tokens",)),
+        "DetokenizeRequest": {**_obj({"tokens": _array(_INT), "model": model_name}, ("tokens",)),
+                              "additionalProperties": False},
+        "DetokenizeResponse": _obj({"content": _STR}, ("content",)),
         "LoadResponse": {"allOf": [_ref("RunningModel"), _obj({"load_ms": _NUM}, ("load_ms",))]},
         "UnloadResponse": _obj({"model": _STR, "was": {**_STR, "description": "state before the call"},
                                 "state": _STR}, ("model", "was", "state")),
@@ -261,6 +271,10 @@ def paths() -> dict[str, Schema]:
                                    "management", _ref("Catalog"), _READ_ERRORS, params=[refresh])},
         "/api/models/{name}": {"get": _op("showModel", "One model: header, GGUF metadata, effective config",
                                           "management", _ref("ModelDetails"), _NAMED_ERRORS, params=[name])},
+        "/tokenize": {"post": _op("tokenize", "A model's tokens for a text (llama-server's route; loads the model)",
+                                  "management", _ref("TokenizeResponse"), _LOAD_ERRORS, body=_ref("TokenizeRequest"))},
+        "/detokenize": {"post": _op("detokenize", "The text of a model's tokens (llama-server's route)", "management",
+                                    _ref("DetokenizeResponse"), _LOAD_ERRORS, body=_ref("DetokenizeRequest"))},
         "/openapi.json": {"get": _op("openapi", "This document", "management", {"type": "object"},
                                      _READ_ERRORS)},
     }
