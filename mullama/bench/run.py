@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from mullama.bench import client, memory, plots, report
+from mullama.bench import client, exact, memory, plots, report
 from mullama.bench.servers import LlamaServer, Target
 from mullama.bench.trace import Phase, RequestSpec, words
 from mullama.bench.workload import Workload
@@ -148,6 +148,13 @@ async def run(workload: Workload, phases: list[Phase], configs: list[Config], op
                             extensions=t.extensions,
                             timeout_s=opts.timeout_s,
                         )
+            if any(ph.mode == "trace" for ph in phases):
+                opts.describe("fitting the trace's prompts to their token counts")
+                try:
+                    phases = await exact.fit(session, targets[0].url, phases, opts.timeout_s)
+                    opts.conditions["trace prompts"] = f"exact token counts ({targets[0].name}'s tokenizer)"
+                except exact.FitError as exc:
+                    opts.conditions["trace prompts"] = f"about one token per word (no exact fit: {exc})"
             for rep in range(opts.reps):
                 for pi, phase in enumerate(phases):
                     order = configs if (rep + pi) % 2 == 0 else configs[::-1]

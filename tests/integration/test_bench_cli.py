@@ -218,8 +218,9 @@ def test_a_real_trace_replays_with_its_arrivals_and_lengths(server, tmp_path, ca
         assert r["ok"], r
         assert r["scheduled_s"] == pytest.approx(row.t, abs=1e-3) and r["sent_s"] >= r["scheduled_s"] - 0.01
         assert r["completion_tokens"] == row.output_tokens  # forced to the trace's (capped) length
+        assert r["prompt_tokens"] == row.prompt_tokens  # fitted with the server's tokenizer, template included
     meta = json.loads((out / "summary.json").read_text())["meta"]
     assert meta["trace"]["requests"] == len(want) and meta["trace"]["prompt_tokens"]["max"] <= 32
     md = (out / "summary.md").read_text()
-    assert "The trace as replayed" in md and "burstiness" in md
+    assert "The trace as replayed" in md and "burstiness" in md and "exact token counts" in md
     assert "trace x2" in capsys.readouterr().out

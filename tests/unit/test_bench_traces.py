@@ -140,3 +140,25 @@ def test_the_report_puts_the_trace_beside_what_was_sent() -> None:
     md = report.trace_table(source, records)
     assert "| requests | 50 in" in md and "| 50 |" in md and "burstiness" in md
     assert f"{statistics.median(r['prompt_tokens'] for r in records):.0f}" in md
+
+
+async def test_a_server_without_a_tokenizer_leaves_the_prompts_approximate() -> None:
+    from aiohttp import web
+
+    from mullama.bench import client, exact
+
+    app = web.Application()  # no /tokenize: an OpenAI-compatible server that cannot count tokens for us
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    (ph,) = trace.phases(workload.load(workload.resolve("azure_conv")))
+    try:
+        async with client.session() as session:
+            with pytest.raises(exact.FitError, match="/tokenize: HTTP 404"):
+                await exact.fit(session, f"http://127.0.0.1:{port}", [ph])
+            closed = trace.Phase(label="c=1", mode="closed", concurrency=1, rate=None, requests=ph.requests)
+            assert await exact.fit(session, f"http://127.0.0.1:{port}", [closed]) == [closed]  # not a trace
+    finally:
+        await runner.cleanup()
