@@ -15,7 +15,8 @@ import re
 import sys
 from pathlib import Path
 
-from mullama.core.errors import InvalidArgument, MullamaError, OperationAborted
+from mullama.cli import local_models
+from mullama.core.errors import InvalidArgument, OperationAborted
 
 QUANT_SUFFIX = re.compile(r"[._-](?:I?Q\d\w*|BF16|F16|F32|MXFP4\w*|TQ\d\w*)$", re.IGNORECASE)
 
@@ -49,31 +50,10 @@ def default_output(src: Path, qtype: str, models_dirs: list[Path], family: str |
     return models_dirs[0] / (family or base.lower()) / name
 
 
-def _resolve(source: str, args: argparse.Namespace) -> tuple[Path, str | None, list[Path]]:
-    from mullama import config
-
-    settings = config.load_settings({}, config_path=args.config)
-    dirs = [Path(d).expanduser() for d in settings.models_dirs]
-    path = Path(source).expanduser()
-    if path.is_file():
-        return path, None, dirs
-    from mullama.models import assets
-    from mullama.models.catalog import Catalog
-    from mullama.serving.supervisor import BUNDLED_FAMILY
-
-    bundled = assets.default_model_path(download=False)
-    extra = [(BUNDLED_FAMILY, bundled, "bundled")] if settings.bundled_model and bundled.exists() else []
-    try:
-        entry = Catalog.scan(dirs, aliases=settings.aliases, extra=extra).resolve(source)
-    except MullamaError as exc:  # the catalog's own error says which models exist
-        raise InvalidArgument(f"{source!r} is neither a file nor a model of the catalog: {exc}") from None
-    return Path(entry.path), entry.family, dirs
-
-
 def _cmd_quantize(args: argparse.Namespace) -> int:
     from mullama import engine
 
-    src, family, dirs = _resolve(args.source, args)
+    src, family, dirs = local_models.resolve(args.source, args.config)
     out = (args.output or default_output(src, args.type, dirs, family)).expanduser()
     if out.exists() and not args.force:
         raise InvalidArgument(f"{out} exists; --force replaces it")
