@@ -269,6 +269,7 @@ def markdown(
         parts += ["Memory by phase (RSS; peaks for the request phases):", "", memory.table(mem)]
     source = next((ph.source for ph in phases if ph.source), None)
     if source:
-        parts += ["The trace as replayed (cut and scaled) and what the servers counted:", "",
-                  report.trace_table(source, records)]
+        first = configs[0].label
+        parts += [f"The trace as replayed (cut and scaled) and what `{first}` counted:", "",
+                  report.trace_table(source, [r for r in records if r.get("config") == first])]
     return "\n".join(parts)
