@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from supervisor_harness import Server, base_settings, q8_variant  # noqa: E402
+from supervisor_harness import Server, base_settings, q8_variant
 
 MODELS = ("smollm2:q4_1", "smollm2:q8_0")
 PROMPT = "Write a long story about a lighthouse keeper and the sea."
@@ -112,8 +112,9 @@ def main() -> int:
         for i, mode in enumerate(order):
             runs[mode].append(measure(mode, args.seconds, Path(tmp) / f"{i}-{mode}"))
             print(f"run {i + 1}/{len(order)} ({mode}) done", file=sys.stderr)
-    lines = [f"| cpu_allotment | phase | tok/s (all) | {MODELS[0]} tok/s | {MODELS[1]} tok/s | gap p50 ms | "
-             "gap p99 ms | gap max ms |", "|---|---|---|---|---|---|---|---|"]
+    head = (f"| cpu_allotment | phase | tok/s (all) | {MODELS[0]} tok/s | {MODELS[1]} tok/s | gap p50 ms | "
+            "gap p99 ms | gap max ms |")
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
     for mode in ("spread", "off"):
         for phase in ("both busy", "alternating"):
             rs = [r[phase] for r in runs[mode]]

@@ -107,7 +107,7 @@ def table(rows: list[dict], n_ctx: int, chunks: int) -> str:
         return "–" if v is None else format(v, fmt)
 
     head = (f"| model | type | file MiB | memory MiB | prefill tok/s | decode tok/s | PPL (n_ctx {n_ctx}, "
-            f"{chunks} chunks) | mean KLD | top-1 agreement |")
+            f"{chunks} chunk{'' if chunks == 1 else 's'}) | mean KLD | top-1 agreement |")
     lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         name = Path(r["model"]).name + (" (reference)" if r["reference"] else "")
