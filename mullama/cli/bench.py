@@ -101,7 +101,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--token-scale", type=float, help="multiply the trace's token counts")
     t.add_argument("--max-prompt-tokens", type=int, help="cap the prompt tokens (a small model's context)")
     t.add_argument("--max-output-tokens", type=int, help="cap the output tokens")
-    t.add_argument("--requests", type=int, help="replay at most this many requests")
+    t.add_argument("--requests", type=int, help="send at most this many requests (any workload)")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -111,11 +111,13 @@ def _with_trace_options(w, args: argparse.Namespace):
 
     from mullama.bench import workload
 
+    if args.requests is not None and args.requests < 1:
+        raise MullamaError("--requests must be at least 1")
     if w.trace is None:
         if any(getattr(args, k) is not None for k in ("trace_window", "speed", "sample", "token_scale",
                                                       "max_prompt_tokens", "max_output_tokens")):
             raise MullamaError(f"the trace options need a trace: {args.workload} has no [trace] table")
-        return w
+        return msgspec.structs.replace(w, requests=args.requests or w.requests)
     over: dict = {k: getattr(args, k) for k in ("speed", "sample", "token_scale", "max_prompt_tokens",
                                                  "max_output_tokens") if getattr(args, k) is not None}
     if args.trace_window:

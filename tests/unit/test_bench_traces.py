@@ -132,6 +132,9 @@ def test_command_line_options_override_the_trace_table() -> None:
         _with_trace_options(w, _args(speed=-1.0))
     with pytest.raises(MullamaError, match="no \\[trace\\] table"):
         _with_trace_options(workload.load(workload.resolve("baseline")), _args(speed=2.0))
+    assert _with_trace_options(workload.load(workload.resolve("baseline")), _args(requests=5)).requests == 5
+    with pytest.raises(MullamaError, match="at least 1"):
+        _with_trace_options(w, _args(requests=0))
 
 
 def test_the_report_puts_the_trace_beside_what_was_sent() -> None:
