@@ -46,7 +46,7 @@ def evaluate(paths: list[Path], reference: Path | None, text: str, n_ctx: int, l
     loaded = []
     try:
         for p in order:
-            model = engine.Model(str(p), engine.ModelParams(n_gpu_layers=0))
+            model = engine.Model(str(p), engine.ModelParams())  # all layers on a GPU when there is one
             loaded.append((p, model))
             ctx = engine.Context(model, engine.ContextParams(n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=min(512, n_ctx),
                                                              n_threads=threads))
