@@ -119,6 +119,10 @@ def table(rows: list[dict], n_ctx: int, chunks: int) -> str:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.ctx < 4:
+        raise InvalidArgument(f"--ctx must be at least 4 tokens, got {args.ctx}")
+    if args.chunks is not None and args.chunks < 1:
+        raise InvalidArgument(f"--chunks must be at least 1, got {args.chunks}")
     paths = [local_models.resolve(m, args.config)[0] for m in args.models]
     reference = (local_models.resolve(args.reference, args.config)[0] if args.reference
                  else paths[0] if len(paths) > 1 else None)

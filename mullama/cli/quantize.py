@@ -55,6 +55,8 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
     src, family, dirs = local_models.resolve(args.source, args.config)
     out = (args.output or default_output(src, args.type, dirs, family)).expanduser()
+    if out.resolve() == src.resolve():
+        raise InvalidArgument(f"OUT is SRC ({src}): write the quantised copy elsewhere")
     if out.exists() and not args.force:
         raise InvalidArgument(f"{out} exists; --force replaces it")
     out.parent.mkdir(parents=True, exist_ok=True)

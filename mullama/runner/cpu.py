@@ -35,10 +35,6 @@ def pin(cores: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(wanted))
 
 
-def pinned() -> tuple[int, ...]:
-    return tuple(sorted(os.sched_getaffinity(0)))
-
-
 async def apply(batcher: _engine.Batcher, allotment: wire.CpuAllotment) -> wire.CpuAllotment:
     """``POST /cpu``: new cores, then new thread pools between two decode steps (their threads inherit the
     affinity of the thread that makes them), then the cores once more for any thread made meanwhile."""

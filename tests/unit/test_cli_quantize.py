@@ -61,3 +61,5 @@ def test_bad_input_gets_a_clear_error(tiny_path, tmp_path, capsys, monkeypatch) 
     assert not (tmp_path / "o.gguf").exists() and not list(tmp_path.glob(".*.part"))
     assert main(["quantize", "no-such-model", "Q8_0"]) == 1
     assert "neither a file nor a model of the catalog" in capsys.readouterr().err
+    assert main(["quantize", str(tiny_path), "Q8_0", str(tiny_path), "--force"]) == 1  # never over its source
+    assert "OUT is SRC" in capsys.readouterr().err

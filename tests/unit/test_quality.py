@@ -86,6 +86,10 @@ def test_the_command_prints_a_row_per_model(tiny_path, tiny_q8, tmp_path, capsys
     assert row["tokens"] == 7 and "kld" not in row  # one model, no reference: perplexity only
     assert main(["eval", str(tiny_q8), "--text", str(tmp_path / "none.txt")]) == 1
     assert "cannot read the text" in capsys.readouterr().err
+    assert main(["eval", str(tiny_q8), "--ctx", "2"]) == 1
+    assert "--ctx must be at least 4" in capsys.readouterr().err
+    assert main(["eval", str(tiny_q8), "--chunks", "0"]) == 1
+    assert "--chunks must be at least 1" in capsys.readouterr().err
 
 
 def test_the_shipped_text_is_found_by_name() -> None:
