@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import structlog
 
 from mullama.core import errors
+from mullama.serving.dispatch import decide
 from mullama.serving.policies import Policy, Request
 
 log = structlog.get_logger("mullama.scheduler")
@@ -200,22 +201,26 @@ class Scheduler:
             ticket.future.cancel()
 
     def _pump(self) -> None:
+        """One pass of ``dispatch.decide`` (the pure decision the simulator shares), applied in order."""
         now = time.monotonic()
-        for req in list(self.policy.order(now)):
+
+        def queued(req: Request) -> str | None:
             ticket = self._queued.get(req.id)
-            if ticket is None:
-                continue
-            if req.deadline is not None and now > req.deadline and ticket.state == "queued":
-                self._expire(ticket, now)
-                continue
-            running = self._running[req.model]
-            if len(running) < self._effects.capacity(req.model):
-                self._dispatch(ticket)
-            elif ticket.state == "queued":
-                victim_req = self.policy.victim(req, [t.request for t in running.values() if t.control], now)
-                if victim_req is not None:
-                    self._preempt(running[victim_req.id], for_request=req)
-                    self._dispatch(ticket)
+            return ticket.state if ticket is not None else None
+
+        def preemptible(req: Request) -> bool:
+            ticket = self._running[req.model].get(req.id)
+            return ticket is not None and ticket.control is not None
+
+        running = {model: [t.request for t in tickets.values()] for model, tickets in self._running.items()}
+        for act in decide(self.policy, now, queued=queued, running=running, capacity=self._effects.capacity,
+                          preemptible=preemptible):
+            if act.kind == "expire":
+                self._expire(self._queued[act.request.id], now)
+            elif act.kind == "preempt":
+                self._preempt(self._running[act.request.model][act.request.id], for_request=act.for_request)
+            else:
+                self._dispatch(self._queued[act.request.id])
 
     def _dispatch(self, ticket: Ticket) -> None:
         req = ticket.request
