@@ -7,6 +7,7 @@ changing, say, the arrival rate does not change the prompts.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from typing import Any
@@ -119,12 +120,26 @@ def _models(w: Workload, n: int) -> list[str]:
         return [m.names[i % len(m.names)] for i in range(n)]
     if m.pattern == "random":
         return rng.choices(m.names, weights=m.weights, k=n)
+    if m.pattern == "hash":
+        return [hashed(m.names, m.weights, f"{w.seed}:{i}") for i in range(n)]
     out: list[str] = []
     k = 0
     while len(out) < n:
         out += [m.names[k % len(m.names)]] * max(1, draw(rng, m.run_length))
         k += 1
     return out[:n]
+
+
+def hashed(names: list[str], weights: list[float] | None, key: str) -> str:
+    """A name drawn by ``weights`` from a stable hash of ``key`` (the same on every machine and run)."""
+    u = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+    ws = weights or [1.0] * len(names)
+    acc, total = 0.0, sum(ws)
+    for name, wt in zip(names, ws):
+        acc += wt / total
+        if u < acc:
+            return name
+    return names[-1]
 
 
 def _messages(w: Workload, n: int) -> list[tuple[list[dict[str, str]], int, int | None, int | None]]:
@@ -214,7 +229,9 @@ def replay(w: Workload) -> Phase:
                                 f"duration_s={t.duration_s}")
     rng = _rng(w.seed, "trace-prompts")
     system = [{"role": "system", "content": w.prompt.system}] if w.prompt.system else []
-    reqs = [msgspec.structs.replace(q, arrival_s=r.t, model=t.model_map.get(r.model, q.model),
+    by_hash = w.models is not None and w.models.pattern == "hash"
+    reqs = [msgspec.structs.replace(q, arrival_s=r.t, model=t.model_map.get(r.model, hashed(
+                                        w.models.names, w.models.weights, r.key) if by_hash else q.model),
                                     messages=[*system, {"role": "user", "content": words(rng, r.prompt_tokens)}],
                                     prompt_words=r.prompt_tokens, max_tokens=r.output_tokens)
             for q, r in zip(requests(w, len(rows)), rows)]

@@ -41,6 +41,7 @@ class TraceRow:
     prompt_tokens: int
     output_tokens: int
     model: str = ""       # the trace's own model column (BurstGPT); "" when it has none
+    key: str = ""         # the row as read (time and tokens): what a `pattern = "hash"` model choice hashes
 
 
 def detect(header: Sequence[str]) -> str:
@@ -88,7 +89,7 @@ def read(path: str | Path, fmt: str = "auto") -> list[TraceRow]:
         raise TraceError(f"{path}: no requests")
     rows.sort(key=lambda r: r[0])
     t0 = rows[0][0]
-    return [TraceRow(t - t0, p, o, m) for t, p, o, m in rows]
+    return [TraceRow(t - t0, p, o, m, key=f"{t!r}:{p}:{o}") for t, p, o, m in rows]
 
 
 def select(rows: Sequence[TraceRow], *, start_s: float = 0.0, duration_s: float | None = None, speed: float = 1.0,

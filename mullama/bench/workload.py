@@ -96,10 +96,11 @@ class Output(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class Models(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Multi-model traffic. alternate: names in turn; random: drawn by ``weights``; runs: runs of
-    ``run_length`` requests to one model, then the next model in turn."""
+    ``run_length`` requests to one model, then the next model in turn; hash: drawn by ``weights`` from a
+    hash of the request (a replayed trace's row), so a request keeps its model whatever the window or sample."""
 
     names: Annotated[list[str], msgspec.Meta(min_length=1)]
-    pattern: Literal["alternate", "random", "runs"] = "alternate"
+    pattern: Literal["alternate", "random", "runs", "hash"] = "alternate"
     weights: list[Annotated[float, msgspec.Meta(ge=0)]] | None = None
     run_length: Dist = 4
 
@@ -195,7 +196,7 @@ def _check(w: Workload) -> None:
         raise WorkloadError("trace: a replayed trace has its own prompts; drop [shared_prefix]")
 
 
-ENUMS = {"arrival.mode": ("closed", "poisson", "burst", "trace"), "trace.format": ("auto", "azure", "burstgpt"), "models.pattern": ("alternate", "random", "runs")}
+ENUMS = {"arrival.mode": ("closed", "poisson", "burst", "trace"), "trace.format": ("auto", "azure", "burstgpt"), "models.pattern": ("alternate", "random", "runs", "hash")}
 
 
 def parse(text: str, *, name: str = "", source: str = "workload") -> Workload:

@@ -8,10 +8,11 @@ import argparse
 import itertools
 import statistics
 
+import msgspec
 import pytest
 
 from mullama.bench import report, trace, traces, workload
-from mullama.cli.bench import _with_trace_options
+from mullama.cli.bench import with_trace_options
 from mullama.core.errors import MullamaError
 
 SAMPLE = workload.TRACES / "azure_conv_sample.csv"
@@ -123,18 +124,18 @@ def _args(**kw) -> argparse.Namespace:
 
 def test_command_line_options_override_the_trace_table() -> None:
     w = workload.load(workload.resolve("azure_conv"))
-    o = _with_trace_options(w, _args(trace_window="30:15", speed=1.0, max_output_tokens=4, requests=3))
+    o = with_trace_options(w, _args(trace_window="30:15", speed=1.0, max_output_tokens=4, requests=3))
     assert (o.trace.start_s, o.trace.duration_s, o.trace.speed, o.trace.max_output_tokens) == (30, 15, 1.0, 4)
     assert o.trace.max_prompt_tokens == 256 and o.requests == 3
     with pytest.raises(MullamaError, match="START:DURATION"):
-        _with_trace_options(w, _args(trace_window="soon"))
+        with_trace_options(w, _args(trace_window="soon"))
     with pytest.raises(MullamaError, match="trace options"):
-        _with_trace_options(w, _args(speed=-1.0))
+        with_trace_options(w, _args(speed=-1.0))
     with pytest.raises(MullamaError, match="no \\[trace\\] table"):
-        _with_trace_options(workload.load(workload.resolve("baseline")), _args(speed=2.0))
-    assert _with_trace_options(workload.load(workload.resolve("baseline")), _args(requests=5)).requests == 5
+        with_trace_options(workload.load(workload.resolve("baseline")), _args(speed=2.0))
+    assert with_trace_options(workload.load(workload.resolve("baseline")), _args(requests=5)).requests == 5
     with pytest.raises(MullamaError, match="at least 1"):
-        _with_trace_options(w, _args(requests=0))
+        with_trace_options(w, _args(requests=0))
 
 
 def test_the_report_puts_the_trace_beside_what_was_sent() -> None:
@@ -165,3 +166,17 @@ async def test_a_server_without_a_tokenizer_leaves_the_prompts_approximate() -> 
             assert await exact.fit(session, f"http://127.0.0.1:{port}", [closed]) == [closed]  # not a trace
     finally:
         await runner.cleanup()
+
+
+def test_hash_spreads_a_trace_over_models_and_a_row_keeps_its_model() -> None:
+    w = workload.load(workload.resolve("azure_mixed"))
+    full = trace.phases(w)[0].requests
+    models = [q.model for q in full]
+    assert set(models) == {"smollm2:q4_1", "smollm2:q8_0"}
+    assert 0.6 < models.count("smollm2:q4_1") / len(models) < 0.95  # weights 4:1
+    later = msgspec.structs.replace(w.trace, start_s=20.0, duration_s=40.0)
+    cut = trace.phases(msgspec.structs.replace(w, trace=later))[0].requests
+    by_time = {round(q.arrival_s, 6): q.model for q in full}  # speed 1: arrival = row time - window start
+    both = [(by_time[round(q.arrival_s + 20.0, 6)], q.model) for q in cut if round(q.arrival_s + 20.0, 6) in by_time]
+    assert len(both) > 3 and all(a == b for a, b in both)
+    assert trace.hashed(["a", "b"], [1, 0], "anything") == "a" and trace.hashed(["a", "b"], None, "k") in "ab"

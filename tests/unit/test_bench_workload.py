@@ -44,7 +44,7 @@ def test_built_in_workloads_resolve_by_name(tmp_path, monkeypatch) -> None:
     (tmp_path / "priority_mix").write_text("")  # a file of that name in the working directory wins
     assert workload.resolve("priority_mix") == Path("priority_mix")
     assert workload.resolve("mine.toml") == Path("mine.toml")  # a path stays a path (read errors later)
-    with pytest.raises(WorkloadError, match="built in: azure_conv, baseline"):
+    with pytest.raises(WorkloadError, match="built in: azure_conv, azure_mixed, baseline"):
         workload.resolve("nonesuch")
 
 
