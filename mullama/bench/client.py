@@ -29,17 +29,9 @@ def _error_text(raw: bytes) -> str:
         return raw.decode(errors="replace")[:300]
 
 
-async def send(
-    session: aiohttp.ClientSession,
-    base_url: str,
-    spec: RequestSpec,
-    *,
-    profile: bool = True,
-    extensions: bool = True,
-    timeout_s: float = 600.0,
-) -> dict[str, Any]:
-    """One streamed request; the record of what happened (see docs/bench.md for the fields)."""
-    rec: dict[str, Any] = {
+def new_record(spec: RequestSpec) -> dict[str, Any]:
+    """A request's record before anything happened (the simulator fills the same fields)."""
+    return {
         "index": spec.index,
         "model": spec.model,
         "class": spec.klass,
@@ -64,6 +56,19 @@ async def send(
         "chunks": 0,
         "profile": None,
     }
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    spec: RequestSpec,
+    *,
+    profile: bool = True,
+    extensions: bool = True,
+    timeout_s: float = 600.0,
+) -> dict[str, Any]:
+    """One streamed request; the record of what happened (see docs/bench.md for the fields)."""
+    rec = new_record(spec)
     headers = {"X-Profile": "1"} if profile else {}
     t0 = time.perf_counter()
     rec["start_wall"] = time.time()

@@ -199,9 +199,24 @@ RATIO_KEYS = (
 )
 
 
+def significant(v: float) -> str:
+    """A value with three significant digits, never fewer decimals than it needs (0.31, 4.62, 319.7, 1672)."""
+    a = abs(v)
+    return f"{v:.0f}" if a >= 1000 else f"{v:.1f}" if a >= 100 else f"{v:.2f}" if a >= 1 else f"{v:.3g}"
+
+
+def ratio_cell(v: float, base: float, up: bool) -> str:
+    """``v / base`` and its operands; bold only when it is better by the 2 decimals shown (> 1 where more is
+    better, < 1 where less is)."""
+    r = v / base
+    text = f"{r:.2f}×"
+    better = round(r, 2) > 1 if up else round(r, 2) < 1
+    return f"{f'**{text}**' if better else text} ({significant(v)} / {significant(base)})"
+
+
 def ratio_table(summaries: dict[str, dict[str, dict]], baseline: str) -> str:
     """Each configuration against ``baseline``, per phase: value / baseline (tok/s > 1 is better;
-    latencies < 1 are better)."""
+    latencies < 1 are better); the better ratios are bold."""
     base = summaries.get(baseline) or {}
     others = [c for c in summaries if c != baseline]
     if not base or not others:
@@ -218,9 +233,9 @@ def ratio_table(summaries: dict[str, dict[str, dict]], baseline: str) -> str:
             if s is None:
                 continue
             cells = []
-            for _, key, _ in RATIO_KEYS:
+            for _, key, up in RATIO_KEYS:
                 v, bv = s.get(key), b.get(key)
-                cells.append(f"**{v / bv:.2f}×** ({_fmt(v)} / {_fmt(bv)})" if v is not None and bv else "—")
+                cells.append(ratio_cell(v, bv, up) if v is not None and bv else "—")
             lines.append(f"| {phase} | {c} vs {baseline} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

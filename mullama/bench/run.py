@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from mullama.bench import client, exact, memory, plots, report
+from mullama.bench import client, exact, machine, memory, plots, report
 from mullama.bench.servers import LlamaServer, Target
 from mullama.bench.trace import Phase, RequestSpec, words
 from mullama.bench.workload import Workload
@@ -57,7 +57,8 @@ class Result:
     files: list[Path]
 
 
-def _models(phases: list[Phase]) -> list[str]:
+def models_of(phases: list[Phase]) -> list[str]:
+    """The models the phases ask for, in the order they first appear (the warm-up order)."""
     seen: list[str] = []
     for ph in phases:
         for r in ph.requests:
@@ -118,9 +119,10 @@ def _delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 async def run(workload: Workload, phases: list[Phase], configs: list[Config], opts: Options) -> Result:
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
-    models = _models(phases)
+    models = models_of(phases)
     targets = list({id(c.target): c.target for c in configs}.values())
     records: list[dict] = []
+    segments: list[tuple[str, float, float]] = []
     walls: dict[tuple[str, str], float] = {}
     deltas: dict[tuple[str, str], dict[str, float]] = {}
     mem: dict[str, dict] | None = {} if opts.memory else None
@@ -135,6 +137,9 @@ async def run(workload: Workload, phases: list[Phase], configs: list[Config], op
             elif isinstance(t, LlamaServer):
                 await asyncio.to_thread(t.wait_ready)
         original = {id(t): (t.internal("/internal/scheduler") or {}).get("policy") for t in targets}
+        roots = [pid for t in targets for pid in t.pids().values()]  # runners are found as their children
+        sampler = machine.CpuSampler(lambda: roots)
+        sampler.start()
         try:
             if opts.warmup:
                 for t in targets:
@@ -165,6 +170,7 @@ async def run(workload: Workload, phases: list[Phase], configs: list[Config], op
                             f"{cfg.label} · {phase.label}" + (f" · rep {rep + 1}" if opts.reps > 1 else "")
                         )
                         before = cfg.target.counters() if cfg.target.mullama else {}
+                        seg_start = time.time()
 
                         def done(rec: dict, cfg=cfg, phase=phase, rep=rep) -> None:
                             rec.update(config=cfg.label, target=cfg.target.name, phase=phase.label, rep=rep)
@@ -180,12 +186,15 @@ async def run(workload: Workload, phases: list[Phase], configs: list[Config], op
                             timeout_s=opts.timeout_s,
                         )
                         after = cfg.target.counters() if cfg.target.mullama else {}
+                        segments.append((f"{cfg.label} · {phase.label}" + (f" · {rep + 1}" if opts.reps > 1 else ""),
+                                         seg_start, time.time()))
                         key = (cfg.label, phase.label)
                         walls[key] = walls.get(key, 0.0) + wall
                         d = _delta(before, after)
                         deltas[key] = {k: deltas.get(key, {}).get(k, 0) + v for k, v in d.items()}
                         records += sorted(recs, key=lambda r: r["index"])
         finally:
+            await sampler.stop()
             for t in targets:
                 if original[id(t)]:
                     t.set_policy(original[id(t)])
@@ -194,6 +203,10 @@ async def run(workload: Workload, phases: list[Phase], configs: list[Config], op
 
     if "load average" in opts.conditions:
         opts.conditions["load average at the end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    cpu = sampler.summary()
+    if cpu["samples"]:
+        opts.conditions["other processes' CPU during the run (p50 / p95 / max)"] = \
+            f"{cpu['other_p50']:.0f} / {cpu['other_p95']:.0f} / {cpu['other_max']:.0f} %"
     summaries: dict[str, dict[str, dict]] = {}
     for cfg in configs:
         summaries[cfg.label] = {}
@@ -203,24 +216,33 @@ async def run(workload: Workload, phases: list[Phase], configs: list[Config], op
             summaries[cfg.label][phase.label] = report.summarize(
                 rs, walls.get(key, 0.0), deltas.get(key) if cfg.target.mullama else None
             )
-    files = _write(workload, phases, configs, opts, records, summaries, mem, views, t_start, t_end)
+    files = write(workload, phases, configs, opts, records, summaries, mem, views, t_start, t_end,
+                  segments=segments, load=sampler.samples)
     md = (out / "summary.md").read_text()
     return Result(records, summaries, mem, md, files)
 
 
-def _write(workload, phases, configs, opts, records, summaries, mem, views, t0, t1) -> list[Path]:
+def write(workload, phases, configs, opts, records, summaries, mem, views, t0, t1, *,
+          segments=(), load=()) -> list[Path]:
+    """Every output file of a run (real or simulated); ``segments`` and ``load`` go on the timeline."""
     out = opts.out
     files = [out / "requests.jsonl", out / "summary.json", out / "summary.md"]
     with (out / "requests.jsonl").open("w") as fh:
         for r in records:
             fh.write(json.dumps(r) + "\n")
-    conc = {ph.label: ph.concurrency for ph in phases}
-    files.append(plots.throughput(summaries, conc, out / "throughput.png"))
+    swept = {ph.label: (ph.mode, ph.concurrency if ph.mode == "closed" else ph.rate if ph.mode == "poisson" else None)
+             for ph in phases}
+    files.append(plots.throughput(summaries, swept, out / "throughput.png"))
     files.append(plots.ttft_cdf(records, out / "ttft_cdf.png"))
     for name, view in views.items():
         rs = [r for r in records if r["target"] == name]
         fname = "timeline.png" if len(views) == 1 else f"timeline-{name}.png"
-        files.append(plots.timeline(rs, view, t0, t1, out / fname))
+        files.append(plots.timeline(rs, view, t0, t1, out / fname, segments, load))
+    if views:  # each model's state history (what the timeline draws), for a closer look or a simulator check
+        (out / "models.json").write_text(json.dumps(
+            {name: [{"name": m.get("name"), "history": m.get("history"), "loads": m.get("loads")}
+                    for m in (view or {}).get("models", [])] for name, view in views.items()}, indent=1))
+        files.append(out / "models.json")
     if mem is not None:
         (out / "memory.json").write_text(json.dumps(mem, indent=1))
         files.append(out / "memory.json")
@@ -234,6 +256,7 @@ def _write(workload, phases, configs, opts, records, summaries, mem, views, t0, 
         "reps": opts.reps,
         "trace": next((ph.source for ph in phases if ph.source), None),
         "conditions": opts.conditions,
+        "machine_load": list(load),
         "python": platform.python_version(),
         "started": t0,
         "ended": t1,

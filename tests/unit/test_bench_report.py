@@ -138,7 +138,7 @@ def test_class_breakdown_and_tables() -> None:
     assert "| mullama | c=1 | hi | 4/4 | 50 / 50 / 50 |" in classes
     ratios = report.ratio_table(summaries, "llama-server")
     assert "| c=1 | mullama vs llama-server |" in ratios
-    assert "**4.00×** (80.0 / 20.0)" in ratios  # tok/s: 80 vs 20
+    assert "**4.00×** (80.00 / 20.00)" in ratios  # tok/s: 80 vs 20, better: bold
     assert report.ratio_table({"only": {"c=1": s}}, "only") == ""
     assert report.class_table({"x": {"c=1": base}}) == ""
 
@@ -174,9 +174,13 @@ def test_plots_are_pngs(tmp_path: Path) -> None:
         "swaps": [{"at": 1003.0}],
     }
     out = [
-        plots.throughput(summaries, {"c=1": 1, "c=4": 4}, tmp_path / "t.png"),
+        plots.throughput(summaries, {"c=1": ("closed", 1), "c=4": ("closed", 4)}, tmp_path / "t.png"),
+        plots.throughput(summaries, {"c=1": ("trace", None), "c=4": ("trace", None)}, tmp_path / "bars.png"),
         plots.ttft_cdf(records, tmp_path / "cdf.png"),
         plots.timeline(records, view, 1000.0, 1005.0, tmp_path / "sub" / "timeline.png"),
+        plots.timeline(records, view, 1000.0, 1005.0, tmp_path / "tl2.png", segments=[("fifo · c=1", 1000, 1002)],
+                       load=[{"at": 1000.0 + i, "ours": 40.0, "other": 10.0 * i} for i in range(5)]),
+        plots.ttft_cdf([{**r, "class": "hi" if r["index"] % 2 else "lo"} for r in records], tmp_path / "cls.png"),
     ]
     for p in out:
         assert p.read_bytes()[:8] == PNG and p.stat().st_size > 2000
@@ -237,3 +241,22 @@ def test_update_doc(tmp_path: Path) -> None:
     text = doc.read_text()
     assert "table 1" not in text and "table 2 \\1" in text and text.endswith("## After\n")
     assert text.count(cli_bench.DOC_START) == 1
+
+
+def test_ratios_bold_only_what_is_better() -> None:
+    assert report.ratio_cell(80.0, 20.0, True) == "**4.00×** (80.00 / 20.00)"
+    assert report.ratio_cell(0.31, 0.33, True) == "0.94× (0.31 / 0.33)"  # worse: plain, operands unrounded
+    assert report.ratio_cell(319.7, 400.0, False) == "**0.80×** (319.7 / 400.0)"  # a lower latency is better
+    assert report.ratio_cell(1672.0, 1670.0, False) == "1.00× (1672 / 1670)"  # equal at 2 decimals: plain
+
+
+def test_plot_choices() -> None:
+    assert plots.sweep_axis({"c=1": ("closed", 1), "c=4": ("closed", 4)}) == "clients (closed loop)"
+    assert plots.sweep_axis({"p1": ("poisson", 1.0), "p2": ("poisson", 2.0)}).startswith("offered load")
+    assert plots.sweep_axis({"trace x1": ("trace", None)}) is None  # one phase: bars
+    assert plots.sweep_axis({"c=1": ("closed", 1), "p2": ("poisson", 2.0)}) is None  # mixed: bars
+    recs = [{"model": "", "profile": {"model": "smollm2"}, "ok": True},
+            {"model": "", "profile": None, "cancelled": True, "ok": False},
+            {"model": "q8", "profile": None, "ok": False, "status": 408}]
+    assert plots.rows_of(recs) == ["smollm2", "smollm2", "q8"]  # never a model called "(default)"
+    assert [plots.outcome(r) for r in recs] == ["ok", "cancelled by its client", "deadline missed"]
