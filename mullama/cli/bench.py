@@ -93,6 +93,12 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         help=f"replace the text between {DOC_START!r} and {DOC_END!r} in MD with the summary",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_trace_options(p)
+    p.set_defaults(func=_cmd_bench)
+
+
+def add_trace_options(p: argparse.ArgumentParser) -> None:
+    """The options that cut and scale a replayed trace (shared with `mullama sim run`)."""
     t = p.add_argument_group("replaying a trace (WORKLOAD a trace .csv, or a workload with a [trace] table)")
     t.add_argument("--model", default="smollm2", help="the model a trace file's requests go to (default smollm2)")
     t.add_argument("--trace-window", metavar="START:DURATION", help="seconds of the trace to replay, e.g. 600:300")
@@ -102,10 +108,9 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--max-prompt-tokens", type=int, help="cap the prompt tokens (a small model's context)")
     t.add_argument("--max-output-tokens", type=int, help="cap the output tokens")
     t.add_argument("--requests", type=int, help="send at most this many requests (any workload)")
-    p.set_defaults(func=_cmd_bench)
 
 
-def _with_trace_options(w, args: argparse.Namespace):
+def with_trace_options(w, args: argparse.Namespace):
     """A trace file becomes a workload; the trace options override its [trace] table."""
     import msgspec
 
@@ -134,17 +139,17 @@ def _with_trace_options(w, args: argparse.Namespace):
     return msgspec.structs.replace(w, trace=tr, requests=args.requests or w.requests)
 
 
-def _policies(text: str | None) -> list[str]:
+def policies(text: str | None, flag: str = "--compare-schedulers") -> list[str]:
     if not text:
         return []
     names = [x.strip() for x in text.split(",") if x.strip()]
     if not names:
-        raise MullamaError("--compare-schedulers: give one or more policies, e.g. fifo,priority")
+        raise MullamaError(f"{flag}: give one or more policies, e.g. fifo,priority")
     if len(set(names)) != len(names):
-        raise MullamaError(f"--compare-schedulers: a policy is named twice in {text!r}")
+        raise MullamaError(f"{flag}: a policy is named twice in {text!r}")
     unknown = [n for n in names if n not in POLICY_NAMES and ":" not in n]  # module:Class is the server's call
     if unknown:
-        raise MullamaError(f"--compare-schedulers: unknown policy {unknown[0]!r}; the built-in ones are "
+        raise MullamaError(f"{flag}: unknown policy {unknown[0]!r}; the built-in ones are "
                            f"{', '.join(POLICY_NAMES)} (or a configured module:Class)")
     return names
 
@@ -213,10 +218,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         w = workload.from_trace(args.workload, args.model)
     else:
         w = workload.load(workload.resolve(args.workload))
-    w = _with_trace_options(w, args)
+    w = with_trace_options(w, args)
     if args.reps < 1:
         raise MullamaError("--reps must be at least 1")
-    policies = _policies(args.compare_schedulers)
+    names = policies(args.compare_schedulers)
     phases = trace.phases(w, args.seed)
     settings = _server_settings(args, w)
     out = args.out or Path("results") / "bench" / f"{w.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -224,14 +229,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     try:
         if args.url:
             target: servers.Target = servers.External(args.url)
-            if policies and not target.mullama:
+            if names and not target.mullama:
                 raise MullamaError(f"--compare-schedulers needs a mullama server; {args.url} is not one")
         else:
             target = servers.MullamaServe(settings)
             started.append(target)
         configs = (
-            [runmod.Config(p, target, p) for p in policies]
-            if policies
+            [runmod.Config(p, target, p) for p in names]
+            if names
             else [runmod.Config(target.name, target)]
         )
         if args.baseline:

@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mullama.cli import client as cli_client
     from mullama.cli import docs as cli_docs
     from mullama.cli import evaluate as cli_eval
+    from mullama.cli import sim as cli_sim
     from mullama.cli import import_args as cli_import
     from mullama.cli import quantize as cli_quantize
     from mullama.cli import store as cli_store
@@ -236,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (cli_client.add_ps, cli_client.add_stop, cli_client.add_list, cli_client.add_show, cli_client.add_run,
                 cli_client.add_create, cli_store.add_pull, cli_store.add_rm, cli_bench.add_bench,
                 cli_import.add_import_args, cli_docs.add_docs, cli_quantize.add_quantize,
-                cli_eval.add_eval):
+                cli_eval.add_eval, cli_sim.add_sim):
         add(sub)
     for verb in parsing.CLIENT_VERBS:
         parsing.add_client_options(sub.choices[verb])
