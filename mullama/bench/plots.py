@@ -49,20 +49,28 @@ def throughput(summaries: dict[str, dict[str, dict]], phases: dict[str, tuple[st
         ax.set_title("Throughput over the swept setting")
     else:
         labels = list(dict.fromkeys(label for ph in summaries.values() for label in ph))
-        width = 0.8 / max(1, len(summaries))
-        for i, (config, ph) in enumerate(summaries.items()):
-            xs = [j + (i - (len(summaries) - 1) / 2) * width for j in range(len(labels))]
-            ys = [(ph.get(label) or {}).get("tok_s") or 0.0 for label in labels]
-            bars = ax.bar(xs, ys, width * 0.9, label=config)
-            ax.bar_label(bars, labels=[f"{y:.1f}" for y in ys], fontsize=7, padding=2)
-        ax.set_xticks(range(len(labels)), labels, fontsize=8)
-        ax.set_xlabel("phase")
-        ax.set_title("Throughput by configuration")
+        if len(labels) == 1:  # one phase (a trace, a burst): a bar per configuration, named on the axis
+            ys = [(ph.get(labels[0]) or {}).get("tok_s") or 0.0 for ph in summaries.values()]
+            bars = ax.bar(range(len(ys)), ys, 0.6, color=[f"C{i}" for i in range(len(ys))])
+            ax.bar_label(bars, labels=[f"{y:.1f}" for y in ys], fontsize=8, padding=2)
+            ax.set_xticks(range(len(ys)), list(summaries), fontsize=8)
+            ax.set_xlabel("configuration")
+            ax.set_title(f"Throughput by configuration ({labels[0]})")
+        else:
+            width = 0.8 / max(1, len(summaries))
+            for i, (config, ph) in enumerate(summaries.items()):
+                xs = [j + (i - (len(summaries) - 1) / 2) * width for j in range(len(labels))]
+                ys = [(ph.get(label) or {}).get("tok_s") or 0.0 for label in labels]
+                bars = ax.bar(xs, ys, width * 0.9, label=config)
+                ax.bar_label(bars, labels=[f"{y:.1f}" for y in ys], fontsize=7, padding=2)
+            ax.set_xticks(range(len(labels)), labels, fontsize=8)
+            ax.set_xlabel("phase")
+            ax.set_title("Throughput by configuration and phase")
     ax.set_ylabel("completion tokens / s")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3, axis="y")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False)
     return _save(fig, path)
 
 
@@ -85,6 +93,9 @@ def ttft_cdf(records: list[dict], path: Path) -> Path:
             xs.sort()
             if xs:
                 ax.step(xs, [(i + 1) / len(xs) for i in range(len(xs))], where="post", label=f"{label} (n={len(xs)})")
+        if not any(groups.values()):
+            ax.text(0.5, 0.5, "no request here got a first token\n(cancelled or failed: see the summary)",
+                    ha="center", va="center", transform=ax.transAxes, fontsize=8)
         ax.set_xlabel("time to first token (ms)")
         ax.set_ylim(0, 1.02)
         ax.set_title(f"class {klass}" if klass else "TTFT CDF", fontsize=10)
@@ -132,7 +143,7 @@ COLORS = {
     "draining": "tab:gray",
     "unloading": "tab:red",
 }
-OUTCOMES = {"ok": "tab:blue", "cancelled by its client": "silver", "deadline missed": "tab:orange",
+OUTCOMES = {"ok": "tab:blue", "cancelled by its client": "0.35", "deadline missed": "tab:orange",
             "failed": "tab:red"}
 
 
@@ -187,11 +198,12 @@ def timeline(records: list[dict], models_view: dict | None, t0: float, t1: float
         for start, end, state in spans.get(name, []):
             ax.broken_barh([(start, max(end - start, 0.01))], (y - 0.4, 0.3), color=COLORS.get(state, "k"))
         reqs = sorted((r["start_wall"] - t0, r["e2e_ms"] / 1000, outcome(r))
-                      for r, row in zip(records, rows) if row == name and r.get("start_wall") and r.get("e2e_ms"))
+                      for r, row in zip(records, rows) if row == name and r.get("start_wall") is not None and r.get("e2e_ms"))
         lanes = _lanes([(s, s + d) for s, d, _ in reqs])
         h = 0.45 / max(1, max(lanes, default=0) + 1)
-        for (s, d, how), lane in zip(reqs, lanes):
-            ax.broken_barh([(s, d)], (y - 0.05 + lane * h, h * 0.8), color=OUTCOMES[how], alpha=0.7)
+        if reqs:  # one call per row: a run of thousands of requests draws in a second
+            ax.barh([y - 0.05 + lane * h + h * 0.4 for lane in lanes], [d for _, d, _ in reqs], h * 0.8,
+                    left=[s for s, _, _ in reqs], color=[OUTCOMES[how] for _, _, how in reqs], alpha=0.7)
     for at in swap_times(models_view):
         if t0 <= at <= t1:
             ax.axvline(at - t0, color="tab:purple", lw=0.8, ls="--")

@@ -105,7 +105,7 @@ def draw(rng: random.Random, d: Any) -> int:
 
 
 def words(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n))
+    return " ".join(rng.choices(WORDS, k=n))
 
 
 def _rng(seed: int, stream: str) -> random.Random:
