@@ -67,7 +67,7 @@ def _cell(v: tuple, counted: bool) -> str:
     return f"{fmt(real)} → {fmt(sim)} ({err * 100:+.0f}%)" if err is not None else f"{fmt(real)} → {fmt(sim)}"
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
+def markdown(rows: list[dict[str, Any]], first: str = "Real", second: str = "simulated") -> str:
     if not rows:
         return "No configuration × phase is in both runs.\n"
     extra = sorted({k for row in rows for k in row if k.startswith("class ")})
@@ -83,6 +83,6 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             m = median_abs_error(rows, key)
             if m is not None:
                 summary.append(f"{name} {m * 100:.0f}%")
-    lines += ["", "Real → simulated (relative error). Median absolute error over the rows: "
+    lines += ["", f"{first} → {second} (relative error). Median absolute error over the rows: "
               + ", ".join(summary) + "."]
     return "\n".join(lines) + "\n"
