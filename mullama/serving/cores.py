@@ -60,7 +60,8 @@ class Cores:
             return
         async with self._lock:
             there = [rt for rt in runtimes if rt.handle is not None and rt.state in (
-                State.LOADING, State.WARMING, State.READY, State.DRAINING)]
+                State.LOADING, State.WARMING, State.READY, State.DRAINING)
+                and not (rt.state is State.LOADING and rt.name not in self._order)]  # not yet given cores
             self._order = [n for n in self._order if any(rt.name == n for rt in there)]
             plan = self._plan(there)
             for rt in there:

@@ -106,14 +106,17 @@ class Loading:
         rt.handle, rt.lost = handle, 0
         self.spawn(self._watch(rt, handle))
         monitor = self.spawn(self._monitor(rt, handle))
-        cpu = rt.cpu = self.cores.for_load(rt, self.active())
-        self.spawn(self.cores.rebalance(self.active()))  # the others make room before this one warms up
         try:
             gpus = len(self._probe().gpus)
-            fit = await handle.client.load(load_params(entry, cfg, "fit", None, -1 if gpus else 0, cpu))
+            fit = await handle.client.load(load_params(entry, cfg, "fit", None, -1 if gpus else 0))
             header = entry.header
             cost = model_cost(header, fit.devices, expand_overrides(cfg), gpus)  # tensor overrides move weights
             placement = await self._make_room(rt, cost, protect)
+            # cores only now: a model evicted for this one drains with all of its cores (an idle runner waiting
+            # for room held half of a 2-core box and slowed the drain fourfold), then the others make room
+            # before this one allocates (the runner pins its threads at alloc)
+            cpu = rt.cpu = self.cores.for_load(rt, self.active())
+            self.spawn(self.cores.rebalance(self.active()))
             seen: set[tuple] = set()
             for attempt in range(1, MAX_ALLOC_ATTEMPTS + 1):
                 seen.add((placement.n_gpu_layers, placement.tensor_split))

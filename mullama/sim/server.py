@@ -264,7 +264,9 @@ class SimServer:
     def _share(self) -> int:
         if self.profile.compute == "exclusive":
             return 1
-        return sum(1 for m in self.models.values() if m.state in ("loading", "ready", "draining"))
+        # a loading runner gets its cores once room is made (serving/loading.py), not while a victim drains
+        return sum(1 for m in self.models.values()
+                   if m.state in ("ready", "draining") or (m.state == "loading" and m.room_made))
 
     # ------------------------------------------------------------------ the lifecycle
 
