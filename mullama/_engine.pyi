@@ -224,13 +224,14 @@ class FitReport:
 class QuantizeParams:
     def __init__(
         self, *, type: str = "Q4_K_M", n_threads: int = 0, allow_requantize: bool = False,
-        quantize_output: bool = True, pure: bool = False,
+        quantize_output: bool = True, pure: bool = False, imatrix: str | PathLike[str] | None = None,
     ) -> None: ...
     type: str
     n_threads: int
     allow_requantize: bool
     quantize_output: bool
     pure: bool
+    imatrix: str  # "" when none
 
 def fit(path: str | PathLike[str], model_params: ModelParams = ..., context_params: ContextParams = ...) -> FitReport: ...
 def quantize(

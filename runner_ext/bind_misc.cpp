@@ -4,6 +4,7 @@
 #include <pybind11/stl/filesystem.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "backends.h"
 #include "bindings.h"
@@ -73,16 +74,19 @@ void register_misc(py::module_ & m) {
         "Dry-run load with llama.cpp's no_alloc mode: bytes per device for weights, KV cache, compute.");
 
     py::class_<QuantizeParams>(m, "QuantizeParams")
-        .def(py::init([](std::string type, int32_t n_threads, bool allow_requantize, bool quantize_output, bool pure) {
-                 return QuantizeParams{std::move(type), n_threads, allow_requantize, quantize_output, pure};
+        .def(py::init([](std::string type, int32_t n_threads, bool allow_requantize, bool quantize_output, bool pure,
+                         const std::optional<std::filesystem::path> & imatrix) {
+                 return QuantizeParams{std::move(type), n_threads, allow_requantize, quantize_output, pure,
+                                       imatrix ? imatrix->string() : std::string()};
              }),
              py::kw_only(), py::arg("type") = "Q4_K_M", py::arg("n_threads") = 0, py::arg("allow_requantize") = false,
-             py::arg("quantize_output") = true, py::arg("pure") = false)
+             py::arg("quantize_output") = true, py::arg("pure") = false, py::arg("imatrix") = py::none())
         .def_readonly("type", &QuantizeParams::type)
         .def_readonly("n_threads", &QuantizeParams::n_threads)
         .def_readonly("allow_requantize", &QuantizeParams::allow_requantize)
         .def_readonly("quantize_output", &QuantizeParams::quantize_output)
-        .def_readonly("pure", &QuantizeParams::pure);
+        .def_readonly("pure", &QuantizeParams::pure)
+        .def_readonly("imatrix", &QuantizeParams::imatrix);
 
     m.def(
         "quantize",

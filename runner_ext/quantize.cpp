@@ -7,9 +7,13 @@
 #include <filesystem>
 #include <unistd.h>
 #include <stdexcept>
+#include <string>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "errors.h"
+#include "imatrix-loader.h"
 #include "llama.h"
 #include "logging.h"
 #include "model.h"
@@ -49,6 +53,45 @@ std::vector<std::string> quantize_types() {
     return out;
 }
 
+// An importance matrix as llama-quantize reads it (tools/quantize: load_imatrix), through common's loader:
+// the GGUF format's sums divided by their per-expert counts, the legacy format's by its call count.
+static std::unordered_map<std::string, std::vector<float>> load_imatrix(const std::string & path) {
+    common_imatrix loaded;
+    logging::Capture cap([](const std::string &) {});
+    if (!common_imatrix_load(path, loaded)) {
+        raise(ErrorKind::InvalidArgument, "not an importance matrix file: " + path + " " + cap.joined());
+    }
+    if (!loaded.is_legacy && !loaded.has_metadata) {
+        raise(ErrorKind::InvalidArgument, "importance matrix " + path + " lacks its metadata (imatrix.datasets, "
+                                          "imatrix.chunk_count, imatrix.chunk_size)");
+    }
+    if (loaded.entries.empty()) {
+        raise(ErrorKind::InvalidArgument, "importance matrix " + path + " has no entries");
+    }
+    std::unordered_map<std::string, std::vector<float>> out;
+    for (const auto & [name, entry] : loaded.entries) {
+        auto & e = out[name];
+        e.assign(entry.sums.size(), 1.0f);
+        if (loaded.is_legacy) {
+            const int64_t ncall = entry.counts.empty() ? 0 : entry.counts[0];
+            for (size_t i = 0; i < e.size(); ++i) e[i] = ncall > 0 ? entry.sums[i] / ncall : entry.sums[i];
+            continue;
+        }
+        const int64_t ncounts = static_cast<int64_t>(entry.counts.size());
+        if (ncounts == 0 || entry.sums.size() % ncounts != 0) {
+            raise(ErrorKind::InvalidArgument, "importance matrix " + path + ": sums and counts of " + name +
+                                              " do not match");
+        }
+        const int64_t ne0 = static_cast<int64_t>(entry.sums.size()) / ncounts;
+        for (int64_t j = 0; j < ncounts; ++j) {
+            const float count = static_cast<float>(entry.counts[j]);
+            if (count <= 0.0f) continue;  // never seen: weight 1
+            for (int64_t i = 0; i < ne0; ++i) e[j * ne0 + i] = entry.sums[j * ne0 + i] / count;
+        }
+    }
+    return out;
+}
+
 void quantize(const std::string & in_path, const std::string & out_path, const QuantizeParams & params,
               QuantizeProgressFn progress) {
     ensure_backend();
@@ -77,6 +120,15 @@ void quantize(const std::string & in_path, const std::string & out_path, const Q
     qp.allow_requantize = params.allow_requantize;
     qp.quantize_output_tensor = params.quantize_output;
     qp.pure = params.pure;
+    std::unordered_map<std::string, std::vector<float>> imatrix;
+    std::vector<llama_model_imatrix_data> imatrix_view;  // what the C API takes: name, data, size; null-terminated
+    if (!params.imatrix.empty()) {
+        imatrix = load_imatrix(params.imatrix);
+        imatrix_view.reserve(imatrix.size() + 1);
+        for (const auto & [name, values] : imatrix) imatrix_view.push_back({name.c_str(), values.data(), values.size()});
+        imatrix_view.push_back({nullptr, nullptr, 0});
+        qp.imatrix = imatrix_view.data();
+    }
 
     std::exception_ptr callback_error;
     bool aborted = false;
@@ -120,6 +172,10 @@ void quantize(const std::string & in_path, const std::string & out_path, const Q
         }
         if (cause.find("failed to open") != std::string::npos && cause.find(out_path) != std::string::npos) {
             raise(ErrorKind::InvalidArgument, "cannot write " + out_path + ": " + cause);
+        }
+        if (cause.find("Missing importance matrix") != std::string::npos) {
+            raise(ErrorKind::InvalidArgument, params.type + " needs an importance matrix for this model (imatrix, "
+                                              "made by llama-imatrix): " + cause);
         }
         if (cause.find("tensor") != std::string::npos && cause.find("bounds") != std::string::npos) {
             raise(ErrorKind::CorruptModelFile, "quantisation of " + in_path + " failed: " + cause);

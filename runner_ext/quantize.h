@@ -14,6 +14,7 @@ struct QuantizeParams {
     bool allow_requantize = false; // quantise from an already quantised model
     bool quantize_output = true;   // also quantise output.weight
     bool pure = false;             // same type for every tensor
+    std::string imatrix;           // an importance matrix file (llama-imatrix's GGUF or legacy .dat); "": none
 };
 
 // Called with 0..1 as tensors are written; return false to abort.

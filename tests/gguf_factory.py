@@ -245,3 +245,26 @@ def write_lora(path: str | os.PathLike[str], base: str | os.PathLike[str], *, ra
     w.write_tensors_to_file()
     w.close()
     return Path(path)
+
+
+def write_imatrix(path: str | os.PathLike[str], model: str | os.PathLike[str], *, metadata: bool = True) -> Path:
+    """An importance matrix for ``model`` in llama-imatrix's GGUF format: per 2-D weight (not the embeddings),
+    the sum of squared input activations per column (``.in_sum2``) and the tokens seen (``.counts``), random;
+    ``metadata=False`` leaves out the datasets and chunk keys the quantiser requires."""
+    reader = gguf.GGUFReader(str(model))
+    w = gguf.GGUFWriter(str(path), arch="imatrix")
+    if metadata:
+        w.add_array("imatrix.datasets", ["unit-test"])
+        w.add_uint32("imatrix.chunk_count", 1)
+        w.add_uint32("imatrix.chunk_size", 64)
+    rng = np.random.default_rng(3)
+    for t in reader.tensors:
+        if len(t.shape) == 2 and t.name != "token_embd.weight":
+            cols = int(t.shape[0])  # GGUF ne0: the input dimension
+            w.add_tensor(f"{t.name}.in_sum2", (rng.random(cols) * 64).astype(np.float32))
+            w.add_tensor(f"{t.name}.counts", np.array([64.0], dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return Path(path)

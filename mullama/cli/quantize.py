@@ -34,6 +34,9 @@ def add_quantize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-requantize", action="store_true", help="accept an already quantised SRC")
     p.add_argument("--leave-output-tensor", action="store_true", help="keep output.weight unquantised")
     p.add_argument("--pure", action="store_true", help="TYPE for every tensor (no mixes of k-quants)")
+    p.add_argument("--imatrix", metavar="FILE", type=Path,
+                   help="an importance matrix (llama-imatrix's .gguf or legacy .dat) to weigh the rounding by; "
+                   "the IQ1/IQ2 types need one")
     p.add_argument("--force", "-f", action="store_true", help="replace OUT if it exists")
     p.add_argument("--config", metavar="FILE", help="TOML settings file (for the models directories)")
     p.set_defaults(func=_cmd_quantize)
@@ -62,8 +65,12 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
     params = engine.QuantizeParams(type=args.type, n_threads=args.threads, allow_requantize=args.allow_requantize,
-                                   quantize_output=not args.leave_output_tensor, pure=args.pure)
-    print(f"mullama: quantising {src} to {args.type.upper()} -> {out}", file=sys.stderr, flush=True)
+                                   quantize_output=not args.leave_output_tensor, pure=args.pure,
+                                   imatrix=args.imatrix.expanduser() if args.imatrix else None)
+    if args.imatrix and not args.imatrix.expanduser().is_file():
+        raise InvalidArgument(f"--imatrix: no file {args.imatrix}")
+    print(f"mullama: quantising {src} to {args.type.upper()} -> {out}"
+          + (f" with the importance matrix {args.imatrix}" if args.imatrix else ""), file=sys.stderr, flush=True)
     try:
         with _progress() as step:
             engine.quantize(src, tmp, params, progress=step)

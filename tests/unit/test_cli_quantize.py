@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 
+import gguf_factory
 import pytest
 from helpers import cpu_params
 
@@ -63,3 +64,12 @@ def test_bad_input_gets_a_clear_error(tiny_path, tmp_path, capsys, monkeypatch) 
     assert "neither a file nor a model of the catalog" in capsys.readouterr().err
     assert main(["quantize", str(tiny_path), "Q8_0", str(tiny_path), "--force"]) == 1  # never over its source
     assert "OUT is SRC" in capsys.readouterr().err
+    assert main(["quantize", str(tiny_path), "Q4_0", str(tmp_path / "i.gguf"), "--imatrix", str(tmp_path / "nope")]) == 1
+    assert "--imatrix: no file" in capsys.readouterr().err
+
+
+def test_with_an_importance_matrix(tiny_path, tmp_path, capsys) -> None:
+    imatrix = gguf_factory.write_imatrix(tmp_path / "imatrix.gguf", tiny_path)
+    out = tmp_path / "w.gguf"
+    assert main(["quantize", str(tiny_path), "q4_0", str(out), "--imatrix", str(imatrix), "-t", "2"]) == 0
+    assert _quant(out) == "Q4_0" and f"with the importance matrix {imatrix}" in capsys.readouterr().err

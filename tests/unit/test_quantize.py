@@ -135,3 +135,25 @@ def test_unwritable_output_is_not_blamed_on_the_input(tiny_path, tmp_path):
 def test_f32_model_reports_f32_quantization(tiny_model):
     # llama_ftype_name(ALL_F32) is "all F32"; the short name must be "F32", not "all".
     assert tiny_model.info.quantization == "F32"
+
+
+def test_an_importance_matrix_changes_the_rounding(tiny_path, tmp_path):
+    plain, weighted = tmp_path / "plain.gguf", tmp_path / "weighted.gguf"
+    engine.quantize(tiny_path, plain, _qp("Q4_0"))
+    imatrix = gguf_factory.write_imatrix(tmp_path / "imatrix.gguf", tiny_path)
+    params = _qp("Q4_0", imatrix=imatrix)
+    assert params.imatrix == str(imatrix)
+    engine.quantize(tiny_path, weighted, params)
+    assert plain.read_bytes() != weighted.read_bytes()  # the same type, other rounding
+    with engine.Model(str(weighted), cpu_params()) as model:
+        assert model.info.quantization == "Q4_0"
+
+
+def test_a_bad_importance_matrix_is_a_clear_error(tiny_path, tmp_path):
+    junk = gguf_factory.write_not_gguf(tmp_path / "junk.gguf")
+    with pytest.raises(InvalidArgument, match="not an importance matrix"):
+        engine.quantize(tiny_path, tmp_path / "a.gguf", _qp("Q4_0", imatrix=junk))
+    bare = gguf_factory.write_imatrix(tmp_path / "bare.gguf", tiny_path, metadata=False)
+    with pytest.raises(InvalidArgument, match="lacks its metadata"):
+        engine.quantize(tiny_path, tmp_path / "b.gguf", _qp("Q4_0", imatrix=bare))
+    assert not (tmp_path / "a.gguf").exists() and not (tmp_path / "b.gguf").exists()
