@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from mullama.bench import client, exact, machine, memory, plots, report
+from mullama.bench import client, exact, history, machine, memory, plots, report
 from mullama.bench.servers import LlamaServer, Target
 from mullama.bench.trace import Phase, RequestSpec, words
 from mullama.bench.workload import Workload
@@ -140,6 +140,9 @@ async def run(workload: Workload, phases: list[Phase], configs: list[Config], op
         roots = [pid for t in targets for pid in t.pids().values()]  # runners are found as their children
         sampler = machine.CpuSampler(lambda: roots)
         sampler.start()
+        histories = {t.name: history.ModelHistory(t) for t in targets if t.mullama}
+        for h in histories.values():
+            h.start()
         try:
             if opts.warmup:
                 for t in targets:
@@ -195,11 +198,11 @@ async def run(workload: Workload, phases: list[Phase], configs: list[Config], op
                         records += sorted(recs, key=lambda r: r["index"])
         finally:
             await sampler.stop()
+            views = {name: await h.stop() for name, h in histories.items()}
             for t in targets:
                 if original[id(t)]:
                     t.set_policy(original[id(t)])
         t_end = time.time()
-        views = {t.name: t.internal("/internal/models") for t in targets if t.mullama}
 
     if "load average" in opts.conditions:
         opts.conditions["load average at the end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())

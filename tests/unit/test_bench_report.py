@@ -260,3 +260,16 @@ def test_plot_choices() -> None:
             {"model": "q8", "profile": None, "ok": False, "status": 408}]
     assert plots.rows_of(recs) == ["smollm2", "smollm2", "q8"]  # never a model called "(default)"
     assert [plots.outcome(r) for r in recs] == ["ok", "cancelled by its client", "deadline missed"]
+
+
+def test_model_history_keeps_every_entry_it_saw() -> None:
+    from mullama.bench.history import ModelHistory
+
+    h = ModelHistory(target=None)  # merge only: no polling
+    first = {"models": [{"name": "a", "history": [{"state": "loading", "at": 1.0}, {"state": "ready", "at": 2.0}]}]}
+    later = {"models": [{"name": "a", "history": [{"state": "ready", "at": 2.0}, {"state": "draining", "at": 3.0}]}],
+             "counters": {"loads": 1}}
+    h.merge(first)
+    view = h.merge(later)  # the server dropped the oldest entry meanwhile; the run keeps it
+    assert [x["state"] for x in view["models"][0]["history"]] == ["loading", "ready", "draining"]
+    assert view["counters"] == {"loads": 1} and h.merge(None) is None
