@@ -5,7 +5,8 @@ about one token each; ``fit`` makes it exact: it asks the server (``POST /tokeni
 mullama's and llama-server's alike) for one long run of tokens, and gives each request a different slice
 of it, detokenised, shortened by what the chat template adds (measured once per model with a one-token
 completion), so that the server counts the trace's number of prompt tokens. Slices start at different
-offsets: no two prompts share a prefix by accident (a real trace's conversations do not).
+offsets: no two prompts share a prefix by accident (a real trace's conversations do not). Requests are fitted
+model by model, so a server that holds one model at a time swaps once per model, not once per request.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ async def fit(session: aiohttp.ClientSession, url: str, phases: list[Phase], tim
         if ph.mode != "trace":
             out.append(ph)
             continue
-        fitted = []
-        for q in ph.requests:
+        fitted: dict[int, RequestSpec] = {}
+        for q in sorted(ph.requests, key=lambda q: q.model):  # one model after another: no swap per request
             if q.model not in long_tokens:
                 text = words(random.Random(f"exact:{q.model}"), _LONG_WORDS)
                 long_tokens[q.model] = (await _post(session, url, "/tokenize", {"content": text, "model": q.model}))[
@@ -72,7 +73,6 @@ async def fit(session: aiohttp.ClientSession, url: str, phases: list[Phase], tim
             start = (q.index * _STRIDE) % (len(toks) - n + 1)
             content = (await _post(session, url, "/detokenize", {"tokens": toks[start:start + n],
                                                                   "model": q.model}))["content"]
-            fitted.append(msgspec.structs.replace(q, messages=[*q.messages[:-1],
-                                                               {"role": "user", "content": content}]))
-        out.append(msgspec.structs.replace(ph, requests=fitted))
+            fitted[id(q)] = msgspec.structs.replace(q, messages=[*q.messages[:-1], {"role": "user", "content": content}])
+        out.append(msgspec.structs.replace(ph, requests=[fitted[id(q)] for q in ph.requests]))
     return out

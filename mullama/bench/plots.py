@@ -143,7 +143,7 @@ COLORS = {
     "draining": "tab:gray",
     "unloading": "tab:red",
 }
-OUTCOMES = {"ok": "tab:blue", "cancelled by its client": "0.35", "deadline missed": "tab:orange",
+OUTCOMES = {"ok": "tab:blue", "cancelled by its client": "0.35", "deadline missed": "tab:pink",
             "failed": "tab:red"}
 
 
