@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from supervisor_harness import q8_variant  # noqa: E402
+from supervisor_harness import q8_variant
 
 POLICIES = "fifo,round_robin,priority,preemptive"
 MODELS = ("smollm2:q4_1", "smollm2:q8_0")

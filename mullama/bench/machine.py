@@ -47,8 +47,9 @@ class CpuSampler:
 
     def _ours(self) -> float:
         """CPU % (of all cores) of this process, the processes under test and their children since the last call."""
-        pids = {os.getpid(), *self._pids_of()}
-        for pid in list(pids):
+        roots = {os.getpid(), *self._pids_of()}
+        pids = set(roots)
+        for pid in roots:
             with contextlib.suppress(psutil.Error):
                 pids.update(c.pid for c in psutil.Process(pid).children(recursive=True))
         total = 0.0

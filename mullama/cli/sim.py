@@ -76,7 +76,10 @@ def _settings(args: argparse.Namespace, workload):
             server[key] = getattr(args, flag)
     if args.replicas < 1:
         raise MullamaError("--replicas must be at least 1")
+    from mullama.serving.prefetch import make_predictor
+
     try:
+        make_predictor(str(server.get("prefetch", "markov")))  # a bad predictor: refused before anything runs
         return SimSettings(
             n_parallel=int(server.get("n_parallel", 4)), n_batch=int(server.get("n_batch", 2048)),
             max_loaded_models=int(server.get("max_loaded_models", 0)),
@@ -93,6 +96,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from mullama.bench import run as benchrun
     from mullama.bench import trace, workload
     from mullama.cli.bench import policies, with_trace_options
+    from mullama.serving.policies import make_policy
     from mullama.sim import profile as profmod
     from mullama.sim import run as simrun
     from mullama.sim import validate
@@ -106,7 +110,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     names = policies(args.compare_schedulers) or policies(args.scheduler, "--scheduler")
     configs = [simrun.SimConfig(n, n, args.replicas, settings) for n in names]
     for c in configs:  # an unknown policy or a model the profile lacks: refused before anything runs
-        from mullama.serving.policies import make_policy
         make_policy(c.policy)
     phases = trace.phases(w, args.seed)
     for m in {q.model for ph in phases for q in ph.requests}:

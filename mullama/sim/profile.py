@@ -13,6 +13,7 @@ and a 512-token prompt chunk cost very different amounts per token, so no single
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left
 from pathlib import Path
 from typing import Literal
@@ -35,7 +36,7 @@ class ModelCost(msgspec.Struct, frozen=True, kw_only=True):
         pts = self.step_ms
         if not pts:
             raise ConfigError("a model cost needs at least one step_ms point")
-        if any(b[0] <= a[0] for a, b in zip(pts, pts[1:])) or pts[0][0] < 1 or any(ms <= 0 for _, ms in pts):
+        if any(b[0] <= a[0] for a, b in itertools.pairwise(pts)) or pts[0][0] < 1 or any(ms <= 0 for _, ms in pts):
             raise ConfigError(f"step_ms: tokens must increase from 1 and times be positive, got {pts}")
 
     def step(self, tokens: int, context: int = 0) -> float:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mullama.bench import report
@@ -156,7 +155,3 @@ def _bench_counters(c: dict[str, float]) -> dict[str, float]:
     return {"scheduler.preemptions": c.get("scheduler.preemptions", 0), "models.swaps": 0,
             "models.loads": c.get("models.loads", 0), "models.evictions": c.get("models.evictions", 0),
             "scheduler.deadline_expired": c.get("scheduler.deadline_expired", 0)}
-
-
-def out_dir(base: Path | None, name: str, stamp: str) -> Path:
-    return base or Path("results") / "sim" / f"{name}-{stamp}"

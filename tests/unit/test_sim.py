@@ -163,7 +163,7 @@ def test_memory_budget_evicts_and_a_model_that_never_fits_is_507() -> None:
 
 
 def test_keep_alive_unloads_an_idle_model() -> None:
-    loop, srv, ended = server(keep_alive=2.0)
+    loop, srv, _ = server(keep_alive=2.0)
     srv.preload(["a"])
     send(loop, srv, spec(0, prompt=4, out=2))
     loop.run()

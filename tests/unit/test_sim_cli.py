@@ -60,6 +60,7 @@ def test_fleets_and_overrides(tmp_path: Path, prof: Path) -> None:
     (["--scheduler", "fastest"], "unknown policy 'fastest'"),
     (["--replicas", "0"], "--replicas must be at least 1"),
     (["--memory-budget", "lots"], "simulated server settings"),
+    (["--prefetch", "psychic"], "unknown predictor 'psychic'"),
     (["--against", "/nonexistent"], "no summary.json"),
 ])  # each refused before anything runs: no output directory
 def test_bad_input_is_a_clear_error(tmp_path: Path, prof: Path, capsys, argv, message) -> None:
