@@ -141,6 +141,8 @@ def _summaries(run_dir: Path) -> dict:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import msgspec
+
     from mullama.bench import servers
     from mullama.bench.baselines import cpu_model
     from mullama.sim import calibrate
@@ -151,7 +153,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     models = args.model or ["smollm2"]
     settings = {"n_parallel": args.parallel, "n_ctx": args.ctx, "flash_attn": "on", "keep_alive": -1,
                 "log_level": "warning", "log_format": "json", "threads": args.threads,
-                "threads_batch": args.threads}
+                "threads_batch": args.threads, "max_loaded_models": 1, "prefetch": "none"}
     if args.models_dir:
         settings["models_dirs"] = [str(Path(d).resolve()) for d in args.models_dir]
     target = servers.MullamaServe(settings)
@@ -161,6 +163,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             costs[m] = asyncio.run(calibrate.measure(target, m, n_parallel=args.parallel, rounds=args.rounds,
                                                      describe=lambda s: print(s, file=sys.stderr)))
             servers.http_json(target.url + "/api/unload", "POST", {"model": m})
+        if len(models) > 1:
+            print("swaps: loading each model while another is loaded", file=sys.stderr)
+            extra = calibrate.swap_extra(target, models, {m: c.load_s for m, c in costs.items()}, args.rounds)
+            costs = {m: msgspec.structs.replace(c, swap_extra_s=extra[m]) for m, c in costs.items()}
     finally:
         target.stop()
     machine = f"{cpu_model()}, {args.threads} threads"
@@ -172,5 +178,5 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     for m, c in costs.items():
         pts = ", ".join(f"{n}: {ms:g}" for n, ms in c.step_ms)
         print(f"{m}: step ms by batch tokens {{{pts}}}; +{c.ctx_ms_per_token * 1000:.2f} µs per context token; "
-              f"first token +{c.first_token_ms:g} ms; load {c.load_s:g} s")
+              f"first token +{c.first_token_ms:g} ms; load {c.load_s:g} s (+{c.swap_extra_s:g} s evicting another)")
     return 0

@@ -13,6 +13,8 @@ what serving adds, not only the engine:
   template, tokenising, the hop to the runner); ``template_tokens``: prompt tokens beyond the words sent.
 * ``load_s`` / ``unload_s`` / ``memory_bytes``: ``/api/load`` and ``/api/unload`` timed, and what
   ``/internal/models`` reports the loaded model holds.
+* ``swap_extra_s`` (two models or more, the server started with ``max_loaded_models = 1``): ``/api/load`` of
+  each model while another is loaded, idle, so that it is evicted, less ``load_s``.
 """
 
 from __future__ import annotations
@@ -107,6 +109,17 @@ async def measure(target: Target, model: str, *, n_parallel: int, rounds: int = 
                      template_tokens=max(0, round(statistics.median(template))),
                      load_s=round(statistics.median(loads), 4), unload_s=round(statistics.median(unloads), 4),
                      memory_bytes=int(memory))
+
+
+def swap_extra(target: Target, models: list[str], loads: dict[str, float], rounds: int = 3) -> dict[str, float]:
+    """Per model, what loading it costs beyond ``loads[model]`` when another model must be evicted first (the
+    server holds one model at a time). Each round loads every model in turn, so each load evicts the last."""
+    extra: dict[str, list[float]] = {m: [] for m in models}
+    _timed(target, "/api/load", models[-1])
+    for _ in range(rounds):
+        for m in models:
+            extra[m].append(_timed(target, "/api/load", m) - loads[m])
+    return {m: round(max(0.0, statistics.median(v)), 4) for m, v in extra.items()}
 
 
 def _timed(target: Target, path: str, model: str) -> float:

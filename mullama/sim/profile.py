@@ -29,6 +29,8 @@ class ModelCost(msgspec.Struct, frozen=True, kw_only=True):
     first_token_ms: float = 0.0        # serving overhead before the first token (HTTP, template, tokenize)
     template_tokens: int = 0           # the chat template's tokens around a one-message prompt
     load_s: float = 1.0                # start a runner and load the weights, until ready
+    swap_extra_s: float = 0.0          # what a load that evicts another model takes beyond ``load_s`` (measured
+    #                                    by loading it while another is loaded, one model at a time)
     unload_s: float = 0.1
     memory_bytes: int = 0              # what the loaded model holds (weights, KV cache, buffers)
 

@@ -53,6 +53,7 @@ class SimModel:
     stepping: bool = False
     launched: bool = False              # its load: the runner is up and fitted
     room_made: bool = False             # its load: the other models made room
+    evicted: bool = False               # its load: another model was evicted for it
     evict_ok: bool = True               # its queued load may evict (a prefetch below the confidence bar may not)
     last_used: float = 0.0
     idle_epoch: int = 0                 # bumps on every use, so a stale keep-alive timer does nothing

@@ -292,7 +292,7 @@ class SimServer:
             return
         if m.state == "unloaded":
             m.set_state("loading", "request" if m.waiters else "prefetch")
-            m.launched = m.room_made = False
+            m.launched = m.room_made = m.evicted = False
             self.counters["models.loads"] += 1
             self.loop.after(m.cost.load_s * LAUNCH, lambda: self._launched(m))
         if m.room_made:
@@ -315,6 +315,7 @@ class SimServer:
         if victim is None:
             return self._no_fit(m, f"{m.name}: no loaded model can be evicted")
         v = self.models[victim]
+        m.evicted = True
         self.counters["models.evictions"] += 1
         v.set_state("draining", f"evicted:for {m.name}")
         if v.in_flight == 0:
@@ -327,7 +328,8 @@ class SimServer:
 
     def _finish_load(self, m: SimModel) -> None:
         if m.launched and m.room_made:
-            self.loop.after(m.cost.load_s * (1 - LAUNCH), lambda: self._loaded(m))
+            extra = m.cost.swap_extra_s if m.evicted else 0.0
+            self.loop.after(m.cost.load_s * (1 - LAUNCH) + extra, lambda: self._loaded(m))
 
     def _abandon(self, m: SimModel, why: str) -> None:
         """The load in progress ends without a model: its runner is discarded, the next load goes."""
