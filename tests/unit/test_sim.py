@@ -192,3 +192,31 @@ def test_simulate_is_deterministic_and_closed_loop_keeps_its_clients() -> None:
     assert starts[:2] == [0.0, 0.0] and starts[2] > 0  # two clients: the third request waits for an answer
     fleet = simulate(phase, PROFILE, SimConfig("fifo", replicas=2), warm=["a"])
     assert {r["profile"]["model"] for r in fleet.records} <= {"a@r0", "a@r1"}
+
+
+def test_a_load_that_evicts_costs_its_swap_extra() -> None:
+    import msgspec
+
+    slow = msgspec.structs.replace(COST, swap_extra_s=0.3)
+    loop, ended = Loop(), []
+    srv = SimServer(loop, Profile(name="t", models={"a": slow, "b": slow}), SimSettings(max_loaded_models=1),
+                    make_policy("fifo"), on_end=ended.append)
+    srv.preload(["a"])
+    send(loop, srv, spec(0, model="b", prompt=4, out=1))
+    loop.run()
+    # launch (half of load_s) beside a's unload, then the other half, plus the swap's extra, then the prompt
+    assert ended[0].record["ttft_ms"] == pytest.approx(500 + 500 + 300 + 5 + 16)
+
+
+def test_calibration_measures_the_swap_extra(monkeypatch) -> None:
+    from mullama.sim import calibrate
+
+    calls = []
+
+    def timed(target, path, model):
+        calls.append(model)
+        return {"a": 1.25, "b": 2.0}[model]
+
+    monkeypatch.setattr(calibrate, "_timed", timed)
+    assert calibrate.swap_extra(None, ["a", "b"], {"a": 1.0, "b": 2.5}, rounds=2) == {"a": 0.25, "b": 0.0}
+    assert calls == ["b", "a", "b", "a", "b"]  # the last model first, then each in turn: every load evicts
