@@ -332,9 +332,12 @@ class SimServer:
             self.loop.after(m.cost.load_s * (1 - LAUNCH) + extra, lambda: self._loaded(m))
 
     def _abandon(self, m: SimModel, why: str) -> None:
-        """The load in progress ends without a model: its runner is discarded, the next load goes."""
+        """The load in progress ends without a model: its runner is discarded, the next load goes. Requests that
+        asked for the model meanwhile try again (each gets its own answer, as each ``acquire`` does)."""
         m.set_state("unloaded", why)
         self._loading = None
+        if m.waiters:
+            self._loads.append(m)
         self._next_load()
 
     def _no_fit(self, m: SimModel, why: str) -> None:

@@ -220,3 +220,12 @@ def test_calibration_measures_the_swap_extra(monkeypatch) -> None:
     monkeypatch.setattr(calibrate, "_timed", timed)
     assert calibrate.swap_extra(None, ["a", "b"], {"a": 1.0, "b": 2.5}, rounds=2) == {"a": 0.25, "b": 0.0}
     assert calls == ["b", "a", "b", "a", "b"]  # the last model first, then each in turn: every load evicts
+
+
+def test_requests_that_arrive_while_a_load_fails_get_their_own_answer() -> None:
+    loop, srv, ended = server(memory_budget=50, n_parallel=1)  # the model never fits
+    for i in range(3):
+        send(loop, srv, spec(i, prompt=4, out=1))
+    loop.run()
+    assert sorted(j.spec.index for j in ended) == [0, 1, 2]  # none left waiting for a load that never comes
+    assert {j.record["status"] for j in ended} == {507}
