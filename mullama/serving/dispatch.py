@@ -32,8 +32,12 @@ def decide(policy: Policy, now: float, *, queued: Callable[[Request], str | None
            preemptible: Callable[[Request], bool] = lambda r: True) -> list[Action]:
     """The actions of one pass. ``queued(req)``: "queued" or "paused" for a request still waiting, None
     for one the caller no longer holds (skipped); ``running``: per model, the requests holding its slots;
-    ``capacity(model)``: its slots; ``preemptible(req)``: whether a running request can be paused yet."""
+    ``capacity(model)``: its slots; ``preemptible(req)``: whether a request running before this pass can be paused
+    yet (the runner has it). Within the pass, a request just dispatched from the queue is never a victim and one
+    just resumed is, as when the scheduler applied each decision at once."""
     held = {model: list(reqs) for model, reqs in running.items()}
+    fresh: set[str] = set()    # dispatched from the queue in this pass: not running yet, never a victim
+    resumed: set[str] = set()  # resumed in this pass: running again, so a victim like any running request
     actions: list[Action] = []
     for req in list(policy.order(now)):
         state = queued(req)
@@ -46,10 +50,13 @@ def decide(policy: Policy, now: float, *, queued: Callable[[Request], str | None
         if len(slots) < capacity(req.model):
             actions.append(Action("dispatch", req))
             slots.append(req)
+            (fresh if state == "queued" else resumed).add(req.id)
         elif state == "queued":
-            victim = policy.victim(req, [r for r in slots if preemptible(r)], now)
+            candidates = [r for r in slots if r.id not in fresh and (r.id in resumed or preemptible(r))]
+            victim = policy.victim(req, candidates, now)
             if victim is not None:
                 slots.remove(victim)
                 actions += [Action("preempt", victim, for_request=req), Action("dispatch", req)]
                 slots.append(req)
+                fresh.add(req.id)
     return actions

@@ -49,3 +49,32 @@ def test_a_request_the_caller_no_longer_holds_is_skipped() -> None:
     policy = make_policy("fifo")
     policy.add(req(1))
     assert decide(policy, 0.0, queued=lambda r: None, running={}, capacity=lambda m: 1) == []
+
+
+class _Grudge:
+    """A custom policy that resumes a paused request, then would pause anything for the next one."""
+
+    name = "grudge"
+
+    def __init__(self, order: list[Request]) -> None:
+        self._order = order
+
+    def add(self, req: Request) -> None: ...
+
+    def remove(self, req: Request, dispatched: bool) -> None: ...
+
+    def order(self, now: float):
+        return iter(self._order)
+
+    def victim(self, urgent: Request, running, now: float) -> Request | None:
+        return running[0] if running else None
+
+
+def test_a_request_resumed_in_the_pass_can_be_a_victim_a_fresh_one_cannot() -> None:
+    paused, fresh, late = req(1, paused=True), req(2), req(3)
+    states = {"r1": "paused", "r2": "queued", "r3": "queued"}
+    acts = decide(_Grudge([paused, late]), 0.0, queued=lambda r: states.get(r.id), running={}, capacity=lambda m: 1,
+                  preemptible=lambda r: False)
+    assert [(a.kind, a.request.id) for a in acts] == [("dispatch", "r1"), ("preempt", "r1"), ("dispatch", "r3")]
+    acts = decide(_Grudge([fresh, late]), 0.0, queued=lambda r: states.get(r.id), running={}, capacity=lambda m: 1)
+    assert [(a.kind, a.request.id) for a in acts] == [("dispatch", "r2")]
