@@ -176,7 +176,10 @@ def test_a_round_trip_with_previous_response_id(client):
                                                                  "output": "22 degrees celsius and sunny"}], **GREEDY)
     assert second.output_text and second.previous_response_id == first.id
     third = client.responses.create(model=MODEL, previous_response_id=second.id, input="Thanks!", **GREEDY)
-    assert third.status == "completed" and third.output_text
+    assert third.output_text and third.previous_response_id == second.id
+    # the chain is the point: a greedy reply may run past max_output_tokens (batching and the prefix cache
+    # change the last bits of the logits from run to run), which must then say so
+    assert third.status == "completed" or third.incomplete_details.reason == "max_output_tokens"
 
 
 def test_an_unknown_previous_response_is_400(client):
