@@ -47,6 +47,9 @@ from mullama._engine import (  # noqa: F401  (re-exported API)
     json_schema_to_grammar,
     quantize,
     quantize_types,
+    rpc_add_servers,
+    rpc_serve,
+    rpc_supported,
     system_info,
     with_chat,
 )
@@ -55,6 +58,7 @@ __all__ = [
     "LLAMA_CPP_COMMIT", "Batch", "ChatParser", "ChatPrompt", "Context", "ContextParams", "DeviceMemory", "FitReport", "GenerateParams",
     "GenerateResult", "Model", "ModelInfo", "ModelParams", "QuantizeParams", "Sampler", "SamplingParams",
     "cpu_backend", "devices", "embed", "fit", "generate_text", "json_schema_to_grammar", "quantize", "quantize_types",
+    "rpc_add_servers", "rpc_serve", "rpc_supported",
     "set_llama_log_level", "system_info", "apply_chat", "chat_caps", "with_chat",
 ]
 

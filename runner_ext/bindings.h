@@ -16,6 +16,7 @@ void register_sampler(py::module_ & m);
 void register_misc(py::module_ & m);
 void register_batcher(py::module_ & m);
 void register_chat(py::module_ & m);
+void register_rpc(py::module_ & m);
 
 // Decode bytes that may end inside a UTF-8 sequence without raising.
 py::str to_str(const std::string & s);

@@ -10,4 +10,5 @@ PYBIND11_MODULE(_engine, m) {
     mullama::bind::register_misc(m);
     mullama::bind::register_batcher(m);
     mullama::bind::register_chat(m);
+    mullama::bind::register_rpc(m);
 }

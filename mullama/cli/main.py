@@ -232,12 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     from mullama.cli import sim as cli_sim
     from mullama.cli import import_args as cli_import
     from mullama.cli import quantize as cli_quantize
+    from mullama.cli import rpc_worker as cli_rpc
     from mullama.cli import store as cli_store
 
     for add in (cli_client.add_ps, cli_client.add_stop, cli_client.add_list, cli_client.add_show, cli_client.add_run,
                 cli_client.add_create, cli_store.add_pull, cli_store.add_rm, cli_bench.add_bench,
                 cli_import.add_import_args, cli_docs.add_docs, cli_quantize.add_quantize,
-                cli_eval.add_eval, cli_sim.add_sim):
+                cli_eval.add_eval, cli_sim.add_sim, cli_rpc.add_rpc_worker):
         add(sub)
     for verb in parsing.CLIENT_VERBS:
         parsing.add_client_options(sub.choices[verb])

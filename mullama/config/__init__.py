@@ -4,13 +4,13 @@ model's effective settings resolved by ``resolve.py``, its sampling defaults typ
 Import from here: ``from mullama.config import Settings, load_settings, model_settings``.
 """
 
+from mullama.config.network import is_loopback
 from mullama.config.resolve import RunnerConfig, model_settings
 from mullama.config.schema import (
     CACHE_TYPES,
     SETTING_NAMES,
     ModelSettings,
     Settings,
-    is_loopback,
     load_settings,
 )
 

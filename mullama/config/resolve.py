@@ -39,6 +39,8 @@ class RunnerConfig:
     pooling: str
     keep_alive: float
     require_full: bool
+    ram_budget: int | None  # bytes of host memory the model may take; None: what is free
+    rpc_workers: tuple[str, ...]  # RPC workers (host:port) its layers may spread over
     pinned: bool
     preload: bool
     sampling: tuple[tuple[str, Any], ...]  # (field, default) pairs for requests that leave them out

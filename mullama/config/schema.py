@@ -12,7 +12,6 @@ each source into a normalised layer is ``sources.py``.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import types
@@ -24,6 +23,7 @@ from typing import Any, Literal
 import msgspec
 
 from mullama.config.adapters import check_adapters, expand_adapters
+from mullama.config.network import check_workers, is_loopback
 from mullama.config.presets import PresetSettings, check_presets
 from mullama.config.resolve import model_settings
 from mullama.config.sampling import SamplingDefaults, check_sampling
@@ -93,6 +93,8 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     pooling: Pooling | None = None
     keep_alive: float | None = None  # seconds; -1 forever, 0 unload when idle
     require_full: bool | None = None  # refuse to load unless fully on GPU
+    ram_budget: int | None = None  # most host memory the model may take; the rest goes to GPUs or RPC workers
+    rpc_workers: tuple[str, ...] | None = None  # "host:port" of RPC workers this model may spread over
     pinned: bool = False  # never evicted (a family entry pins every variant)
     preload: bool = False  # loaded at start
     sampling: SamplingDefaults | None = None  # request defaults (a variant's fields beat its family's)
@@ -145,6 +147,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     keep_alive: float = 300.0
     max_loaded_models: int = 0
     memory_budget: int | None = None
+    ram_budget: int | None = None         # most host memory one model may take (the rest: GPUs, RPC workers)
+    rpc_workers: tuple[str, ...] = ()     # "host:port" of RPC workers models may spread over (docs/scale-out.md)
     load_timeout: float = 300.0
     drain_timeout: float = 30.0
     stream_write_timeout: float = 30.0  # a streamed answer the client stops reading is cut after this
@@ -253,18 +257,6 @@ def _check_entry(entry: msgspec.Struct, label: Where) -> None:
             raise ConfigError(f"{label(name)}: expected a number >= 0 (0: the model's), got {value!r}")
 
 
-def is_loopback(host: str) -> bool:
-    """True for "localhost" and loopback addresses (127.0.0.0/8, ::1, ::ffff:127.x.y.z)."""
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    mapped = getattr(address, "ipv4_mapped", None)
-    return address.is_loopback or bool(mapped and mapped.is_loopback)
-
-
 def _check(s: Settings, where: Where) -> None:
     """Everything the types alone do not say; messages name the source of the offending value."""
     _check_entry(s, where)
@@ -287,6 +279,7 @@ def _check(s: Settings, where: Where) -> None:
         raise ConfigError(f"{where('scheduler')}: expected a policy name or 'module:Class', "
                           f"got {s.scheduler!r}")
     _check_prefetch(s, where)
+    check_workers(s.rpc_workers, where("rpc_workers"))
     for spec in s.hooks:
         module, _, attr = spec.partition(":")
         if not module or not attr:
@@ -355,6 +348,7 @@ def _check_models(s: Settings, where: Where) -> None:
                               f"name, got {template!r}")
         check_model_overrides(entry, base)
         check_adapters(entry.adapters, base)
+        check_workers(entry.rpc_workers, f"{base}.rpc_workers")
         split = entry.tensor_split
         if split is not None and (any(x < 0 for x in split) or sum(split) <= 0):
             raise ConfigError(f"{base}.tensor_split: expected non-negative shares with a positive sum, "

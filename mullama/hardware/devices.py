@@ -73,11 +73,32 @@ class Host:
 
 
 @dataclass(frozen=True)
+class RemoteDevice:
+    """A device an RPC worker offers (llama.cpp's RPC backend); sizes in bytes, as the worker reports them."""
+
+    endpoint: str  # host:port of the worker
+    index: int     # the device's number on its worker
+    free: int
+    total: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.endpoint}#{self.index}"
+
+
+@dataclass(frozen=True)
 class Devices:
-    """A snapshot of the machine's memory; free numbers are only true at the moment of the probe."""
+    """A snapshot of the machine's memory; free numbers are only true at the moment of the probe.
+
+    ``remote`` are RPC workers' devices a model may spread over (the supervisor's probe adds them, in the
+    configured order, which is the order llama.cpp numbers them in); ``remote_skipped`` says, for NoFit
+    messages, which configured workers were left out and why ("10.0.0.3:50052: unreachable (...)").
+    """
 
     gpus: tuple[Gpu, ...]
     host: Host
+    remote: tuple[RemoteDevice, ...] = ()
+    remote_skipped: tuple[str, ...] = ()
 
     @property
     def vram_free(self) -> int:

@@ -160,6 +160,11 @@ class Placement:
     output_on_gpu: bool
     n_layer: int
     pinned_cpu_bytes: int = 0         # the part of cpu_bytes that tensor overrides keep on the host
+    # RPC workers' devices (hardware/spread.py): before the GPUs in llama.cpp's device order and in tensor_split
+    remote_devices: tuple[str, ...] = ()  # "host:port#index"
+    remote_layers: tuple[int, ...] = ()
+    remote_bytes: tuple[int, ...] = ()
+    rpc_servers: tuple[str, ...] = ()     # the workers' endpoints the runner adds, in order
 
     @property
     def full_offload(self) -> bool:
@@ -171,10 +176,17 @@ class Placement:
         return self.n_layer - max(0, self.n_gpu_layers - 1)
 
     def total_bytes(self) -> int:
-        return self.cpu_bytes + sum(self.gpu_bytes)
+        return self.cpu_bytes + sum(self.gpu_bytes) + sum(self.remote_bytes)
 
     def processor(self) -> str:
-        """Like ``ollama ps``: ``"100% GPU"``, ``"100% CPU"``, or ``"48%/52% CPU/GPU"`` by bytes."""
+        """Like ``ollama ps``: ``"100% GPU"``, ``"100% CPU"``, or ``"48%/52% CPU/GPU"`` by bytes; with RPC
+        workers the remote share is its own column: ``"40%/60% CPU/RPC"``, ``"10%/50%/40% CPU/GPU/RPC"``."""
+        if self.remote_bytes:
+            total = self.total_bytes()
+            parts = [("CPU", self.cpu_bytes), ("GPU", sum(self.gpu_bytes)), ("RPC", sum(self.remote_bytes))]
+            parts = [(name, max(1, round(100 * b / total))) for name, b in parts if b]
+            parts[-1] = (parts[-1][0], 100 - sum(p for _, p in parts[:-1]))
+            return "/".join(f"{p}%" for _, p in parts) + " " + "/".join(name for name, _ in parts)
         if self.n_gpu_layers == 0 and not any(self.gpu_bytes):
             return "100% CPU"
         if self.full_offload and not self.pinned_cpu_bytes:
@@ -192,6 +204,9 @@ class Placement:
             "cpu_bytes": self.cpu_bytes, "pinned_cpu_bytes": self.pinned_cpu_bytes, "output_on_gpu": self.output_on_gpu,
             "full_offload": self.full_offload, "processor": self.processor(),
             "total_bytes": self.total_bytes(),
+            "remote": [{"device": d, "layers": n, "bytes": b}
+                       for d, n, b in zip(self.remote_devices, self.remote_layers, self.remote_bytes)],
+            "rpc_servers": list(self.rpc_servers),
         }
 
 
@@ -226,7 +241,7 @@ def plan(
         counts = _counts_from_split(split, wanted)
         _check_split(cost, gpus, usable, counts, split, model, gpu_reserve)
     else:
-        counts = _balance(units[len(units) - wanted:], usable, cost.compute_gpu, pinned)
+        counts = balance(units[len(units) - wanted:], usable, cost.compute_gpu, pinned)
         if n_gpu_layers >= 0 and sum(counts) < wanted:
             raise NoFit(_vram_short(f"{model} with n_gpu_layers={n_gpu_layers}:", cost, usable, counts,
                                     wanted, gpu_reserve))
@@ -284,7 +299,7 @@ def _greedy(units: Sequence[int], usable: Sequence[int], compute: int, factor: f
     return counts
 
 
-def _balance(units: Sequence[int], usable: Sequence[int], compute: int, pinned: Sequence[int]) -> tuple[int, ...]:
+def balance(units: Sequence[int], usable: Sequence[int], compute: int, pinned: Sequence[int]) -> tuple[int, ...]:
     """The most units that fit, at the smallest capacity factor that still places them all (balanced)."""
     best = _greedy(units, usable, compute, 1.0, pinned)
     target = sum(best)

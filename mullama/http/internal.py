@@ -110,6 +110,7 @@ async def models_view(request: web.Request) -> web.Response:
                   "counters": dict(sup.lifecycle.counters), "memory_budget": sup.settings.memory_budget,
                   "max_loaded_models": sup.settings.max_loaded_models,
                   "devices": sup.devices().describe(),
+                  "rpc_workers": sup.lifecycle.workers.describe(sup.lifecycle.all()),
                   "variants": dict(sup.variants.serving), "serving_variants": _serving_variants(sup),
                   "swaps": list(sup.variants.history),
                   "prefetch": sup.prefetcher.snapshot()})
@@ -252,6 +253,7 @@ async def metrics(request: web.Request) -> web.Response:
     for rt in sup.lifecycle.all():
         if not rt.serving and rt.handle is None:
             m.forget_model(rt.name)
+    m.set_workers(sup.lifecycle.workers.describe(sup.lifecycle.all()))
     body, content_type = m.render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 

@@ -108,6 +108,15 @@ class Metrics:
                                        "Connections closed (408) for a request head later than header_timeout",
                                        registry=reg)
         self._connection_totals = (0, 0)
+        w = ("worker",)
+        self.worker_up = Gauge("mullama_rpc_worker_up", "1: the RPC worker answered its last probe (or a runner "
+                               "holds it); 0: not", w, registry=reg)
+        self.worker_rtt = Gauge("mullama_rpc_worker_rtt_seconds", "The RPC worker's handshake round trip at its "
+                                "last probe", w, registry=reg)
+        self.worker_free = Gauge("mullama_rpc_worker_free_bytes", "Free memory an RPC worker's device reported",
+                                 ("worker", "device"), registry=reg)
+        self.worker_held = Gauge("mullama_rpc_worker_in_use", "1: a loaded model's runner holds the RPC worker",
+                                 w, registry=reg)
 
         # --- counters
         def counter(name: str, doc: str, labels: tuple[str, ...] = m) -> Counter:
@@ -221,6 +230,16 @@ class Metrics:
         for device, nbytes in per_device.items():
             self.memory.labels(model, device).set(nbytes)
         self._devices[model] = set(per_device)
+
+    def set_workers(self, workers: list[Mapping[str, Any]]) -> None:
+        """The RPC workers as ``serving.workers.Workers.describe`` lists them (a fixed set: the configured)."""
+        for w in workers:
+            name = w["endpoint"]
+            self.worker_up.labels(name).set(1 if w["state"] == "ok" or w["held_by"] else 0)
+            self.worker_rtt.labels(name).set(w["rtt_ms"] / 1000)
+            self.worker_held.labels(name).set(1 if w["held_by"] else 0)
+            for d in w["devices"]:
+                self.worker_free.labels(name, str(d["index"])).set(d["free"])
 
     def forget_model(self, model: str) -> None:
         """Drop the model's gauge series (it was unloaded); counters and histograms keep their history."""

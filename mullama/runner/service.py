@@ -137,6 +137,8 @@ class RunnerService:
         def build() -> tuple[engine.Model, engine.Context]:
             cpu.pin(p.cores)  # before the context's thread pools exist: they inherit it
             _engine.numa_init(p.numa)  # once per process, before the weights are placed
+            if p.rpc_servers:  # their devices join llama.cpp's list, before the GPUs (the plan's order)
+                engine.rpc_add_servers(p.rpc_servers)
             model = engine.Model(p.model, mparams, progress=self._load_progress)
             try:
                 if p.chat_template:
@@ -146,7 +148,8 @@ class RunnerService:
                 model.close()
                 raise
 
-        log.info("alloc", model=p.model, n_ctx=p.n_ctx, n_parallel=p.n_parallel, n_gpu_layers=p.n_gpu_layers)
+        log.info("alloc", model=p.model, n_ctx=p.n_ctx, n_parallel=p.n_parallel, n_gpu_layers=p.n_gpu_layers,
+                 rpc_servers=p.rpc_servers)
         try:
             model, ctx = await asyncio.to_thread(build)
         except Exception as exc:

@@ -34,6 +34,7 @@ from mullama.models.entry import ModelEntry
 from mullama.serving.cores import Cores
 from mullama.serving.loading import Launch, Loading, crash_backoff, load_params
 from mullama.serving.runtime import Handle, Lease, Runtime, State
+from mullama.serving.workers import Workers
 
 Emit = Callable[..., None]
 
@@ -59,6 +60,7 @@ class Lifecycle(Loading):
         self.closing = False
         self.counters = collections.Counter()
         self.cores = Cores(settings, self._emit)
+        self.workers = Workers(settings)
 
     # ------------------------------------------------------------------ views
 
@@ -313,7 +315,11 @@ class Lifecycle(Loading):
                          "stderr_tail": list(handle.tail)[-5:]})
         rt.transition(State.FAILED, error=rt.error, crash=True)
         self.counters["runner_crashes"] += 1
-        self._emit("runner_crashed", model=rt.name, code=code, in_flight=lost)
+        gone = await self.workers.unreachable(rt.placement.rpc_servers) if rt.placement is not None else []
+        if gone and rt.state is State.FAILED:  # ggml's RPC client aborts its process when a worker goes away
+            rt.error = f"{rt.error}; RPC worker " + ", ".join(f"{w.endpoint} is unreachable ({w.error})" for w in gone)
+        self._emit("runner_crashed", model=rt.name, code=code, in_flight=lost,
+                   **({"rpc_unreachable": [w.endpoint for w in gone]} if gone else {}))
 
     async def _discard(self, rt: Runtime) -> None:
         handle, rt.handle = rt.handle, None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,10 +26,12 @@ from mullama.hardware.cores import Allotment
 from mullama.hardware.devices import Devices
 from mullama.hardware.overrides import model_cost
 from mullama.hardware.placement import Placement, plan
+from mullama.hardware.spread import plan_spread
 from mullama.models.entry import ModelEntry
 from mullama.serving.cores import Cores, threads_batch
 from mullama.serving.eviction import Candidate, choose_victim
 from mullama.serving.runtime import Handle, Runtime, State
+from mullama.serving.workers import Workers
 
 Launch = Callable[[str], Awaitable[Handle]]
 
@@ -56,7 +59,8 @@ def load_params(entry: ModelEntry, cfg: RunnerConfig, op: wire.LoadOp, placement
         tensor_overrides=list(expand_overrides(cfg)), numa=cfg.numa,  # type: ignore[arg-type]
         context_shift=cfg.context_shift,
         adapters=[wire.AdapterSpec(path=a.path, scale=a.scale, name=a.name or "") for a in cfg.adapters],
-        cores=list(cpu.cores) if cpu is not None else [])
+        cores=list(cpu.cores) if cpu is not None else [],
+        rpc_servers=list(placement.rpc_servers) if placement is not None else [])
 
 
 def chat_template_of(cfg: RunnerConfig) -> str:
@@ -97,6 +101,7 @@ class Loading:
     _probe: Callable[[], Devices]
     _emit: Callable[..., None]
     cores: Cores
+    workers: Workers
 
     async def _load_runner(self, rt: Runtime, protect: frozenset[str]) -> None:
         entry, cfg = rt.entry, rt.config
@@ -117,6 +122,7 @@ class Loading:
             # before this one allocates (the runner pins its threads at alloc)
             cpu = rt.cpu = self.cores.for_load(rt, self.active())
             self.spawn(self.cores.rebalance(self.active()))
+            rt.placement = placement  # its RPC workers are held from now on (workers.holders)
             seen: set[tuple] = set()
             for attempt in range(1, MAX_ALLOC_ATTEMPTS + 1):
                 seen.add((placement.n_gpu_layers, placement.tensor_split))
@@ -204,8 +210,9 @@ class Loading:
                 await self._evict(victim, rt, "max_loaded_models")
                 continue
             try:
-                placement = plan(cost, self._probe(), n_gpu_layers=cfg.n_gpu_layers, tensor_split=cfg.tensor_split,
-                                 require_full=cfg.require_full, model=rt.name)
+                placement = plan_spread(cost, await self._devices(rt), n_gpu_layers=cfg.n_gpu_layers,
+                                        tensor_split=cfg.tensor_split, require_full=cfg.require_full,
+                                        ram_budget=cfg.ram_budget, model=rt.name)
             except errors.NoFit:
                 if victim is None:
                     if await self._wait_for_unloads(rt):
@@ -227,6 +234,14 @@ class Loading:
                     await self._evict(victim, rt, "memory_budget")
                     continue
             return placement
+
+    async def _devices(self, rt: Runtime) -> Devices:
+        """This machine now, plus the devices of ``rt``'s RPC workers that answer and no other runner holds."""
+        devices = self._probe()
+        if not rt.config.rpc_workers:
+            return devices
+        remote, skipped = await self.workers.devices_for(rt, self.runtimes.values())
+        return dataclasses.replace(devices, remote=remote, remote_skipped=skipped)
 
     async def _wait_for_unloads(self, rt: Runtime) -> bool:
         """Wait while another model drains or unloads (its memory is about to be free); False if none does."""

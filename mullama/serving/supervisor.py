@@ -94,6 +94,8 @@ class Supervisor:
                  dir_errors=catalog.dir_errors, presets=len(self.presets.all()))
         for problem in self.presets.problems:
             log.warning("preset_skipped", problem=problem)
+        if self.lifecycle.workers.endpoints:  # what they offer, for /internal/models and /metrics
+            self.lifecycle.spawn(self.lifecycle.workers.run(self.lifecycle.all))
         for name, m in self.settings.models.items():
             if m.preload:
                 self.lifecycle.spawn(self._preload(name))

@@ -90,6 +90,7 @@ class LoadParams(_Wire, kw_only=True):
     adapters: list[AdapterSpec] = []  # LoRA adapters loaded with the model
     adapter_turn: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 16  # steps a LoRA set runs while others wait
     cores: list[Count] = []       # the CPU cores all the runner's threads may run on (affinity); []: any
+    rpc_servers: list[str] = []   # RPC workers (host:port) whose devices come before the GPUs in tensor_split
 
 
 class CpuAllotment(_Wire, kw_only=True):

@@ -110,7 +110,10 @@ def _model_schemas() -> dict[str, Schema]:
     placement = _obj({"n_gpu_layers": _INT, "tensor_split": _array(_NUM), "layers_per_gpu": _array(_INT),
                       "gpu_bytes": _array(_INT), "cpu_bytes": _INT, "output_on_gpu": _BOOL,
                       "full_offload": _BOOL, "processor": _STR, "total_bytes": _INT,
-                      "pinned_cpu_bytes": {**_INT, "description": "weights tensor overrides keep in RAM"}}, "*")
+                      "pinned_cpu_bytes": {**_INT, "description": "weights tensor overrides keep in RAM"},
+                      "remote": _array(_obj({"device": {**_STR, "description": "host:port#index"}, "layers": _INT,
+                                             "bytes": _INT}, "*")),
+                      "rpc_servers": _array(_STR)}, "*")
     transition = _obj({"state": {"enum": [str(s) for s in State]}, "at": _TIME, "mono": _NUM}, "*")
     load = _obj({"at": _TIME, "reason": _STR, "ok": _BOOL, "load_ms": _NUM, "error": _OPT_STR,
                  "processor": _STR, "memory": _INT, "crash": _BOOL, "code": _OPT_INT, "in_flight": _INT,
@@ -131,6 +134,10 @@ def _model_schemas() -> dict[str, Schema]:
     host = _obj({"ram_total": _INT, "ram_available": _INT, "swap_total": _INT, "swap_free": _INT}, "*")
     devices = _obj({"gpus": _array(gpu), "host": host, "vram_total": _INT, "vram_free": _INT,
                     "cpu_only": _BOOL}, "*")
+    worker = _obj({"endpoint": _STR, "state": {"enum": ["ok", "busy", "unreachable", "incompatible", "unknown"]},
+                   "error": _STR, "rtt_ms": _NUM, "version": _STR, "probed_at": _NUM,
+                   "held_by": {**_OPT_STR, "description": "the model whose runner uses it (one at a time)"},
+                   "devices": _array(_obj({"index": _INT, "free": _INT, "total": _INT}, "*"))}, "*")
     swap = _obj({"family": _STR, "variant": _STR, "model": _STR, "previous": _STR,
                  "mode": {"enum": _SWITCH_MODES}, "swap_ms": _NUM, "at": _TIME},
                 ("family", "variant", "model", "previous", "mode", "swap_ms"))
@@ -152,6 +159,7 @@ def _model_schemas() -> dict[str, Schema]:
             "models": _array(_ref("ModelRuntime")), "counters": _map(_INT, "counter name"),
             "memory_budget": {**_OPT_INT, "description": "bytes; null: no budget"},
             "max_loaded_models": {**_INT, "description": "0: no limit"}, "devices": devices,
+            "rpc_workers": {**_array(worker), "description": "the configured RPC workers (docs/scale-out.md)"},
             "variants": _map(_STR, "family: the variant chosen at run time"),
             "serving_variants": _map(_STR, "family: the variant that serves it now (chosen at run time, "
                                            "else the catalog's default)"),
