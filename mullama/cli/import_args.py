@@ -136,6 +136,7 @@ _add(["-cmoe", "--cpu-moe"], "model", "cpu_moe", lambda _: True)
 _add(["--numa"], "model", "numa", _numa)
 _add(["--context-shift"], "model", "context_shift", lambda _: True)
 _add(["--no-context-shift"], "model", "context_shift", lambda _: False)
+_add(["--rpc"], "model", "rpc_workers", _items)
 _add(["--lora"], "model", "adapters", lambda s: [{"path": p} for p in _items(s)])
 _add(["--lora-scaled"], "model", "adapters", _lora_scaled)
 for _flag, _key, _conv in [

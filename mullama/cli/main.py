@@ -140,6 +140,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-alive", metavar="DURATION", help="idle time before a model unloads (5m, -1 forever, 0)")
     p.add_argument("--max-loaded-models", type=int)
     p.add_argument("--memory-budget", metavar="SIZE", help="bytes all loaded models may use (e.g. 8GiB)")
+    p.add_argument("--ram-budget", metavar="SIZE", help="host memory one model may take; the rest goes to GPUs, "
+                   "then RPC workers")
+    p.add_argument("--rpc-worker", dest="rpc_workers", action="append", metavar="HOST:PORT",
+                   help="an RPC worker (`mullama rpc-worker`) models may spread over (repeatable)")
     p.add_argument("--load-timeout", metavar="DURATION", help="a load with no progress this long is stalled")
     p.add_argument("--drain-timeout", metavar="DURATION")
     p.add_argument("--scheduler", help="fifo, round_robin, priority, preemptive or module:Class")
@@ -153,7 +157,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 _SERVE_FLAGS = ("port", "models_dirs", "default_model", "bundled_model", "n_ctx", "n_parallel", "threads",
                 "threads_batch", "cpu_allotment", "n_gpu_layers", "cache_type_k", "cache_type_v", "flash_attn", "keep_alive",
-                "max_loaded_models", "memory_budget", "load_timeout", "drain_timeout", "scheduler", "api_keys",
+                "max_loaded_models", "memory_budget", "ram_budget", "rpc_workers", "load_timeout", "drain_timeout", "scheduler", "api_keys",
                 "allow_public", "log_level", "log_format")
 
 

@@ -39,7 +39,7 @@ class RunnerConfig:
     pooling: str
     keep_alive: float
     require_full: bool
-    ram_budget: int | None  # bytes of host memory the model may take; None: what is free
+    ram_budget: int  # bytes of host memory the model may take; 0: what is free
     rpc_workers: tuple[str, ...]  # RPC workers (host:port) its layers may spread over
     pinned: bool
     preload: bool
@@ -91,6 +91,7 @@ def model_settings(settings: Any, name: str, family: str) -> RunnerConfig:
             elif value is not None:
                 values[field] = value
     values["sampling"] = tuple(sampling.items())
+    values["ram_budget"] = values["ram_budget"] or 0
     values["threads_explicit"] = any(e.threads is not None for e in entries)
     values["threads_batch_explicit"] = any(e.threads_batch is not None for e in entries)
     return RunnerConfig(**values)

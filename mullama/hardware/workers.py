@@ -74,7 +74,12 @@ async def probe(endpoint: str, timeout: float = 2.0) -> Worker:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
     except (OSError, TimeoutError, ValueError) as exc:
-        why = f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        if isinstance(exc, TimeoutError):
+            why = f"no answer within {timeout:g} s"
+        elif isinstance(exc, ConnectionRefusedError):
+            why = "connection refused: nothing listens there"
+        else:
+            why = str(exc)
         return Worker(endpoint, "unreachable", why, probed_at=now)
     try:
         start = time.perf_counter()

@@ -212,7 +212,7 @@ class Loading:
             try:
                 placement = plan_spread(cost, await self._devices(rt), n_gpu_layers=cfg.n_gpu_layers,
                                         tensor_split=cfg.tensor_split, require_full=cfg.require_full,
-                                        ram_budget=cfg.ram_budget, model=rt.name)
+                                        ram_budget=cfg.ram_budget or None, model=rt.name)
             except errors.NoFit:
                 if victim is None:
                     if await self._wait_for_unloads(rt):

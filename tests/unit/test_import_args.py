@@ -84,6 +84,7 @@ def test_lora_init_without_apply_loads_every_adapter_at_scale_0() -> None:
 
 @pytest.mark.parametrize("line, model", [
     (["-cmoe"], {"cpu_moe": True}),
+    (["--rpc", "10.0.0.2:50052,10.0.0.3:50052"], {"rpc_workers": ["10.0.0.2:50052", "10.0.0.3:50052"]}),
     (["--no-context-shift", "--numa", ""], {"context_shift": False, "numa": "distribute"}),
     (["-ot", "x=CPU", "--cpu-moe"], {"tensor_overrides": ["x=CPU"], "cpu_moe": True}),
     # llama-server keeps the command line's order (the first match wins): a shorthand before an -ot is written out
