@@ -129,6 +129,10 @@ class Loading:
                 try:
                     await handle.client.load(load_params(entry, cfg, "alloc", placement, cpu=cpu))
                     break
+                except errors.InvalidArgument as exc:
+                    if not placement.rpc_servers:
+                        raise
+                    raise errors.LoadFailed(f"{rt.name}: {exc}") from None  # a worker gone since its probe
                 except errors.OutOfMemory as exc:
                     ngl = next_placement(placement, header.n_layer, seen)
                     log.warning("alloc_failed", model=rt.name, attempt=attempt, n_gpu_layers=placement.n_gpu_layers,
