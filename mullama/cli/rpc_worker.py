@@ -13,6 +13,7 @@ import argparse
 import ipaddress
 import os
 import socket
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -63,6 +64,41 @@ def check_bind(host: str, allow_public: bool) -> str:
     return "private"
 
 
+KEEPALIVE = (10, 2, 3)  # idle s, interval s, probes: a client gone without a word is dropped after ~16 s
+
+
+def keep_alive_sockets() -> None:
+    """TCP keepalive on this process's TCP sockets (the RPC server's listening socket, whose clients
+    inherit it, and those clients: they live in C++, out of reach otherwise). Cheap and idempotent.
+
+    ggml's server serves one client at a time and waits in ``recv`` while that client is quiet. A
+    client whose host vanished (a partition, a power cut) sends no FIN, so without keepalive the
+    worker would wait for it forever and refuse every other client; with it the wait ends in ~16 s.
+    """
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        with sock:
+            try:
+                if sock.type != socket.SOCK_STREAM or sock.family != socket.AF_INET:
+                    continue
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                idle, interval, count = KEEPALIVE
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+            except OSError:
+                continue
+
+
 def _cmd_rpc_worker(args: argparse.Namespace) -> int:
     from mullama import engine
 
@@ -98,6 +134,7 @@ def _cmd_rpc_worker(args: argparse.Namespace) -> int:
     try:
         while worker.is_alive():
             worker.join(0.5)
+            keep_alive_sockets()
     except KeyboardInterrupt:
         return 130
     if failed:

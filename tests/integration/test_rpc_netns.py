@@ -171,3 +171,44 @@ def test_added_latency_changes_no_token(tmp_path, spaces, workers, single_host):
             import subprocess
 
             subprocess.run(["tc", "qdisc", "del", "dev", spaces[0].veth, "root"], check=False)
+
+
+def test_a_partitioned_worker_ends_the_stream_and_serves_again_once_the_link_is_back(tmp_path, spaces, workers,
+                                                                                      single_host):
+    """The worker's link goes down (no FIN, no RST): the runner waits on it, the supervisor's frozen-runner
+    probe stops it. Once the link is back the stopped runner's FIN (re-sent by its kernel) frees the worker.
+    A client whose whole host vanished never sends one: rpc-worker's TCP keepalive covers that
+    (``test_rpc_worker.py``)."""
+    import subprocess
+
+    server = Server(tmp_path, base_settings(**SPLIT, rpc_workers=endpoints(spaces), runner_probe_interval="1s",
+                                            runner_probe_timeout="3s"))
+    peer = spaces[1].veth.replace("mlv", "mlp")
+    link = ["ip", "netns", "exec", spaces[1].name, "ip", "link", "set", peer]
+    try:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=120)
+        stream = client.chat.completions.create(model=Q4, stream=True, max_tokens=400, temperature=0,
+                                                messages=[{"role": "user", "content": "Write a long story."}])
+        got, cut_at = 0, None
+        with pytest.raises(openai.APIError):
+            for _chunk in stream:
+                got += 1
+                if got == 5:
+                    subprocess.run([*link, "down"], check=True)
+                    cut_at = time.monotonic()
+        assert cut_at is not None and time.monotonic() - cut_at < 30
+        subprocess.run([*link, "up"], check=True)
+        subprocess.run(["ip", "netns", "exec", spaces[1].name, "ip", "addr", "replace", f"{spaces[1].there}/24",
+                        "dev", peer], check=True)
+        import asyncio
+
+        from mullama.hardware.workers import probe
+
+        deadline = time.monotonic() + 60
+        while not asyncio.run(probe(endpoints(spaces)[1], 1.0)).ok:
+            assert time.monotonic() < deadline, "the worker still serves the dead client 60 s after the link is back"
+            time.sleep(1)
+        assert answers(server)[:1] == single_host[:1]  # served again (on one worker or two)
+    finally:
+        subprocess.run([*link, "up"], check=False)
+        server.stop()

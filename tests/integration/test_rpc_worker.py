@@ -107,3 +107,20 @@ def test_the_cli_refuses_a_public_bind_and_says_why():
     done = subprocess.run([sys.executable, "-m", "mullama.cli", "rpc-worker", "--host", "0.0.0.0"],
                           capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert done.returncode == 1 and "no authentication" in done.stderr and "--allow-public" in done.stderr
+
+
+def test_the_worker_keeps_its_sockets_alive_so_a_vanished_client_cannot_hold_it_for_good():
+    from mullama.cli.rpc_worker import KEEPALIVE, keep_alive_sockets
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        keep_alive_sockets()
+        assert listener.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert (listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT)) == KEEPALIVE
+        with socket.create_connection(listener.getsockname()):
+            accepted, _ = listener.accept()
+            with accepted:  # Linux: an accepted socket inherits the listener's keepalive
+                assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
