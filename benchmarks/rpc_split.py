@@ -29,7 +29,7 @@ from supervisor_harness import Server, base_settings
 
 from mullama.bench import run as runmod
 from mullama.bench import servers, trace, workload
-from mullama.bench.netns import DelayRelay, Namespaces, netem_available, start_worker
+from mullama.bench.netns import DelayRelay, Namespaces, netem_available, start_worker, stop_worker
 
 SPLIT = {"n_ctx": 2048, "n_parallel": 2, "n_batch": 256, "n_ubatch": 256, "threads": 1, "threads_batch": 1,
          "log_level": "warning"}
@@ -56,10 +56,9 @@ class Setup:
         self.target = servers.External(self.server.url, label)
 
     def stop(self) -> None:
-        self.server.stop()
         for p in self.procs:
-            p.kill()
-            p.wait(10)
+            stop_worker(p)
+        self.server.kill()
         if self.relay:
             self.relay.close()
         if self.qdisc:

@@ -41,7 +41,10 @@ std::optional<ControlOp> control_op_from_string(std::string_view name) {
     return std::nullopt;
 }
 
-Batcher::Batcher(const Model & model, Context & ctx, double signal_interval_ms)
+common_speculative * make_speculative(const SpecParams & p, int32_t n_seq);  // batcher_spec.cpp
+void free_speculative(common_speculative * spec);
+
+Batcher::Batcher(const Model & model, Context & ctx, double signal_interval_ms, const SpecParams & spec)
     : model_handle_(model.handle()), claim_(std::make_unique<Context::Claim>(ctx, "a Batcher")), model_(model), ctx_(ctx),
       signal_interval_ms_(signal_interval_ms), adapters_(model.handle()) {
     if (!(signal_interval_ms >= 0.0 && signal_interval_ms <= 1000.0)) {
@@ -52,6 +55,8 @@ Batcher::Batcher(const Model & model, Context & ctx, double signal_interval_ms)
     n_ctx_ = ctx.n_ctx();
     shared_kv_ = ctx.params().kv_unified && n_slots_ > 1;
     n_batch_ = ctx.params().n_batch;
+    spec_params_ = spec;
+    spec_ = make_speculative(spec, n_slots_);  // may refuse the parameters: before anything needs freeing
     event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (event_fd_ < 0) {
         raise(ErrorKind::Engine, std::string("eventfd failed: ") + std::strerror(errno));
@@ -77,6 +82,7 @@ Batcher::~Batcher() {
         }
     }
     claim_.reset();
+    free_speculative(spec_);
     if (event_fd_ >= 0) close(event_fd_);
 }
 

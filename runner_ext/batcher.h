@@ -29,7 +29,23 @@
 #include "sampler.h"
 #include "text_stream.h"
 
+struct common_speculative;  // llama.cpp common/speculative.h
+
 namespace mullama {
+
+// Draft-free speculative decoding through llama.cpp's common/speculative: each step, a generating stream
+// may add a draft of tokens guessed from its own context (n-gram lookups) after its pending token; the one
+// batched decode verifies every stream's draft with the others' tokens, and the accepted prefix plus one
+// sampled token come out of a single step. Output is what sampling would give without the draft.
+struct SpecParams {
+    std::vector<std::string> types;   // common_speculative names: ngram-simple, ngram-map-k, ngram-map-k4v,
+                                      // ngram-mod, ngram-cache (empty: off); tried in llama.cpp's order
+    int32_t n_max = 16;               // draft at most this many tokens per step
+    int32_t n_min = 0;                // a shorter draft is not verified (0: any)
+    int32_t ngram_n = 12;             // n-gram modes: the lookup key's length ...
+    int32_t ngram_m = 48;             // ... the longest continuation proposed ...
+    int32_t ngram_min_hits = 1;       // ... and how often it must have been seen
+};
 
 struct RequestSpec {
     std::string id;                   // unique among live requests
@@ -41,6 +57,7 @@ struct RequestSpec {
     std::vector<std::pair<int32_t, float>> lora;  // (adapter id, scale): its LoRA set ...
     bool lora_defaults = true;        // ... or, when true, every loaded adapter at its default scale
     int32_t n_keep = 0;               // prompt tokens a context shift keeps (after BOS); -1: the whole prompt
+    bool speculative = true;          // draft for it when the batcher speculates (false: opt out)
 };
 
 struct RequestStats {
@@ -62,6 +79,8 @@ struct RequestStats {
     int32_t adapter_waits = 0;        // decode steps it sat out while requests with other LoRA adapters ran
     int32_t context_shifts = 0;       // times its context was full and its older half was dropped
     std::string adapters;             // its LoRA set, "id:scale,..." ("" none)
+    int32_t draft_tokens = 0;         // speculative tokens drafted for it and verified ...
+    int32_t draft_accepted = 0;       // ... and of those, accepted
 };
 
 // A generated token's log-probability under the model (softmax of the raw logits, before sampling),
@@ -117,6 +136,9 @@ struct BatcherCounters {
     uint64_t kv_preemptions = 0;      // running requests swapped out to make room (they resume later)
     uint64_t adapter_switches = 0;    // decode steps whose LoRA set differed from the step before
     uint64_t context_shifts = 0;
+    uint64_t draft_steps = 0;         // stream-steps that verified a draft
+    uint64_t draft_tokens = 0;        // tokens drafted and verified
+    uint64_t draft_accepted = 0;      // of those, accepted
 };
 
 class Batcher {
@@ -125,7 +147,7 @@ public:
     // (first tokens and final events go at once). Each wake-up of Python costs the
     // decode threads a time slice on a small machine; fewer, fuller wake-ups keep
     // throughput while chunks stay frequent enough for streaming.
-    Batcher(const Model & model, Context & ctx, double signal_interval_ms = 20.0);
+    Batcher(const Model & model, Context & ctx, double signal_interval_ms = 20.0, const SpecParams & spec = {});
     ~Batcher();
     Batcher(const Batcher &) = delete;
     Batcher & operator=(const Batcher &) = delete;
@@ -196,6 +218,9 @@ private:
     void step();
     void handle_decode_error(const Error & e);
     void sample_slot(Slot & s);
+    void verify_slot(Slot & s);
+    bool emit(Slot & s, llama_token tok, TokenProb prob, Clock::time_point now);
+    void draft_for(const std::vector<Slot *> & slots);
     Slot * group_donor(const Request & r, bool & wait);
     const std::string * step_adapters();
     bool shift_context(Slot & s);
@@ -246,6 +271,8 @@ private:
     std::mutex engine_mu_;         // held by the loop's passes and by add_adapter: the model's adapter list
     std::atomic<bool> context_shift_{false};
     std::atomic<int32_t> adapter_turn_{16};
+    SpecParams spec_params_;
+    common_speculative * spec_ = nullptr;  // null: no speculation
     std::thread thread_;
 };
 

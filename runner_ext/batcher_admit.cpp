@@ -95,6 +95,7 @@ bool Batcher::make_kv_room_for(const Request & r) {
 // first if the cache has no room for it; a state that still cannot be restored ends
 // the request with an error (never lost, never taking the loop down).
 bool Batcher::restore(Request & r, Slot & s) {
+    r.spec_begun = false;  // the drafter's state for this slot's sequence is another request's
     for (int attempt = 0;; ++attempt) {
         try {
             ctx_.seq_state_load(r.saved_state, s.index);

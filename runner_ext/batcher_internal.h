@@ -31,6 +31,8 @@ struct Batcher::Request {
     std::vector<double> gaps;
     LoraSet lora;
     size_t gen_base = 0;                // generated tokens before the last context shift (re-evaluated as prompt)
+    std::vector<llama_token> draft;     // speculative tokens in the current batch after `pending`
+    bool spec_begun = false;            // its slot's speculative state was started for it
 };
 
 struct Batcher::Slot {
@@ -39,6 +41,7 @@ struct Batcher::Slot {
     std::vector<llama_token> cache;     // tokens whose KV this sequence holds (idle slots: the prefix cache)
     int32_t i_batch = -1;               // logits index in the current batch
     int32_t chunk = 0;                  // prompt tokens added to the current batch
+    std::vector<llama_token> spec_prompt;  // what the KV holds, for the drafter
     uint64_t last_used = 0;
     std::string cache_key;              // the LoRA set `cache` was computed with: only requests with it reuse it
 };

@@ -93,6 +93,9 @@ void Batcher::finish(Slot & s, FinishReason reason, const std::string & error) {
     s.cache = r.spec.prompt;
     s.cache.insert(s.cache.end(), r.generated.begin() + static_cast<std::ptrdiff_t>(r.gen_base), r.generated.end());
     s.cache.resize(std::min(s.cache.size(), static_cast<size_t>(std::max(r.n_past, 0))));
+    if (static_cast<size_t>(std::max(r.n_past, 0)) > s.cache.size()) {  // accepted draft tokens it never emitted
+        ctx_.kv_seq_rm(s.index, static_cast<llama_pos>(s.cache.size()), -1);
+    }
     if (reason == FinishReason::Error) {
         ctx_.kv_seq_rm(s.index, -1, -1);
         s.cache.clear();
@@ -120,6 +123,14 @@ void Batcher::sample_slot(Slot & s) {
         return;
     }
     s.i_batch = -1;
+    emit(s, tok, std::move(prob), now);
+}
+
+// A sampled token: publish it, or end the request (EOS, stop string, limits, repetition, full context).
+// False when the request ended; else the token is the request's pending one.
+bool Batcher::emit(Slot & s, llama_token tok, TokenProb prob, Clock::time_point now) {
+    Request & r = *s.req;
+    const GenerateParams & p = r.spec.params;
     if (r.generated.empty()) {
         r.t_first = now;
         r.stats.ttft_ms = ms_between(r.t_submit, now);
@@ -130,11 +141,11 @@ void Batcher::sample_slot(Slot & s) {
     r.t_last = now;
     if (p.max_tokens == 0) {
         finish(s, FinishReason::Length);
-        return;
+        return false;
     }
     if (!p.ignore_eos && model_.is_eog(tok)) {
         finish(s, FinishReason::Stop);
-        return;
+        return false;
     }
     r.generated.push_back(tok);
     {
@@ -158,7 +169,9 @@ void Batcher::sample_slot(Slot & s) {
         if (!shift_context(s)) finish(s, FinishReason::ContextFull);
     } else {
         r.pending = tok;
+        return true;
     }
+    return false;
 }
 
 // A full context: keep the first n_keep prompt tokens (and BOS), drop half of the rest, and evaluate
@@ -236,13 +249,33 @@ void Batcher::step() {
     batch.clear();
     const std::string * key = step_adapters();
     if (key == nullptr) return;
-    // 1. One token for every running stream: they keep decoding while prompts are split.
+    // 1. One token for every running stream: they keep decoding while prompts are split; with speculation,
+    //    the stream's draft after it (verified by this same decode).
+    std::vector<Slot *> decoding;
     for (auto & sp : slot_) {
         Slot & s = *sp;
         s.i_batch = -1;
         s.chunk = 0;
+        if (s.req) s.req->draft.clear();
         if (!s.req || s.req->paused || s.req->pending < 0 || s.req->lora.key != *key) continue;
-        s.i_batch = batch.add(s.req->pending, s.req->n_past, s.index, true);
+        decoding.push_back(&s);
+    }
+    if (spec_) {
+        std::vector<Slot *> wanting;
+        for (Slot * s : decoding) {
+            if (s->req->spec.speculative) wanting.push_back(s);
+        }
+        draft_for(wanting);
+    }
+    for (size_t i = 0; i < decoding.size(); ++i) {
+        Request & r = *decoding[i]->req;
+        const int32_t room = static_cast<int32_t>(n_batch_) - batch.size() - static_cast<int32_t>(decoding.size() - i);
+        if (static_cast<int32_t>(r.draft.size()) > room) r.draft.resize(static_cast<size_t>(std::max(0, room)));
+        if (static_cast<int32_t>(r.draft.size()) < std::max(1, spec_params_.n_min)) r.draft.clear();
+        decoding[i]->i_batch = batch.add(r.pending, r.n_past, decoding[i]->index, true);
+        for (size_t k = 0; k < r.draft.size(); ++k) {
+            batch.add(r.draft[k], r.n_past + 1 + static_cast<int32_t>(k), decoding[i]->index, true);
+        }
     }
     // 2. Prompt chunks fill the rest of the batch, oldest admission first.
     std::vector<Slot *> prefill;
@@ -276,6 +309,7 @@ void Batcher::step() {
     try {
         ctx_.decode(batch);
     } catch (const Error & e) {
+        for (Slot * s : decoding) s->req->draft.clear();  // drafted again next step
         handle_decode_error(e);
         return;
     }
@@ -297,7 +331,11 @@ void Batcher::step() {
             std::lock_guard<std::mutex> lock(mu_);
             counters_.tokens_in += static_cast<uint64_t>(s.chunk);
         }
-        if (s.i_batch >= 0) sample_slot(s);
+        if (s.i_batch >= 0 && !r.draft.empty()) {
+            verify_slot(s);
+        } else if (s.i_batch >= 0) {
+            sample_slot(s);
+        }
     }
 }
 

@@ -28,7 +28,9 @@ void register_batcher(py::module_ & m) {
         .def_readonly("kv_preemptions", &RequestStats::kv_preemptions)
         .def_readonly("adapter_waits", &RequestStats::adapter_waits)
         .def_readonly("context_shifts", &RequestStats::context_shifts)
-        .def_readonly("adapters", &RequestStats::adapters);
+        .def_readonly("adapters", &RequestStats::adapters)
+        .def_readonly("draft_tokens", &RequestStats::draft_tokens)
+        .def_readonly("draft_accepted", &RequestStats::draft_accepted);
 
     py::class_<AdapterInfo>(m, "AdapterInfo", "A loaded LoRA adapter.")
         .def_readonly("id", &AdapterInfo::id)
@@ -79,20 +81,45 @@ void register_batcher(py::module_ & m) {
         .def_readonly("kv_full", &BatcherCounters::kv_full)
         .def_readonly("kv_preemptions", &BatcherCounters::kv_preemptions)
         .def_readonly("adapter_switches", &BatcherCounters::adapter_switches)
-        .def_readonly("context_shifts", &BatcherCounters::context_shifts);
+        .def_readonly("context_shifts", &BatcherCounters::context_shifts)
+        .def_readonly("draft_steps", &BatcherCounters::draft_steps)
+        .def_readonly("draft_tokens", &BatcherCounters::draft_tokens)
+        .def_readonly("draft_accepted", &BatcherCounters::draft_accepted);
+
+    py::class_<SpecParams>(m, "SpecParams", "Draft-free speculative decoding of a Batcher (n-gram drafters).")
+        .def(py::init([](std::vector<std::string> types, int32_t n_max, int32_t n_min, int32_t ngram_n,
+                         int32_t ngram_m, int32_t ngram_min_hits) {
+                 SpecParams p;
+                 p.types = std::move(types);
+                 p.n_max = n_max;
+                 p.n_min = n_min;
+                 p.ngram_n = ngram_n;
+                 p.ngram_m = ngram_m;
+                 p.ngram_min_hits = ngram_min_hits;
+                 return p;
+             }),
+             py::kw_only(), py::arg("types") = std::vector<std::string>{}, py::arg("n_max") = 16, py::arg("n_min") = 0,
+             py::arg("ngram_n") = 12, py::arg("ngram_m") = 48, py::arg("ngram_min_hits") = 1)
+        .def_readonly("types", &SpecParams::types)
+        .def_readonly("n_max", &SpecParams::n_max)
+        .def_readonly("n_min", &SpecParams::n_min)
+        .def_readonly("ngram_n", &SpecParams::ngram_n)
+        .def_readonly("ngram_m", &SpecParams::ngram_m)
+        .def_readonly("ngram_min_hits", &SpecParams::ngram_min_hits);
 
     py::class_<Batcher> batcher(m, "Batcher",
                                 "Continuous batching over a Context's n_seq_max slots, on its own C++ thread. "
                                 "Wait for event_fd to become readable, then drain().");
     batcher
-        .def(py::init<const Model &, Context &, double>(), py::arg("model"), py::arg("context"),
-             py::arg("signal_interval_ms") = 20.0, py::keep_alive<1, 2>(), py::keep_alive<1, 3>(),
+        .def(py::init<const Model &, Context &, double, const SpecParams &>(), py::arg("model"), py::arg("context"),
+             py::arg("signal_interval_ms") = 20.0, py::arg("speculative") = SpecParams(), py::keep_alive<1, 2>(),
+             py::keep_alive<1, 3>(),
              py::call_guard<py::gil_scoped_release>())
         .def(
             "submit",
             [](Batcher & self, std::string id, std::vector<llama_token> prompt, GenerateParams params,
                int32_t repeat_limit, std::string group, std::optional<std::vector<std::pair<int32_t, float>>> lora,
-               int32_t n_keep) {
+               int32_t n_keep, bool speculative) {
                 RequestSpec spec;
                 spec.id = std::move(id);
                 spec.prompt = std::move(prompt);
@@ -102,12 +129,13 @@ void register_batcher(py::module_ & m) {
                 spec.lora_defaults = !lora.has_value();
                 if (lora) spec.lora = std::move(*lora);
                 spec.n_keep = n_keep;
+                spec.speculative = speculative;
                 py::gil_scoped_release nogil;
                 self.submit(std::move(spec));
             },
             py::arg("id"), py::arg("prompt"), py::arg("params"), py::arg("repeat_limit") = 0, py::arg("group") = "",
-            py::arg("lora") = py::none(), py::arg("n_keep") = 0,
-            "Queue a request. Requests of one `group` (the choices of an n > 1 request, same prompt) share one "
+            py::arg("lora") = py::none(), py::arg("n_keep") = 0, py::arg("speculative") = true,
+            "Queue a request. `speculative=False`: no drafts for it when the batcher speculates. Requests of one `group` (the choices of an n > 1 request, same prompt) share one "
             "prefill: the others copy the first one's KV. `lora`: [(adapter id, scale)], None: every adapter at "
             "its default scale. `n_keep`: prompt tokens a context shift keeps (-1: all).")
         .def("add_adapter", &Batcher::add_adapter, py::arg("path"), py::arg("name") = "", py::arg("scale") = 1.0f,

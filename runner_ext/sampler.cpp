@@ -219,6 +219,21 @@ llama_token Sampler::sample(Context & ctx, int32_t idx) {
     return sample_locked(ctx.raw(), idx);
 }
 
+std::vector<llama_token> Sampler::sample_and_accept_n_locked(llama_context * ctx, const std::vector<int32_t> & idxs,
+                                                            const std::vector<llama_token> & draft) {
+    if (idxs.size() != draft.size() + 1) raise(ErrorKind::InvalidArgument, "speculation needs one index per draft token + 1");
+    for (int32_t idx : idxs) {
+        if (llama_get_logits_ith(ctx, idx) == nullptr) {
+            raise(ErrorKind::InvalidArgument, "batch entry " + std::to_string(idx) + " of the last decode has no logits");
+        }
+    }
+    try {
+        return common_sampler_sample_and_accept_n(smpl_, ctx, std::vector<int>(idxs.begin(), idxs.end()), draft);
+    } catch (const std::exception & e) {
+        raise(ErrorKind::Engine, std::string("sampling failed: ") + e.what());
+    }
+}
+
 llama_token Sampler::sample_locked(llama_context * ctx, int32_t idx) {
     // common_sampler asserts on missing logits: check first so bad input raises instead.
     if (llama_get_logits_ith(ctx, idx) == nullptr) {

@@ -77,6 +77,11 @@ public:
     // Sample without taking the context's mutex (caller holds it): for the C++ loop.
     llama_token sample_locked(llama_context * ctx, int32_t idx);
     void accept(llama_token token);  // feed a token that was not sampled (e.g. prompt history)
+    // Speculative verification (caller holds the context's mutex): sample at idxs[i] and accept, for as long
+    // as the sample equals draft[i]; returns the accepted draft tokens plus the first token that differs
+    // (or one more after the whole draft): 1 .. draft.size() + 1 tokens, each accepted in order.
+    std::vector<llama_token> sample_and_accept_n_locked(llama_context * ctx, const std::vector<int32_t> & idxs,
+                                                        const std::vector<llama_token> & draft);
     void reset();
     uint32_t seed() const;
     std::string chain() const;  // the samplers as llama.cpp built them, e.g. "logits -> ... -> dist"

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -101,7 +102,7 @@ def start_worker(space: Space, *, mem: str = "", threads: int = 1, port: int = W
            space.there, "--port", str(port), "--threads", str(threads)] + (["--mem", mem] if mem else [])
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(repo)})
+                            env={**os.environ, "PYTHONPATH": str(repo)}, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -109,8 +110,16 @@ def start_worker(space: Space, *, mem: str = "", threads: int = 1, port: int = W
         if asyncio.run(probe(f"{space.there}:{port}", 1.0)).ok:
             return proc
         time.sleep(0.2)
-    proc.kill()
+    stop_worker(proc)
     raise RuntimeError(f"rpc-worker in {space.name} did not answer within {timeout:g} s")
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    """SIGKILL to the worker's process group: `ip netns exec` may run it as a child of its own."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
 
 
 class DelayRelay:

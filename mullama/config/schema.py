@@ -27,6 +27,7 @@ from mullama.config.network import check_workers, is_loopback
 from mullama.config.presets import PresetSettings, check_presets
 from mullama.config.resolve import model_settings
 from mullama.config.sampling import SamplingDefaults, check_sampling
+from mullama.config.speculative import SpeculativeSettings, check_speculative
 from mullama.config.sources import (
     INT_RANGES,
     LOWERCASE,
@@ -95,6 +96,7 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     require_full: bool | None = None  # refuse to load unless fully on GPU
     ram_budget: int | None = None  # most host memory the model may take; the rest goes to GPUs or RPC workers
     rpc_workers: tuple[str, ...] | None = None  # "host:port" of RPC workers this model may spread over
+    speculative: SpeculativeSettings | None = None  # n-gram speculative decoding (config/speculative.py)
     pinned: bool = False  # never evicted (a family entry pins every variant)
     preload: bool = False  # loaded at start
     sampling: SamplingDefaults | None = None  # request defaults (a variant's fields beat its family's)
@@ -149,6 +151,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     memory_budget: int | None = None
     ram_budget: int | None = None         # most host memory one model may take (the rest: GPUs, RPC workers)
     rpc_workers: tuple[str, ...] = ()     # "host:port" of RPC workers models may spread over (docs/scale-out.md)
+    speculative: SpeculativeSettings | None = None  # every model's speculative decoding (None: off)
     load_timeout: float = 300.0
     drain_timeout: float = 30.0
     stream_write_timeout: float = 30.0  # a streamed answer the client stops reading is cut after this
@@ -280,6 +283,7 @@ def _check(s: Settings, where: Where) -> None:
                           f"got {s.scheduler!r}")
     _check_prefetch(s, where)
     check_workers(s.rpc_workers, where("rpc_workers"))
+    check_speculative(s.speculative, where("speculative"))
     for spec in s.hooks:
         module, _, attr = spec.partition(":")
         if not module or not attr:
@@ -349,6 +353,7 @@ def _check_models(s: Settings, where: Where) -> None:
         check_model_overrides(entry, base)
         check_adapters(entry.adapters, base)
         check_workers(entry.rpc_workers, f"{base}.rpc_workers")
+        check_speculative(entry.speculative, f"{base}.speculative")
         split = entry.tensor_split
         if split is not None and (any(x < 0 for x in split) or sum(split) <= 0):
             raise ConfigError(f"{base}.tensor_split: expected non-negative shares with a positive sum, "

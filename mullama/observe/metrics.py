@@ -133,6 +133,10 @@ class Metrics:
                                      "Decode steps requests sat out while requests with other LoRA sets ran")
         self.context_shifts = counter("mullama_context_shifts_total",
                                       "Times a stream's context filled and its older half was dropped")
+        self.draft_tokens = counter("mullama_speculative_draft_tokens_total",
+                                    "Speculative tokens drafted and verified (n-gram drafters)")
+        self.draft_accepted = counter("mullama_speculative_accepted_tokens_total",
+                                      "Speculative tokens the model accepted (acceptance = this / drafted)")
         self.model_loads = counter("mullama_model_loads_total", "Model loads started")
         self.model_load_failures = counter("mullama_model_load_failures_total", "Model loads that failed")
         self.model_unloads = counter("mullama_model_unloads_total", "Models unloaded (any reason)")
@@ -185,6 +189,8 @@ class Metrics:
         self.prefix_hits.labels(model).inc(hit)
         self.adapter_waits.labels(model).inc(_count(profile.get("adapter_waits")))
         self.context_shifts.labels(model).inc(_count(profile.get("context_shifts")))
+        self.draft_tokens.labels(model).inc(_count(profile.get("draft_tokens")))
+        self.draft_accepted.labels(model).inc(_count(profile.get("draft_accepted")))
         self.requests.labels(model, finish_reason).inc()
         if finish_reason == "error":
             self.request_errors.labels(model, "generation_failed").inc()

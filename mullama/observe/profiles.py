@@ -53,4 +53,7 @@ def build_profile(*, stats: wire.CompletionStats, model: str, scheduler: str, ru
         "adapters": stats.adapters,  # its LoRA set, "id:scale,..." ("": none)
         "adapter_waits": max(0, stats.adapter_waits),  # decode steps it sat out while other adapter sets ran
         "context_shifts": max(0, stats.context_shifts),
+        "draft_tokens": max(0, stats.draft_tokens),  # speculative decoding: drafted and verified ...
+        "draft_accepted": max(0, stats.draft_accepted),  # ... and accepted
+        "draft_acceptance": round(stats.draft_accepted / stats.draft_tokens, 4) if stats.draft_tokens > 0 else None,
     }

@@ -71,4 +71,13 @@ def stats_of(ev: _engine.Event) -> wire.CompletionStats:
         total_ms=s.total_ms, inter_token_ms_p50=s.itl_p50_ms, inter_token_ms_p95=s.itl_p95_ms, slot=s.slot,
         pauses=s.pauses, swaps=s.swaps, evicted_tokens=s.evicted_tokens, kv_preemptions=s.kv_preemptions,
         adapters=s.adapters, adapter_waits=s.adapter_waits, context_shifts=s.context_shifts,
+        draft_tokens=s.draft_tokens, draft_accepted=s.draft_accepted,
     )
+
+
+def spec_params(s: wire.Speculative | None) -> _engine.SpecParams:
+    """The batcher's speculative decoding (None or no types: off)."""
+    if s is None or not s.types:
+        return _engine.SpecParams()
+    return _engine.SpecParams(types=list(s.types), n_max=s.n_max, n_min=s.n_min, ngram_n=s.ngram_n,
+                              ngram_m=s.ngram_m, ngram_min_hits=s.ngram_min_hits)

@@ -32,7 +32,7 @@ from mullama.core.errors import (
 from mullama.runner import adapters, cpu
 from mullama.runner.chat import ChatReader, render, uses_tools
 from mullama.runner.embeddings import embed
-from mullama.runner.params import context_params, device_list, model_params, sampling_params
+from mullama.runner.params import context_params, device_list, model_params, sampling_params, spec_params
 from mullama.runner.stream import Logprobs, Stream
 
 log = structlog.get_logger("mullama.runner")
@@ -172,7 +172,7 @@ class RunnerService:
             if loaded.params.warmup:
                 await asyncio.to_thread(self._warmup, loaded)
             loaded.batcher = await asyncio.to_thread(_engine.Batcher, loaded.model, loaded.ctx,
-                                                     self.stream_interval_ms)
+                                                     self.stream_interval_ms, spec_params(loaded.params.speculative))
             loaded.batcher.set_context_shift(loaded.params.context_shift)
             loaded.batcher.set_adapter_turn(loaded.params.adapter_turn)
             for spec in loaded.params.adapters:
@@ -296,7 +296,7 @@ class RunnerService:
             rid = self._new_id(loaded)
         ids = [rid, *(f"{rid}~{i}" for i in range(1, req.n))]
         extra = (self.repeat_limit if req.repeat_limit is None else req.repeat_limit, rid if req.n > 1 else "",
-                 adapters.request_set(batcher, req.lora), req.n_keep)
+                 adapters.request_set(batcher, req.lora), req.n_keep, req.speculative)
         stream = Stream(ids, new_reader, cancel=lambda choice: loaded.batcher and loaded.batcher.cancel(choice),
                         on_closed=lambda done: self._stream_closed(loaded, done),
                         logprobs=loaded.logprobs if req.logprobs else None)
@@ -390,7 +390,8 @@ class RunnerService:
                            n_ctx_slot=b.n_ctx_slot, prefix_hits=c.prefix_hits, prefix_misses=c.prefix_misses,
                            prefix_evictions=c.prefix_evictions, cached_tokens=c.cached_tokens,
                            active_adapters=b.active_adapters, adapter_switches=c.adapter_switches,
-                           context_shifts=c.context_shifts)
+                           context_shifts=c.context_shifts, draft_steps=c.draft_steps,
+                           draft_tokens=c.draft_tokens, draft_accepted=c.draft_accepted)
 
     def batcher(self) -> _engine.Batcher:
         """The loop of the ready model (for the adapter routes)."""

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import msgspec
 import structlog
 
 from mullama import wire
@@ -60,7 +61,9 @@ def load_params(entry: ModelEntry, cfg: RunnerConfig, op: wire.LoadOp, placement
         context_shift=cfg.context_shift,
         adapters=[wire.AdapterSpec(path=a.path, scale=a.scale, name=a.name or "") for a in cfg.adapters],
         cores=list(cpu.cores) if cpu is not None else [],
-        rpc_servers=list(placement.rpc_servers) if placement is not None else [])
+        rpc_servers=list(placement.rpc_servers) if placement is not None else [],
+        speculative=wire.Speculative(**{**msgspec.structs.asdict(cfg.speculative),
+                                        "types": list(cfg.speculative.types)}) if cfg.speculative.types else None)
 
 
 def chat_template_of(cfg: RunnerConfig) -> str:

@@ -91,6 +91,18 @@ class LoadParams(_Wire, kw_only=True):
     adapter_turn: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 16  # steps a LoRA set runs while others wait
     cores: list[Count] = []       # the CPU cores all the runner's threads may run on (affinity); []: any
     rpc_servers: list[str] = []   # RPC workers (host:port) whose devices come before the GPUs in tensor_split
+    speculative: Speculative | None = None  # None: no speculative decoding
+
+
+class Speculative(_Wire, kw_only=True):
+    """The batcher's draft-free speculative decoding (config.speculative.SpeculativeSettings); types []: off."""
+
+    types: list[str] = []
+    n_max: Annotated[int, msgspec.Meta(ge=1, le=256)] = 16
+    n_min: Annotated[int, msgspec.Meta(ge=0, le=256)] = 0
+    ngram_n: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 12
+    ngram_m: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 48
+    ngram_min_hits: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 1
 
 
 class CpuAllotment(_Wire, kw_only=True):
@@ -228,6 +240,7 @@ class CompletionRequest(_Wire, kw_only=True):
     repeat_limit: Count | None = None   # None: the runner's default
     add_special: bool = True            # BOS etc. when tokenizing `prompt`
     n_keep: Annotated[int, msgspec.Meta(ge=-1, le=2**31 - 1)] = 0  # prompt tokens a context shift keeps (-1: all)
+    speculative: bool = True            # False: no drafts for this request when the model speculates
     lora: list[LoraRef] | None = None   # the adapter set; None: every loaded adapter at its default scale
     chat_template: str | None = None    # Jinja source or a built-in name for this request (presets); None: the model's
     parse_special: bool = True          # <|im_start|> in `prompt` becomes the special token
@@ -252,6 +265,8 @@ class CompletionStats(_Wire, kw_only=True):
     adapters: str = ""          # its LoRA set, id:scale,... ("": none)
     adapter_waits: int = 0      # decode steps it sat out while requests with other adapters ran
     context_shifts: int = 0     # times its context filled and the older half was dropped
+    draft_tokens: int = 0       # speculative tokens drafted for it and verified ...
+    draft_accepted: int = 0     # ... of which the model accepted
 
 
 class TopLogprob(_Wire, kw_only=True):

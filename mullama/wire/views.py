@@ -52,6 +52,9 @@ class KvView(_Wire, kw_only=True):
     active_adapters: str = ""   # the LoRA set the context applied at the last decode step
     adapter_switches: int = 0   # decode steps that changed it
     context_shifts: int = 0
+    draft_steps: int = 0        # speculative decoding: stream-steps that verified a draft ...
+    draft_tokens: int = 0       # ... the tokens drafted ...
+    draft_accepted: int = 0     # ... and those accepted
 
 
 class Counters(_Wire, kw_only=True):

@@ -9,14 +9,13 @@ elsewhere the module is skipped with the reason.
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import openai
 import pytest
 from supervisor_harness import Server, base_settings, metric_value
 
-from mullama.bench.netns import DelayRelay, Namespaces, netem_available, start_worker
+from mullama.bench.netns import DelayRelay, Namespaces, netem_available, start_worker, stop_worker
 
 WHY_NOT = Namespaces.unavailable()
 pytestmark = pytest.mark.skipif(bool(WHY_NOT), reason=f"network namespaces cannot be made here: {WHY_NOT}")
@@ -43,9 +42,7 @@ def workers(spaces, tmp_path):
     procs = [start_worker(s, mem=WORKER_MEM, log=tmp_path / f"worker{i}.log") for i, s in enumerate(spaces)]
     yield procs
     for p in procs:
-        with contextlib.suppress(ProcessLookupError):
-            p.kill()
-        p.wait(10)
+        stop_worker(p)
 
 
 def endpoints(spaces) -> list[str]:
@@ -88,9 +85,9 @@ def test_a_split_model_answers_exactly_as_on_one_host_and_shows_where_it_runs(tm
         assert [r["device"] for r in p["remote"]] == [f"{e}#0" for e in endpoints(spaces)]
         assert all(r["layers"] > 0 for r in p["remote"]) and p["n_gpu_layers"] == sum(r["layers"] for r in p["remote"])
         assert p["processor"].endswith("CPU/RPC")
-        status, ps = server.call("GET", "/api/ps")
+        _, ps = server.call("GET", "/api/ps")
         assert ps["models"][0]["processor"] == p["processor"] and ps["models"][0]["size_vram"] == 0
-        status, internal = server.call("GET", "/internal/models")
+        _, internal = server.call("GET", "/internal/models")
         assert [(w["endpoint"], w["held_by"]) for w in internal["rpc_workers"]] == [(e, Q4) for e in endpoints(spaces)]
         for e in endpoints(spaces):
             assert metric_value(server, "mullama_rpc_worker_in_use", worker=e) == 1
@@ -111,7 +108,7 @@ def test_a_worker_killed_mid_stream_ends_the_stream_with_an_error_and_the_retry_
             for _chunk in stream:
                 got += 1
                 if got == 5:
-                    workers[1].kill()
+                    stop_worker(workers[1])
                     killed_at = time.monotonic()
         assert killed_at is not None and time.monotonic() - killed_at < 10  # an error, not a hang
         assert "runner" in str(exc.value)
@@ -161,7 +158,6 @@ def test_added_latency_changes_no_token(tmp_path, spaces, workers, single_host):
     server = Server(tmp_path, base_settings(**SPLIT, rpc_workers=[first, endpoints(spaces)[1]]))
     try:
         assert answers(server) == single_host
-        status, internal = server.call("GET", "/internal/models")
         assert placement(server)["placement"]["rpc_servers"][0] == first
     finally:
         server.stop()

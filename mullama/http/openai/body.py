@@ -108,6 +108,7 @@ class _Body(msgspec.Struct, kw_only=True):
     keep_alive: str | int | float | None = None
     lora: list[_Lora] | None = None   # the LoRA adapters and scales; not given: each at its default scale
     n_keep: int | None = None         # prompt tokens a context shift keeps (-1: all)
+    speculative: bool | None = None   # False: no speculative drafts for this request (mullama)
 
 
 class _ChatBody(_Body, kw_only=True):

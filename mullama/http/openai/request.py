@@ -398,6 +398,8 @@ def _job(kind: Literal["chat", "completion"], b: _Body, limits: Limits, source: 
     if b.n_keep is not None:
         bounds("n_keep", b.n_keep, -1, INT32_MAX)
         req["n_keep"] = b.n_keep
+    if b.speculative is not None:
+        req["speculative"] = b.speculative
     if b.grammar is not None:
         req["grammar"] = b.grammar
     if schema is not None:

@@ -67,7 +67,7 @@ def _generated() -> dict[str, Schema]:
     for schema in components.values():
         schema.pop("title", None)
         schema.pop("additionalProperties", None)
-    return components
+    return msgspec.json.decode(msgspec.json.encode(components))  # defaults as JSON has them (tuples -> lists)
 
 
 # ---------------------------------------------------------------------- schemas

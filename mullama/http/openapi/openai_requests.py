@@ -97,6 +97,8 @@ def _shared_constraints(limits: openai_request.Limits) -> dict[str, Schema]:
                  "[{id or name, scale}]; not given: each loaded adapter at its default scale."},
         "n_keep": {"minimum": -1, "maximum": _INT32_MAX,
                    "description": "Prompt tokens a context shift keeps (-1: all); see context_shift."},
+        "speculative": {"description": "false: no speculative drafts for this request when its model "
+                                       "speculates (mullama)."},
     }
 
 
