@@ -224,6 +224,7 @@ class LlamaServer(Target):
         ctx: int,
         flash_attn: str,
         name: str = "llama-server",
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         port = free_port()
@@ -250,6 +251,7 @@ class LlamaServer(Target):
             "--no-webui",
             "-cram",
             "0",
+            *extra,
         ]
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

@@ -172,7 +172,8 @@ BUILT_IN = {
 }
 #: flags with a name but no equivalent yet, and why
 UNSUPPORTED = {
-    "-md": "speculative decoding is not supported yet", "--model-draft": "speculative decoding is not supported yet",
+    "-md": "a draft model is not supported yet (n-gram speculation is: [speculative])",
+    "--model-draft": "a draft model is not supported yet (n-gram speculation is: [speculative])",
     "--control-vector": "control vectors are not supported yet",
 }
 
