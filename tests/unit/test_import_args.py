@@ -43,7 +43,7 @@ def test_the_toml_loads_with_the_same_values(tmp_path: Path) -> None:
 def test_what_cannot_be_mapped_is_named_with_the_reason() -> None:
     notes = import_args.parse(LINE).notes
     assert notes == ["--jinja (not needed: chat templates are always rendered with Jinja)",
-                     "--model-draft d.gguf (speculative decoding is not supported yet)"]
+                     "--model-draft d.gguf (a draft model is not supported yet (n-gram speculation is: [speculative]))"]
     assert import_args.parse(["--frobnicate", "3"]).notes == ["--frobnicate 3 (no equivalent)"]
 
 
