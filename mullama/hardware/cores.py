@@ -13,6 +13,9 @@ Rules:
 * A demand with ``threads`` (a per-model ``threads`` setting) gets exactly that many threads, on
   as many free cores as there are (never fewer than one core; when none is free it shares the
   first cores, as asked).
+* A ``light`` demand (a model whose every layer runs off the CPU: on a GPU or an RPC worker) gets one
+  thread on one free core: the CPU only embeds the input and samples, and a thread per core would spin
+  on cores the CPU-bound runners need. With no core free it shares the first one.
 * The others split the free cores evenly (the older ones get the remainder), each capped at
   ``cap`` threads (the server-wide ``threads``; 0: no cap).
 * More runners than free cores: one thread each, on the free cores round robin (all cores when
@@ -31,6 +34,7 @@ class CoreDemand:
     name: str
     threads: int = 0  # exactly this many threads (a per-model setting); 0: a fair share
     cap: int = 0      # at most this many threads (the server-wide setting); 0: no cap
+    light: bool = False  # its layers all run off the CPU (GPU, RPC): one thread is enough
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,10 @@ def allot(cores: Sequence[int], demands: Sequence[CoreDemand]) -> dict[str, Allo
     for d in (d for d in demands if d.threads > 0):
         take, free = free[:d.threads], free[d.threads:]
         out[d.name] = Allotment(tuple(take or all_cores[:d.threads]), d.threads)
-    fair = [d for d in demands if d.threads <= 0]
+    for d in (d for d in demands if d.threads <= 0 and d.light):
+        take, free = free[:1], free[1:]
+        out[d.name] = Allotment(tuple(take or all_cores[:1]), 1)
+    fair = [d for d in demands if d.threads <= 0 and not d.light]
     if not fair:
         return out
     if len(free) < len(fair):

@@ -15,15 +15,18 @@ from mullama import wire
 from mullama.config import RunnerConfig, Settings
 from mullama.core import errors
 from mullama.hardware.cores import Allotment, CoreDemand, allot
+from mullama.hardware.placement import Placement
 from mullama.serving.runtime import Runtime, State
 
 log = structlog.get_logger("mullama.cores")
 
 
-def demand(name: str, cfg: RunnerConfig) -> CoreDemand:
-    """A per-model ``threads`` is exact; the server-wide one caps the runner's share."""
+def demand(name: str, cfg: RunnerConfig, placement: Placement | None = None) -> CoreDemand:
+    """A per-model ``threads`` is exact; the server-wide one caps the runner's share; a model planned
+    with every layer off the CPU (and no weights tensor overrides keep on the host) is light."""
+    light = placement is not None and placement.full_offload and not placement.pinned_cpu_bytes
     return CoreDemand(name, threads=cfg.threads if cfg.threads_explicit else 0,
-                      cap=0 if cfg.threads_explicit else cfg.threads)
+                      cap=0 if cfg.threads_explicit else cfg.threads, light=light)
 
 
 def threads_batch(cfg: RunnerConfig, a: Allotment) -> int:
@@ -43,7 +46,7 @@ class Cores:
     def _plan(self, runtimes: Iterable[Runtime]) -> dict[str, Allotment]:
         rank = {name: i for i, name in enumerate(self._order)}
         ordered = sorted(runtimes, key=lambda rt: rank.get(rt.name, len(rank)))
-        return allot(self.cores, [demand(rt.name, rt.config) for rt in ordered])
+        return allot(self.cores, [demand(rt.name, rt.config, rt.placement) for rt in ordered])
 
     def for_load(self, rt: Runtime, others: Iterable[Runtime]) -> Allotment | None:
         """The allotment ``rt`` loads with, beside the runners that are there (None: allotment off)."""

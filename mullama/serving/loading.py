@@ -119,13 +119,13 @@ class Loading:
             fit = await handle.client.load(load_params(entry, cfg, "fit", None, -1 if gpus else 0))
             header = entry.header
             cost = model_cost(header, fit.devices, expand_overrides(cfg), gpus)  # tensor overrides move weights
-            placement = await self._make_room(rt, cost, protect)
+            placement = rt.placement = await self._make_room(rt, cost, protect)  # (its RPC workers are held
+            # from now on, workers.holders; a model all off the CPU gets one core, cores.demand)
             # cores only now: a model evicted for this one drains with all of its cores (an idle runner waiting
             # for room held half of a 2-core box and slowed the drain fourfold), then the others make room
             # before this one allocates (the runner pins its threads at alloc)
             cpu = rt.cpu = self.cores.for_load(rt, self.active())
             self.spawn(self.cores.rebalance(self.active()))
-            rt.placement = placement  # its RPC workers are held from now on (workers.holders)
             seen: set[tuple] = set()
             for attempt in range(1, MAX_ALLOC_ATTEMPTS + 1):
                 seen.add((placement.n_gpu_layers, placement.tensor_split))

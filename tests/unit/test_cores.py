@@ -29,6 +29,11 @@ def _a(cores, *demands):
     # the machine's own core ids (a cpuset), in any order
     ([7, 3, 5, 9], ["a", "b"], {"a": Allotment((3, 5), 2), "b": Allotment((7, 9), 2)}),
     ([0, 1], [], {}),
+    # a model all on a GPU (or RPC workers) needs one thread; the CPU-bound ones get the rest
+    ([0, 1, 2, 3], [("g", 0, 0, True), ("c", 0, 0)], {"g": Allotment((0,), 1), "c": Allotment((1, 2, 3), 3)}),
+    ([0, 1], [("g", 0, 0, True)], {"g": Allotment((0,), 1)}),
+    ([0], [("c", 0, 0), ("g", 0, 0, True)], {"g": Allotment((0,), 1), "c": Allotment((0,), 1)}),  # nothing free
+    ([0, 1, 2], [("g", 2, 0, True)], {"g": Allotment((0, 1), 2)}),  # a per-model threads still wins
 ])
 def test_allotments(cores, demands, want) -> None:
     assert _a(cores, *demands) == want
@@ -45,3 +50,16 @@ def test_the_oldest_runner_keeps_its_cores_when_another_arrives_and_gets_them_ba
 def test_no_cores_is_an_error() -> None:
     with pytest.raises(ValueError):
         allot([], [CoreDemand("a")])
+
+
+def test_a_model_planned_all_off_the_cpu_is_light_unless_weights_stay_on_the_host() -> None:
+    from types import SimpleNamespace
+
+    from mullama.serving.cores import demand
+
+    cfg = SimpleNamespace(threads=0, threads_explicit=False)
+    full = SimpleNamespace(full_offload=True, pinned_cpu_bytes=0)
+    assert demand("m", cfg, full).light  # type: ignore[arg-type]
+    assert not demand("m", cfg, SimpleNamespace(full_offload=True, pinned_cpu_bytes=1)).light  # type: ignore[arg-type]
+    assert not demand("m", cfg, SimpleNamespace(full_offload=False, pinned_cpu_bytes=0)).light  # type: ignore[arg-type]
+    assert not demand("m", cfg, None).light  # type: ignore[arg-type]
