@@ -87,7 +87,7 @@ def _flash(text: str) -> str:
     return {"1": "on", "true": "on", "0": "off", "false": "off"}.get(word, word)
 
 
-#: llama-server flag -> (table, our key, converter); table "server", "model" or "sampling"
+#: llama-server flag -> (table, our key, converter); table "server", "model", "sampling" or "speculative"
 FLAGS: dict[str, tuple[str, str, Callable[[str], Any]]] = {}
 
 
@@ -137,6 +137,12 @@ _add(["--numa"], "model", "numa", _numa)
 _add(["--context-shift"], "model", "context_shift", lambda _: True)
 _add(["--no-context-shift"], "model", "context_shift", lambda _: False)
 _add(["--rpc"], "model", "rpc_workers", _items)
+_add(["--spec-type"], "speculative", "types", _items)
+_add(["--spec-draft-n-max"], "speculative", "n_max", int)
+_add(["--spec-draft-n-min"], "speculative", "n_min", int)
+_add(["--spec-ngram-simple-size-n"], "speculative", "ngram_n", int)
+_add(["--spec-ngram-simple-size-m"], "speculative", "ngram_m", int)
+_add(["--spec-ngram-simple-min-hits"], "speculative", "ngram_min_hits", int)
 _add(["--lora"], "model", "adapters", lambda s: [{"path": p} for p in _items(s)])
 _add(["--lora-scaled"], "model", "adapters", _lora_scaled)
 for _flag, _key, _conv in [
@@ -183,6 +189,7 @@ class Imported:
     server: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     sampling: dict[str, Any] = field(default_factory=dict)
+    speculative: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)     # flags not mapped, with the reason
     name: str | None = None                              # from --alias
     lora_without_apply: bool = False                     # --lora-init-without-apply: every scale 0
@@ -195,6 +202,9 @@ class Imported:
                   *(f"{k} = {toml_value(v)}" for k, v in self.model.items() if k != "adapters")]
         if self.sampling:
             lines += ["", f"[models.{table}.sampling]", *(f"{k} = {toml_value(v)}" for k, v in self.sampling.items())]
+        if self.speculative:
+            lines += ["", f"[models.{table}.speculative]",
+                      *(f"{k} = {toml_value(v)}" for k, v in self.speculative.items())]
         for adapter in self.model.get("adapters", ()):
             lines += ["", f"[[models.{table}.adapters]]", *(f"{k} = {toml_value(v)}" for k, v in adapter.items())]
         lines += [f"# not mapped: {note}" for note in self.notes]

@@ -106,3 +106,16 @@ def test_moe_and_adapter_flags(line: list[str], model: dict) -> None:
 def test_bad_moe_and_adapter_values(capsys, args, message) -> None:
     assert main(["import-args", "--", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_speculative_flags_become_the_models_speculative_table(tmp_path) -> None:
+    from mullama.config import load_settings
+
+    out = import_args.parse(["-m", "/m/q.gguf", "--spec-type", "ngram-simple,ngram-map-k", "--spec-draft-n-max", "8",
+                             "--spec-ngram-simple-size-n", "6"])
+    assert out.speculative == {"types": ["ngram-simple", "ngram-map-k"], "n_max": 8, "ngram_n": 6}
+    path = tmp_path / "m.toml"
+    path.write_text(out.toml("q"))
+    spec = load_settings(config_path=path, env={}).models["q"].speculative
+    assert spec is not None and spec.types == ("ngram-simple", "ngram-map-k") and spec.n_max == 8
+
