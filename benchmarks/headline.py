@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Issue 14's bar in one command: the engine's ceiling, llama-server and the full mullama stack, one run.
+
+- Ceiling, from the same pinned build: ``llama-bench`` tg128 for one stream; ``llama-batched-bench``
+  aggregate decode (``speed_tg``) at 8 and 16 sequences.
+- Servers (8 slots, the same threads, flash attention on, unified KV): ``mullama serve`` and ``llama-server``,
+  driven by ``mullama bench`` (``benchmarks/headline.toml``: closed loop at 1, 8, 16 streams, 128 tokens,
+  ``ignore_eos``), alternating config by config and rep by rep.
+
+Prints and writes (``--out``/headline.md) each server's tok/s, its efficiency (÷ the ceiling at the same
+parallelism, as the issue's table has it), TTFT p50, and mullama ÷ llama-server.
+
+    python benchmarks/headline.py [--threads 2] [--reps 2] [--out results/bench/headline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mullama.bench import run as runmod
+from mullama.bench import servers, trace, workload
+from mullama.bench.baselines import build_tools
+from mullama.models.assets import default_model_path
+
+STREAMS = (1, 8, 16)
+
+
+def ceiling(tools: dict[str, Path], model: Path, threads: int) -> dict[int, float]:
+    bench = subprocess.run([str(tools["llama-bench"]), "-m", str(model), "-t", str(threads), "-p", "0", "-n", "128",
+                            "-r", "3", "-fa", "1", "-o", "json"], capture_output=True, text=True, check=True)
+    out = {1: float(json.loads(bench.stdout)[0]["avg_ts"])}
+    batched = subprocess.run([str(tools["llama-batched-bench"]), "-m", str(model), "-c", "8192", "-b", "2048",
+                              "-ub", "512", "-npp", "48", "-ntg", "128", "-npl", "8,16", "-t", str(threads), "-tb",
+                              str(threads), "-fa", "on", "-kvu", "--output-format", "jsonl"],
+                             capture_output=True, text=True, check=True)
+    for line in (batched.stdout + batched.stderr).splitlines():
+        if line.startswith("{") and '"speed_tg"' in line:
+            rec = json.loads(line)
+            out[int(rec["pl"])] = float(rec["speed_tg"])
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "headline")
+    args = ap.parse_args()
+    model = default_model_path()
+    tools = build_tools(["llama-bench", "llama-batched-bench", "llama-server"])
+    roof = ceiling(tools, model, args.threads)
+    print(f"ceiling tok/s: {roof}", file=sys.stderr)
+    settings = {"threads": args.threads, "threads_batch": args.threads, "n_parallel": 8, "n_ctx": 8192,
+                "flash_attn": "on", "log_level": "warning"}
+    started: list[servers.Target] = []
+    try:
+        ours = servers.MullamaServe(settings)
+        started.append(ours)
+        theirs = servers.LlamaServer(tools["llama-server"], model, threads=args.threads, parallel=8, ctx=8192,
+                                     flash_attn="on")
+        started.append(theirs)
+        theirs.wait_ready()
+        w = workload.load(ROOT / "benchmarks" / "headline.toml")
+        configs = [runmod.Config("mullama", ours), runmod.Config("llama-server", theirs)]
+        result = asyncio.run(runmod.run(w, trace.phases(w), configs, runmod.Options(
+            out=args.out, reps=args.reps, conditions={"threads": args.threads, "n_parallel": 8})))
+    finally:
+        for t in started:
+            t.stop()
+    rows = [("| streams | ceiling tok/s | llama-server tok/s (÷ ceiling) | mullama tok/s (÷ ceiling) | "
+             "mullama ÷ llama-server | TTFT p50 mullama vs llama-server |"), "|---|---|---|---|---|---|"]
+    for n in STREAMS:
+        phase = f"c={n}"
+        m, ls = result.summaries["mullama"][phase], result.summaries["llama-server"][phase]
+        top = roof[n]
+        rows.append(f"| {n} | {top:.1f} | {ls['tok_s']:.1f} ({ls['tok_s'] / top:.2f}) | {m['tok_s']:.1f} "
+                    f"({m['tok_s'] / top:.2f}) | **{m['tok_s'] / ls['tok_s']:.3f}×** | "
+                    f"{m['ttft_ms_p50']:.0f} vs {ls['ttft_ms_p50']:.0f} ms |")
+    table = "\n".join(rows)
+    print(table)
+    (args.out / "headline.md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
