@@ -41,7 +41,7 @@ struct ContextParams {
 struct DeviceMemory {
     std::string device;       // "CPU", "CUDA0", ...
     std::string description;
-    std::string type;         // cpu | gpu | igpu | accel
+    std::string type;         // cpu | gpu | igpu | accel | rpc (a device of an RPC worker)
     uint64_t free = 0;
     uint64_t total = 0;
     uint64_t model = 0;       // weights

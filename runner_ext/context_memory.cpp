@@ -3,6 +3,8 @@
 #include "context.h"
 
 #include "../src/llama-ext.h"
+#include <string>
+
 #include "ggml-backend.h"
 
 namespace mullama {
@@ -29,7 +31,9 @@ std::vector<DeviceMemory> memory_breakdown(const llama_model * model, const llam
         ggml_backend_dev_memory(dev, &free, &total);
         out[i].device = ggml_backend_dev_name(dev);
         out[i].description = ggml_backend_dev_description(dev);
-        out[i].type = dev_type_name(ggml_backend_dev_type(dev));
+        // an RPC worker's device: ggml calls it a GPU; what it holds is on another host
+        const bool remote = std::string(ggml_backend_reg_name(ggml_backend_dev_backend_reg(dev))) == "RPC";
+        out[i].type = remote ? "rpc" : dev_type_name(ggml_backend_dev_type(dev));
         out[i].free = free;
         out[i].total = total;
     }

@@ -45,9 +45,13 @@ def plan_spread(cost: ModelCost, devices: Devices, *, n_gpu_layers: int = -1, te
     return _spill(cost, devices, ram_budget, gpu_reserve, model)
 
 
+def _host_limit(devices: Devices, ram_budget: int | None) -> int:
+    return devices.host.available if ram_budget is None else min(ram_budget, devices.host.available)
+
+
 def counted(devices: Devices, ram_budget: int | None, gpu_reserve: int) -> str:
     """'counted: host ..., GPU 0 ..., RPC ...; not counted: ...' for a refusal."""
-    host = devices.host.available if ram_budget is None else min(ram_budget, devices.host.available)
+    host = _host_limit(devices, ram_budget)
     parts = [f"host {format_size(host)}" + (" (ram_budget)" if ram_budget is not None else "")]
     parts += [f"GPU {g.index} {format_size(max(0, g.free - gpu_reserve))}" for g in devices.gpus]
     parts += [f"RPC {d.label} {format_size(d.free)}" for d in devices.remote]
@@ -63,7 +67,7 @@ def _spill(cost: ModelCost, devices: Devices, ram_budget: int | None, gpu_reserv
     usable = tuple(max(0, g.free - gpu_reserve) for g in gpus)
     local = balance(units, usable, cost.compute_gpu, cost.pinned_on(len(gpus))) if gpus else ()
     rest = len(units) - sum(local)
-    limit = devices.host.available if ram_budget is None else min(ram_budget, devices.host.available)
+    limit = _host_limit(devices, ram_budget)
     fixed = cost.input_weights + cost.compute_cpu + cost.host_pinned
     if fixed > limit:
         raise NoFit(f"{model}: its input layer and compute buffer alone need {format_size(fixed)} of host memory "

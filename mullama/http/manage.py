@@ -69,8 +69,7 @@ async def show_model(request: web.Request) -> web.Response:
 
 def ps_row(rt: Runtime) -> dict:
     p = rt.placement
-    vram = sum(d.model + d.context + d.compute for d in rt.devices  # this machine's GPUs, not RPC workers'
-               if d.type != "cpu" and not d.device.startswith("RPC"))
+    vram = sum(d.model + d.context + d.compute for d in rt.devices if d.type not in ("cpu", "rpc"))  # this host's
     if rt.in_flight:
         until = "while in use"
     elif rt.expires_at is None:

@@ -85,6 +85,8 @@ def test_a_split_model_answers_exactly_as_on_one_host_and_shows_where_it_runs(tm
         assert [r["device"] for r in p["remote"]] == [f"{e}#0" for e in endpoints(spaces)]
         assert all(r["layers"] > 0 for r in p["remote"]) and p["n_gpu_layers"] == sum(r["layers"] for r in p["remote"])
         assert p["processor"].endswith("CPU/RPC")
+        devices = placement(server)["devices"]
+        assert sorted(d["description"] for d in devices if d["type"] == "rpc") == endpoints(spaces)
         _, ps = server.call("GET", "/api/ps")
         assert ps["models"][0]["processor"] == p["processor"] and ps["models"][0]["size_vram"] == 0
         _, internal = server.call("GET", "/internal/models")
