@@ -14,6 +14,7 @@
 
 #include "batcher_internal.h"
 #include "errors.h"
+#include "spec_draft.h"
 
 namespace mullama {
 
@@ -41,7 +42,9 @@ std::optional<ControlOp> control_op_from_string(std::string_view name) {
     return std::nullopt;
 }
 
-common_speculative * make_speculative(const SpecParams & p, int32_t n_seq);  // batcher_spec.cpp
+common_speculative * make_speculative(const SpecParams & p, int32_t n_seq, llama_context * tgt,
+                                      DraftModel * draft);  // batcher_spec.cpp
+std::unique_ptr<DraftModel> make_draft(const SpecParams & p, const Context & ctx);
 void free_speculative(common_speculative * spec);
 
 Batcher::Batcher(const Model & model, Context & ctx, double signal_interval_ms, const SpecParams & spec)
@@ -56,7 +59,8 @@ Batcher::Batcher(const Model & model, Context & ctx, double signal_interval_ms, 
     shared_kv_ = ctx.params().kv_unified && n_slots_ > 1;
     n_batch_ = ctx.params().n_batch;
     spec_params_ = spec;
-    spec_ = make_speculative(spec, n_slots_);  // may refuse the parameters: before anything needs freeing
+    draft_ = make_draft(spec, ctx);  // may refuse the parameters: before anything needs freeing
+    spec_ = make_speculative(spec, n_slots_, ctx.raw(), draft_.get());
     event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (event_fd_ < 0) {
         raise(ErrorKind::Engine, std::string("eventfd failed: ") + std::strerror(errno));
@@ -160,6 +164,7 @@ void Batcher::set_adapter_turn(int32_t steps) {
 void Batcher::set_threads(int32_t n_threads, int32_t n_threads_batch) {
     std::lock_guard<std::mutex> engine(engine_mu_);
     ctx_.set_threads(n_threads, n_threads_batch);
+    if (draft_) draft_->follow_threads(ctx_);
 }
 
 std::string Batcher::active_adapters() const {

@@ -33,13 +33,20 @@ struct common_speculative;  // llama.cpp common/speculative.h
 
 namespace mullama {
 
-// Draft-free speculative decoding through llama.cpp's common/speculative: each step, a generating stream
-// may add a draft of tokens guessed from its own context (n-gram lookups) after its pending token; the one
-// batched decode verifies every stream's draft with the others' tokens, and the accepted prefix plus one
-// sampled token come out of a single step. Output is what sampling would give without the draft.
+class DraftModel;  // spec_draft.h
+
+// Speculative decoding through llama.cpp's common/speculative: each step, a generating stream may add a
+// draft of tokens after its pending token, guessed from its own context (n-gram lookups) or by a smaller
+// draft model with the same vocabulary (spec_draft.h); the one batched decode verifies every stream's draft
+// with the others' tokens, and the accepted prefix plus one sampled token come out of a single step.
+// Output is what sampling would give without the draft.
 struct SpecParams {
     std::vector<std::string> types;   // common_speculative names: ngram-simple, ngram-map-k, ngram-map-k4v,
-                                      // ngram-mod, ngram-cache (empty: off); tried in llama.cpp's order
+                                      // ngram-mod, ngram-cache, draft-simple (empty: off); tried in
+                                      // llama.cpp's order (the n-gram drafters first)
+    std::string draft_model;          // draft-simple: the draft model's GGUF file
+    int32_t draft_gpu_layers = -1;    // ... its layers on GPUs (-1: all that fit)
+    float draft_p_min = 0.0f;         // ... a drafted token less likely than this (draft model) ends the draft
     int32_t n_max = 16;               // draft at most this many tokens per step
     int32_t n_min = 0;                // a shorter draft is not verified (0: any)
     int32_t ngram_n = 12;             // n-gram modes: the lookup key's length ...
@@ -221,6 +228,7 @@ private:
     void verify_slot(Slot & s);
     bool emit(Slot & s, llama_token tok, TokenProb prob, Clock::time_point now);
     void draft_for(const std::vector<Slot *> & slots);
+    bool sync_draft(const std::vector<Slot *> & drafting);
     Slot * group_donor(const Request & r, bool & wait);
     const std::string * step_adapters();
     bool shift_context(Slot & s);
@@ -272,6 +280,7 @@ private:
     std::atomic<bool> context_shift_{false};
     std::atomic<int32_t> adapter_turn_{16};
     SpecParams spec_params_;
+    std::unique_ptr<DraftModel> draft_;    // draft-simple's model and context; null: none
     common_speculative * spec_ = nullptr;  // null: no speculation
     std::thread thread_;
 };

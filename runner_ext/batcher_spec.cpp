@@ -1,33 +1,50 @@
-// Draft-free speculative decoding in the batching loop (SpecParams in batcher.h): before a step, each
-// generating stream that wants one gets a draft from llama.cpp's common/speculative n-gram drafters (one
-// call for every stream); step() decodes the drafts after the streams' pending tokens in the same batch;
-// verify_slot() samples at each drafted position, keeps the prefix the target agrees with plus the token
-// it sampled after it, and removes the rest from the KV cache.
+// Speculative decoding in the batching loop (SpecParams in batcher.h): before a step, each generating
+// stream that wants one gets a draft from llama.cpp's common/speculative (its n-gram drafters, then a draft
+// model's "draft-simple"; one call for every stream); step() decodes the drafts after the streams' pending
+// tokens in the same batch; verify_slot() samples at each drafted position, keeps the prefix the target
+// agrees with plus the token it sampled after it, and removes the rest from the KV cache.
 #include <algorithm>
 #include <set>
 
 #include "batcher.h"
 #include "batcher_internal.h"
 #include "errors.h"
+#include "spec_draft.h"
 #include "speculative.h"
 
 namespace mullama {
 
 namespace {
 
-const std::set<std::string> kDraftFree = {"ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache"};
+const std::set<std::string> kTypes = {"ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache",
+                                      "draft-simple"};
+
+bool wants_draft_model(const SpecParams & p) {
+    return std::find(p.types.begin(), p.types.end(), "draft-simple") != p.types.end();
+}
 
 }  // namespace
 
-common_speculative * make_speculative(const SpecParams & p, int32_t n_seq) {
+std::unique_ptr<DraftModel> make_draft(const SpecParams & p, const Context & ctx) {
     if (p.types.empty()) return nullptr;
     for (const auto & name : p.types) {
-        if (!kDraftFree.count(name)) {
+        if (!kTypes.count(name)) {
             raise(ErrorKind::InvalidArgument, "speculative type '" + name + "' is not one of ngram-simple, "
-                                              "ngram-map-k, ngram-map-k4v, ngram-mod, ngram-cache (a draft model is "
-                                              "not supported yet)");
+                                              "ngram-map-k, ngram-map-k4v, ngram-mod, ngram-cache, draft-simple");
         }
     }
+    if (wants_draft_model(p) != !p.draft_model.empty()) {
+        raise(ErrorKind::InvalidArgument, "speculative type draft-simple and a draft model go together");
+    }
+    if (!(p.draft_p_min >= 0.0f && p.draft_p_min <= 1.0f)) {
+        raise(ErrorKind::InvalidArgument, "speculative draft_p_min must be in [0, 1]");
+    }
+    if (p.draft_model.empty()) return nullptr;
+    return std::make_unique<DraftModel>(p.draft_model, p.draft_gpu_layers, ctx);
+}
+
+common_speculative * make_speculative(const SpecParams & p, int32_t n_seq, llama_context * tgt, DraftModel * draft) {
+    if (p.types.empty()) return nullptr;
     if (p.n_max < 1 || p.n_min < 0 || p.n_min > p.n_max) {
         raise(ErrorKind::InvalidArgument, "speculative draft bounds need 1 <= n_max and 0 <= n_min <= n_max");
     }
@@ -41,7 +58,19 @@ common_speculative * make_speculative(const SpecParams & p, int32_t n_seq) {
         m->size_m = static_cast<uint16_t>(p.ngram_m);
         m->min_hits = static_cast<uint16_t>(p.ngram_min_hits);
     }
-    common_speculative * spec = common_speculative_init(cp, static_cast<uint32_t>(n_seq));
+    if (draft) {
+        cp.draft.ctx_tgt = tgt;
+        cp.draft.ctx_dft = draft->raw();
+        cp.draft.n_max = p.n_max;
+        cp.draft.n_min = p.n_min;
+        cp.draft.p_min = p.draft_p_min;
+    }
+    common_speculative * spec = nullptr;
+    try {
+        spec = common_speculative_init(cp, static_cast<uint32_t>(n_seq));
+    } catch (const std::exception & e) {  // draft-simple: a draft model whose vocabulary is not the target's
+        raise(ErrorKind::InvalidArgument, std::string("speculative decoding: ") + e.what());
+    }
     if (!spec) raise(ErrorKind::Engine, "llama.cpp could not set up speculative decoding");
     return spec;
 }
@@ -76,11 +105,35 @@ void Batcher::draft_for(const std::vector<Slot *> & slots) {
         drafting.push_back(s);
     }
     if (drafting.empty()) return;
+    if (draft_ && !sync_draft(drafting)) return;
     common_speculative_draft(spec_);
     for (Slot * s : drafting) {
         Request & r = *s->req;
+        if (draft_) draft_->truncate(s->index, r.n_past);  // the draft model's guesses are not the stream's
         if (static_cast<int32_t>(r.draft.size()) < std::max(1, spec_params_.n_min)) r.draft.clear();
     }
+}
+
+// The draft model's cache of each drafting stream made to hold what the target's holds (spec_draft.h);
+// when it has no room, the sequences of other slots go; false: it still has none (no drafts this step).
+bool Batcher::sync_draft(const std::vector<Slot *> & drafting) {
+    std::vector<std::pair<int32_t, const std::vector<llama_token> *>> seqs;
+    std::vector<int32_t> keep;
+    for (Slot * s : drafting) {
+        seqs.emplace_back(s->index, &s->spec_prompt);
+        keep.push_back(s->index);
+    }
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        try {
+            draft_->sync(seqs);
+            return true;
+        } catch (const Error & e) {
+            if (e.kind() != ErrorKind::ContextOverflow || attempt == 1) break;
+            draft_->clear_except(keep);
+        }
+    }
+    for (Slot * s : drafting) common_speculative_get_draft_params(spec_, s->index).drafting = false;
+    return false;
 }
 
 // After the decode: the draft's verdict. Emits the accepted tokens and the one sampled after them.

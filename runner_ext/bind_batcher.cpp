@@ -86,11 +86,16 @@ void register_batcher(py::module_ & m) {
         .def_readonly("draft_tokens", &BatcherCounters::draft_tokens)
         .def_readonly("draft_accepted", &BatcherCounters::draft_accepted);
 
-    py::class_<SpecParams>(m, "SpecParams", "Draft-free speculative decoding of a Batcher (n-gram drafters).")
+    py::class_<SpecParams>(m, "SpecParams",
+                           "Speculative decoding of a Batcher: n-gram drafters, or a draft model (draft-simple).")
         .def(py::init([](std::vector<std::string> types, int32_t n_max, int32_t n_min, int32_t ngram_n,
-                         int32_t ngram_m, int32_t ngram_min_hits) {
+                         int32_t ngram_m, int32_t ngram_min_hits, std::string draft_model, int32_t draft_gpu_layers,
+                         float draft_p_min) {
                  SpecParams p;
                  p.types = std::move(types);
+                 p.draft_model = std::move(draft_model);
+                 p.draft_gpu_layers = draft_gpu_layers;
+                 p.draft_p_min = draft_p_min;
                  p.n_max = n_max;
                  p.n_min = n_min;
                  p.ngram_n = ngram_n;
@@ -99,8 +104,12 @@ void register_batcher(py::module_ & m) {
                  return p;
              }),
              py::kw_only(), py::arg("types") = std::vector<std::string>{}, py::arg("n_max") = 16, py::arg("n_min") = 0,
-             py::arg("ngram_n") = 12, py::arg("ngram_m") = 48, py::arg("ngram_min_hits") = 1)
+             py::arg("ngram_n") = 12, py::arg("ngram_m") = 48, py::arg("ngram_min_hits") = 1,
+             py::arg("draft_model") = "", py::arg("draft_gpu_layers") = -1, py::arg("draft_p_min") = 0.0f)
         .def_readonly("types", &SpecParams::types)
+        .def_readonly("draft_model", &SpecParams::draft_model)
+        .def_readonly("draft_gpu_layers", &SpecParams::draft_gpu_layers)
+        .def_readonly("draft_p_min", &SpecParams::draft_p_min)
         .def_readonly("n_max", &SpecParams::n_max)
         .def_readonly("n_min", &SpecParams::n_min)
         .def_readonly("ngram_n", &SpecParams::ngram_n)

@@ -110,6 +110,9 @@ public:
 
     std::vector<DeviceMemory> memory() const;
     void set_threads(int32_t n_threads, int32_t n_threads_batch);
+    // Compute on `owner`'s thread pools (a draft model's context: two pools polling for work would take the
+    // cores from each other). Call again after owner.set_threads(); the owner must outlive this context.
+    void borrow_threads(const Context & owner);
 
     // Exclusive use by one driver (generate() or a Batcher) for its lifetime; a second
     // driver, and the Python-facing mutating calls, get ErrorKind::Busy meanwhile.
@@ -136,6 +139,7 @@ private:
     // joins threads on every graph compute, which collapses under CPU contention.
     ggml_threadpool_t pool_ = nullptr;
     ggml_threadpool_t pool_batch_ = nullptr;
+    bool own_pools_ = true;  // false: borrowed (borrow_threads)
     ContextParams params_;
     mutable std::mutex mutex_;
     std::atomic<bool> busy_{false};

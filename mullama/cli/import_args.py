@@ -143,6 +143,10 @@ _add(["--spec-draft-n-min"], "speculative", "n_min", int)
 _add(["--spec-ngram-simple-size-n"], "speculative", "ngram_n", int)
 _add(["--spec-ngram-simple-size-m"], "speculative", "ngram_m", int)
 _add(["--spec-ngram-simple-min-hits"], "speculative", "ngram_min_hits", int)
+_add(["--spec-draft-model", "-md", "--model-draft"], "speculative", "draft_model", str)
+_add(["--spec-draft-p-min", "--draft-p-min"], "speculative", "draft_p_min", float)
+_add(["--spec-draft-ngl", "-ngld", "--gpu-layers-draft", "--n-gpu-layers-draft"], "speculative", "draft_gpu_layers",
+     lambda s: -1 if s in ("auto", "all") else int(s))
 _add(["--lora"], "model", "adapters", lambda s: [{"path": p} for p in _items(s)])
 _add(["--lora-scaled"], "model", "adapters", _lora_scaled)
 for _flag, _key, _conv in [
@@ -178,8 +182,6 @@ BUILT_IN = {
 }
 #: flags with a name but no equivalent yet, and why
 UNSUPPORTED = {
-    "-md": "a draft model is not supported yet (n-gram speculation is: [speculative])",
-    "--model-draft": "a draft model is not supported yet (n-gram speculation is: [speculative])",
     "--control-vector": "control vectors are not supported yet",
 }
 
@@ -262,12 +264,16 @@ def parse(args: Sequence[str]) -> Imported:
 
 
 def _finish(out: Imported) -> None:
-    """Scales to 0 under ``--lora-init-without-apply``; MoE shorthands written out where order matters.
+    """Scales to 0 under ``--lora-init-without-apply``; MoE shorthands written out where order matters; a
+    draft model given with ``--spec-type`` n-gram drafters is tried after them (draft-simple added).
 
     mullama puts ``cpu_moe``/``n_cpu_moe``'s patterns after the explicit ``tensor_overrides``; llama-server
     keeps the command line's order, and the first match wins. When an ``-ot`` came after the shorthand, the
     shorthand's patterns are written out in its place, so an expert tensor goes where llama-server sends it.
     """
+    spec = out.speculative
+    if spec.get("draft_model") and "types" in spec and "draft-simple" not in spec["types"]:
+        spec["types"] = [*spec["types"], "draft-simple"]
     if out.lora_without_apply:
         out.model["adapters"] = [{**a, "scale": 0.0} for a in out.model.get("adapters", [])]
     explicit = out.model.get("tensor_overrides", [])

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mullama.config.speculative import OFF, SpeculativeSettings
+from mullama.config.speculative import SpeculativeSettings, effective
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class RunnerConfig:
     require_full: bool
     ram_budget: int  # bytes of host memory the model may take; 0: what is free
     rpc_workers: tuple[str, ...]  # RPC workers (host:port) its layers may spread over
-    speculative: SpeculativeSettings  # types () : off
+    speculative: SpeculativeSettings  # types () : off; draft_model's ~ expanded
     pinned: bool
     preload: bool
     sampling: tuple[tuple[str, Any], ...]  # (field, default) pairs for requests that leave them out
@@ -95,7 +95,7 @@ def model_settings(settings: Any, name: str, family: str) -> RunnerConfig:
                 values[field] = value
     values["sampling"] = tuple(sampling.items())
     values["ram_budget"] = values["ram_budget"] or 0
-    values["speculative"] = values["speculative"] or OFF
+    values["speculative"] = effective(values["speculative"])
     values["threads_explicit"] = any(e.threads is not None for e in entries)
     values["threads_batch_explicit"] = any(e.threads_batch is not None for e in entries)
     return RunnerConfig(**values)

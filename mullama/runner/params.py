@@ -80,4 +80,5 @@ def spec_params(s: wire.Speculative | None) -> _engine.SpecParams:
     if s is None or not s.types:
         return _engine.SpecParams()
     return _engine.SpecParams(types=list(s.types), n_max=s.n_max, n_min=s.n_min, ngram_n=s.ngram_n,
-                              ngram_m=s.ngram_m, ngram_min_hits=s.ngram_min_hits)
+                              ngram_m=s.ngram_m, ngram_min_hits=s.ngram_min_hits, draft_model=s.draft_model,
+                              draft_gpu_layers=s.draft_gpu_layers, draft_p_min=s.draft_p_min)

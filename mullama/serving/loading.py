@@ -63,7 +63,8 @@ def load_params(entry: ModelEntry, cfg: RunnerConfig, op: wire.LoadOp, placement
         cores=list(cpu.cores) if cpu is not None else [],
         rpc_servers=list(placement.rpc_servers) if placement is not None else [],
         speculative=wire.Speculative(**{**msgspec.structs.asdict(cfg.speculative),
-                                        "types": list(cfg.speculative.types)}) if cfg.speculative.types else None)
+                                        "types": list(cfg.speculative.types or ())})
+        if cfg.speculative.types else None)
 
 
 def chat_template_of(cfg: RunnerConfig) -> str:

@@ -95,7 +95,7 @@ class LoadParams(_Wire, kw_only=True):
 
 
 class Speculative(_Wire, kw_only=True):
-    """The batcher's draft-free speculative decoding (config.speculative.SpeculativeSettings); types []: off."""
+    """The batcher's speculative decoding (config.speculative.SpeculativeSettings); types []: off."""
 
     types: list[str] = []
     n_max: Annotated[int, msgspec.Meta(ge=1, le=256)] = 16
@@ -103,6 +103,9 @@ class Speculative(_Wire, kw_only=True):
     ngram_n: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 12
     ngram_m: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 48
     ngram_min_hits: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 1
+    draft_model: str = ""         # draft-simple's GGUF file
+    draft_gpu_layers: Annotated[int, msgspec.Meta(ge=-1)] = -1
+    draft_p_min: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
 
 
 class CpuAllotment(_Wire, kw_only=True):

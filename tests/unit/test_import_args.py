@@ -16,7 +16,7 @@ LINE = ["-m", "/srv/models/Qwen2.5-7B-Instruct-Q4_K_M.gguf", "--alias", "qwen", 
         "-ngl", "99", "-ts", "3,1", "-t", "8", "-fa", "--jinja", "-ctk", "Q8_0", "--temp", "0.7", "--top-k", "20",
         "--min-p=0.05", "--mirostat", "2", "--mirostat-ent", "4.5", "--dry-multiplier", "0.8",
         "--dry-sequence-breaker", "\\n", "--dry-sequence-breaker", ":", "--samplers", "top_k;min_p;temperature",
-        "--port", "8081", "--api-key", "k1", "--model-draft", "d.gguf", "-ot", "exps=CPU", "--mlock", "--no-mmap",
+        "--port", "8081", "--api-key", "k1", "-ot", "exps=CPU", "--mlock", "--no-mmap",
         "-sm", "row", "-mg", "1", "--chat-template", "llama3", "-nkvo", "--swa-full", "--rope-scaling", "YaRN",
         "--rope-scale", "4", "--yarn-orig-ctx", "32768", "--override-kv", "a.b=int:3", "--override-kv",
         "c=bool:false", "--check-tensors"]
@@ -42,8 +42,7 @@ def test_the_toml_loads_with_the_same_values(tmp_path: Path) -> None:
 
 def test_what_cannot_be_mapped_is_named_with_the_reason() -> None:
     notes = import_args.parse(LINE).notes
-    assert notes == ["--jinja (not needed: chat templates are always rendered with Jinja)",
-                     "--model-draft d.gguf (a draft model is not supported yet (n-gram speculation is: [speculative]))"]
+    assert notes == ["--jinja (not needed: chat templates are always rendered with Jinja)"]
     assert import_args.parse(["--frobnicate", "3"]).notes == ["--frobnicate 3 (no equivalent)"]
 
 
@@ -118,4 +117,20 @@ def test_speculative_flags_become_the_models_speculative_table(tmp_path) -> None
     path.write_text(out.toml("q"))
     spec = load_settings(config_path=path, env={}).models["q"].speculative
     assert spec is not None and spec.types == ("ngram-simple", "ngram-map-k") and spec.n_max == 8
+
+
+def test_a_draft_model_becomes_draft_simple_after_the_ngram_drafters(tmp_path) -> None:
+    from mullama.config import load_settings
+    from mullama.config.speculative import effective
+
+    draft = tmp_path / "d.gguf"
+    draft.write_bytes(b"GGUF")
+    out = import_args.parse(["-m", "/m/q.gguf", "-md", str(draft), "--draft-p-min", "0.6", "-ngld", "all"])
+    assert out.speculative == {"draft_model": str(draft), "draft_p_min": 0.6, "draft_gpu_layers": -1}
+    path = tmp_path / "m.toml"
+    path.write_text(out.toml("q"))
+    spec = effective(load_settings(config_path=path, env={}).models["q"].speculative)
+    assert spec.types == ("draft-simple",) and spec.draft_model == str(draft) and spec.draft_p_min == 0.6
+    both = import_args.parse(["-m", "/m/q.gguf", "--spec-type", "ngram-mod", "--model-draft", str(draft)])
+    assert both.speculative["types"] == ["ngram-mod", "draft-simple"]
 
