@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Draft-free speculative decoding, measured: mullama with and without it, and llama-server with the same
+"""Speculative decoding, measured: mullama with and without it, and llama-server with the same
 speculative settings, on a workload where drafts help (continuing a document that starts over: the answer
 repeats its context) and one where they do not (short creative answers). Same pinned llama.cpp, same
 threads, one slot, greedy, streamed; the servers take turns request by request, who goes first rotating.
@@ -9,6 +9,12 @@ first token, and the drafted / accepted tokens mullama reports (X-Profile). llam
 in its log, not its responses, so it is not shown.
 
     python benchmarks/speculative.py [--reps 3] [--types ngram-map-k] [--n-max 16] [--threads 2]
+    python benchmarks/speculative.py --draft-model [--n-max 4]   # SmolLM2 Q4_1 drafting for an F16 target
+
+With ``--draft-model`` the target is SmolLM2 in F16 (made once from the Q8_0 test variant with the
+engine's quantize; 2.6x the bytes of the Q4_1 draft per token on this memory-bound CPU) and the draft is
+the bundled Q4_1: a draft model only pays when it is much cheaper than its target, and SmolLM2 is the only
+real model here.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from supervisor_harness import Server, base_settings
+from supervisor_harness import Server, base_settings, models_cache_dir, q8_variant
 
 from mullama.bench.baselines import build_tools
 from mullama.bench.servers import LlamaServer
@@ -36,6 +42,19 @@ REPEAT = [f"{d}\n\n{d[:250]}" for d in DOCS]  # the document starts over: the mo
 STORY = ["Once upon a time, in a village by the sea,",
          "The three most important inventions of the last century were", "Dear diary, today I learned that"]
 MAX_TOKENS = 128
+
+
+def f16_target() -> Path:
+    """SmolLM2 in F16, from the Q8_0 variant (made once, atomically)."""
+    from mullama import engine
+
+    target = models_cache_dir() / "smollm2-f16" / "SmolLM2-135M-Instruct.F16.gguf"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        engine.quantize(str(q8_variant()), str(tmp), engine.QuantizeParams(type="F16", allow_requantize=True))
+        tmp.replace(target)
+    return target
 
 
 def stream(url: str, prompt: str, model: str | None) -> dict:
@@ -62,6 +81,7 @@ def stream(url: str, prompt: str, model: str | None) -> dict:
     first_tokens = 1  # the first chunk's tokens are not counted in the rate (they come with the first-token time)
     return {"ttft_ms": (times[0] - t0) * 1000 if times else 0.0,
             "tok_s": (n - first_tokens) / (times[-1] - times[0]) if len(times) > 1 else 0.0, "chunks": len(times),
+            "total_s": (times[-1] - t0) if times else 0.0,
             "tokens": n, "text": text,
             "drafted": (profile or {}).get("draft_tokens", 0), "accepted": (profile or {}).get("draft_accepted", 0)}
 
@@ -72,25 +92,34 @@ def main() -> int:
     ap.add_argument("--types", default="ngram-map-k")
     ap.add_argument("--n-max", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "speculative.json")
+    ap.add_argument("--draft-model", action="store_true", help="draft-simple: Q4_1 drafts for an F16 target")
+    ap.add_argument("--out", type=Path, default=None, help="default results/bench/speculative[-draft].json")
     args = ap.parse_args()
-    types = [t for t in args.types.split(",") if t]
+    args.out = args.out or ROOT / "results" / "bench" / f"speculative{'-draft' if args.draft_model else ''}.json"
+    types = ["draft-simple"] if args.draft_model else [t for t in args.types.split(",") if t]
     common = {"n_parallel": 1, "n_ctx": 4096, "threads": args.threads, "threads_batch": args.threads,
               "log_level": "warning"}
-    spec = {"types": types, "n_max": args.n_max}
+    spec: dict = {"types": types, "n_max": args.n_max}
+    model = default_model_path()
+    extra = ["--spec-type", ",".join(types), "--spec-draft-n-max", str(args.n_max)]
+    if args.draft_model:
+        model = f16_target()
+        spec["draft_model"] = str(default_model_path())
+        extra += ["--model-draft", str(default_model_path()), "--spec-draft-ngl", "0"]
+    name = "target" if args.draft_model else "smollm2"  # a name of its own: not the test models' smollm2 family
+    models = {name: {"path": str(model)} if args.draft_model else {}}
     tmp = ROOT / "results" / "bench" / "speculative-servers"
     exe = build_tools(["llama-server"])["llama-server"]
     servers: dict[str, tuple[str, str | None]] = {}
     started = []
     try:
-        on = Server(tmp / "on", base_settings(**common, models={"smollm2": {"speculative": spec}}))
-        off = Server(tmp / "off", base_settings(**common))
+        on = Server(tmp / "on", base_settings(**common, models={name: {**models[name], "speculative": spec}}))
+        off = Server(tmp / "off", base_settings(**common, models=models))
         started += [on, off]
-        ls = LlamaServer(exe, default_model_path(), threads=args.threads, parallel=1, ctx=4096, flash_attn="auto",
-                         extra=("--spec-type", ",".join(types), "--spec-draft-n-max", str(args.n_max)))
+        ls = LlamaServer(exe, model, threads=args.threads, parallel=1, ctx=4096, flash_attn="auto", extra=tuple(extra))
         started.append(ls)
         ls.wait_ready()
-        servers = {"mullama, speculative": (on.url, "smollm2"), "mullama, no speculation": (off.url, "smollm2"),
+        servers = {"mullama, speculative": (on.url, name), "mullama, no speculation": (off.url, name),
                    "llama-server, speculative": (ls.url, None)}
         results: dict[str, dict[str, list[dict]]] = {w: {s: [] for s in servers} for w in ("repeat", "story")}
         for workload, prompts in (("repeat", REPEAT), ("story", STORY)):
@@ -111,13 +140,14 @@ def main() -> int:
                 drafted, accepted = sum(r["drafted"] for r in runs), sum(r["accepted"] for r in runs)
                 rows.append(f"| {workload} | {name} | {tok_s:.1f} | {tok_s / base:.2f}x | "
                             f"{statistics.median(r['ttft_ms'] for r in runs):.0f} | "
+                            f"{statistics.median(r['total_s'] for r in runs):.2f} | "
                             + (f"{accepted}/{drafted} ({accepted / drafted:.0%})" if drafted else "-") + " |")
-        table = ("| workload | server | decode tok/s (median) | vs mullama without | TTFT p50 ms | accepted/drafted |\n"
-                 "|---|---|---|---|---|---|\n" + "\n".join(rows))
+        table = ("| workload | server | decode tok/s (median) | vs mullama without | TTFT p50 ms | request s p50 | "
+                 "accepted/drafted |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows))
         print(table)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"table": table, "results": results, "types": types, "n_max": args.n_max,
-                                        "threads": args.threads}, indent=1))
+                                        "threads": args.threads, "target": str(model)}, indent=1))
     finally:
         for s in started:
             s.stop()

@@ -109,7 +109,7 @@ void Batcher::draft_for(const std::vector<Slot *> & slots) {
     common_speculative_draft(spec_);
     for (Slot * s : drafting) {
         Request & r = *s->req;
-        if (draft_) draft_->truncate(s->index, r.n_past);  // the draft model's guesses are not the stream's
+        if (draft_) draft_->drafted(s->index, r.pending, r.draft);  // kept: what the target may accept
         if (static_cast<int32_t>(r.draft.size()) < std::max(1, spec_params_.n_min)) r.draft.clear();
     }
 }

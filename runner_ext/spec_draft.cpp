@@ -67,6 +67,16 @@ void DraftModel::sync(const std::vector<std::pair<int32_t, const std::vector<lla
     flush();
 }
 
+void DraftModel::drafted(int32_t seq, llama_token pending, const std::vector<llama_token> & draft) {
+    auto & held = held_.at(static_cast<size_t>(seq));
+    const size_t n_kv = static_cast<size_t>(ctx_->kv_seq_pos_max(seq) + 1);  // what the draft's decodes wrote
+    if (n_kv <= held.size()) return;
+    held.push_back(pending);
+    held.insert(held.end(), draft.begin(), draft.end());
+    if (held.size() > n_kv) held.resize(n_kv);
+    if (held.size() < n_kv) ctx_->kv_seq_rm(seq, static_cast<llama_pos>(held.size()), -1);  // a draft dropped (n_min)
+}
+
 void DraftModel::truncate(int32_t seq, int32_t n) {
     ctx_->kv_seq_rm(seq, n, -1);
     auto & held = held_.at(static_cast<size_t>(seq));

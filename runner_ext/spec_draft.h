@@ -27,7 +27,11 @@ public:
     // Make each listed sequence hold exactly its tokens at positions 0..n-1. Throws ContextOverflow when the
     // draft's cache has no room; the sequences then hold their common prefix only.
     void sync(const std::vector<std::pair<int32_t, const std::vector<llama_token> *>> & seqs);
-    void truncate(int32_t seq, int32_t n);  // drop positions >= n (what a draft decoded past the prompt)
+    // After llama.cpp's draft-simple decoded `pending` and the first tokens of `draft` after a synced
+    // sequence: they are recorded as held, so the next sync keeps what the target accepted (upstream's
+    // server decodes them again: its TAG_SPEC_AVOID_DRAFT_REEVAL).
+    void drafted(int32_t seq, llama_token pending, const std::vector<llama_token> & draft);
+    void truncate(int32_t seq, int32_t n);  // drop positions >= n
     void clear_except(const std::vector<int32_t> & keep);  // forget every other sequence (to make room)
     void follow_threads(const Context & target) { ctx_->borrow_threads(target); }  // after target.set_threads()
 
