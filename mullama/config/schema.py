@@ -155,6 +155,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     load_timeout: float = 300.0
     drain_timeout: float = 30.0
     stream_write_timeout: float = 30.0  # a streamed answer the client stops reading is cut after this
+    stream_interval: float = 0.02       # a runner wakes Python for streamed tokens at most this often (0: each)
     header_timeout: float = 10.0        # a new connection must send its whole request head within this
     max_connections: int = 1000         # open client connections; the next get 503 (lowered to the fd limit)
     runner_probe_interval: float = 5.0  # a serving runner's /health is asked this often ...
@@ -273,6 +274,8 @@ def _check(s: Settings, where: Where) -> None:
                         ("runner_stall_timeout", s.runner_stall_timeout)):
         if value <= 0:
             raise ConfigError(f"{where(name)}: expected a positive duration, got {value!r}")
+    if not 0 <= s.stream_interval <= 1:
+        raise ConfigError(f"{where('stream_interval')}: expected 0 to 1s, got {s.stream_interval!r}")
     for name, size in (("memory_budget", s.memory_budget), ("max_body_bytes", s.max_body_bytes)):
         if size is not None and size < 1:
             raise ConfigError(f"{where(name)}: expected a positive size such as '8GiB', got {size!r}")

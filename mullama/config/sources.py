@@ -34,6 +34,7 @@ Layer = tuple[dict[str, Any], dict[str, str]]
 
 MAPPINGS = ("aliases", "default_variants", "models", "presets")
 DURATIONS = frozenset({"keep_alive", "load_timeout", "drain_timeout", "prefetch_idle", "stream_write_timeout",
+                       "stream_interval",
                        "header_timeout", "runner_probe_interval", "runner_probe_timeout", "runner_stall_timeout"})
 SIZES = frozenset({"memory_budget", "max_body_bytes", "ram_budget"})
 LOWERCASE = frozenset({"cache_type_k", "cache_type_v"})

@@ -51,6 +51,7 @@ class Supervisor:
         # moving; it gets 10 s at least to start Python, and never more than 60
         self.spec = spec or RunnerSpec(log_level=settings.log_level, drain_timeout=settings.drain_timeout,
                                        reasoning_format=settings.reasoning_format,
+                                       stream_interval_ms=settings.stream_interval * 1000,
                                        start_timeout=min(60.0, max(10.0, settings.load_timeout)))
         self.session: aiohttp.ClientSession | None = None
         self.observer = Observer(event_log=Path(settings.event_log) if settings.event_log else None)

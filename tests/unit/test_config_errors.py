@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from config_helpers import error
+from config_helpers import error, load
 
 from mullama.config import load_settings
 from mullama.core.errors import ConfigError
@@ -164,3 +164,12 @@ def test_unknown_setting_in_file_is_suggested(tmp_path: Path, toml: str, expecte
     message = error(tmp_path, toml + "\n")
     assert message == f"config file {tmp_path / 'mullama.toml'}: {expected}"
 
+
+
+def test_the_stream_interval_is_a_duration_up_to_a_second_and_reaches_the_runners(tmp_path: Path) -> None:
+    from mullama.serving.supervisor import Supervisor
+
+    assert load(tmp_path, "stream_interval = '50ms'\n").stream_interval == 0.05
+    assert load(tmp_path, env={"MULLAMA_STREAM_INTERVAL": "0"}).stream_interval == 0.0
+    assert "stream_interval: expected 0 to 1s" in error(tmp_path, "stream_interval = '2s'\n")
+    assert Supervisor(load(tmp_path, "stream_interval = '40ms'\n")).spec.stream_interval_ms == 40.0
