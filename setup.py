@@ -88,7 +88,8 @@ def cuda_cmake_args() -> list[str]:
             break
         else:
             print("mullama: cuBLAS not found in the CUDA toolkit; `pip install nvidia-cublas` provides it")
-    if not any(Path(d).glob("libcuda.so*") for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib/wsl/lib")):
+    if not any(Path(d).glob("libcuda.so*") for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib/wsl/lib",
+                                                     "/usr/local/nvidia/lib64", "/usr/local/cuda/compat")):
         print("mullama: no NVIDIA driver library (libcuda.so): building with GGML_CUDA_NO_VMM=ON")
         args.append("-DGGML_CUDA_NO_VMM=ON")
     return args

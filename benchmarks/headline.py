@@ -11,6 +11,10 @@ Prints and writes (``--out``/headline.md) each server's tok/s, its efficiency (ร
 parallelism, as the issue's table has it), TTFT p50, and mullama รท llama-server.
 
     python benchmarks/headline.py [--threads 2] [--reps 2] [--out results/bench/headline]
+
+On a GPU box (scripts/gpu_check.sh): ``--tools-dir`` takes llama-server, llama-bench and
+llama-batched-bench from that CUDA build instead of building the CPU baselines, ``--model`` serves
+another GGUF, and ``--n-gpu-layers`` offloads it in all three (``-ngl``; mullama's ``n_gpu_layers``).
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ from mullama.models.assets import default_model_path
 STREAMS = (1, 8, 16)
 
 
-def ceiling(tools: dict[str, Path], model: Path, threads: int) -> dict[int, float]:
+def ceiling(tools: dict[str, Path], model: Path, threads: int, ngl: int) -> dict[int, float]:
     bench = subprocess.run([str(tools["llama-bench"]), "-m", str(model), "-t", str(threads), "-p", "0", "-n", "128",
-                            "-r", "3", "-fa", "1", "-o", "json"], capture_output=True, text=True, check=True)
+                            "-r", "3", "-fa", "1", "-ngl", str(ngl), "-o", "json"],
+                           capture_output=True, text=True, check=True)
     out = {1: float(json.loads(bench.stdout)[0]["avg_ts"])}
     batched = subprocess.run([str(tools["llama-batched-bench"]), "-m", str(model), "-c", "8192", "-b", "2048",
                               "-ub", "512", "-npp", "48", "-ntg", "128", "-npl", "8,16", "-t", str(threads), "-tb",
-                              str(threads), "-fa", "on", "-kvu", "--output-format", "jsonl"],
+                              str(threads), "-fa", "on", "-kvu", "-ngl", str(ngl), "--output-format", "jsonl"],
                              capture_output=True, text=True, check=True)
     for line in (batched.stdout + batched.stderr).splitlines():
         if line.startswith("{") and '"speed_tg"' in line:
@@ -53,25 +58,32 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "headline")
+    ap.add_argument("--tools-dir", type=Path, help="llama-server, llama-bench, llama-batched-bench already built here")
+    ap.add_argument("--model", type=Path, help="the GGUF to serve (default: the bundled SmolLM2)")
+    ap.add_argument("--n-gpu-layers", type=int, default=0, help="layers offloaded to GPUs, for every server")
     args = ap.parse_args()
-    model = default_model_path()
-    tools = build_tools(["llama-bench", "llama-batched-bench", "llama-server"])
-    roof = ceiling(tools, model, args.threads)
+    model = args.model or default_model_path()
+    names = ["llama-bench", "llama-batched-bench", "llama-server"]
+    tools = {n: args.tools_dir / n for n in names} if args.tools_dir else build_tools(names)
+    roof = ceiling(tools, model, args.threads, args.n_gpu_layers)
     print(f"ceiling tok/s: {roof}", file=sys.stderr)
     settings = {"threads": args.threads, "threads_batch": args.threads, "n_parallel": 8, "n_ctx": 8192,
-                "flash_attn": "on", "log_level": "warning"}
+                "flash_attn": "on", "log_level": "warning", "n_gpu_layers": args.n_gpu_layers}
+    if args.model:  # a name of its own: the bundled model's family keeps its files
+        settings |= {"default_model": "target", "models": {"target": {"path": str(model)}}}
     started: list[servers.Target] = []
     try:
         ours = servers.MullamaServe(settings)
         started.append(ours)
         theirs = servers.LlamaServer(tools["llama-server"], model, threads=args.threads, parallel=8, ctx=8192,
-                                     flash_attn="on")
+                                     flash_attn="on", extra=("-ngl", str(args.n_gpu_layers)))
         started.append(theirs)
         theirs.wait_ready()
         w = workload.load(ROOT / "benchmarks" / "headline.toml")
         configs = [runmod.Config("mullama", ours), runmod.Config("llama-server", theirs)]
         result = asyncio.run(runmod.run(w, trace.phases(w), configs, runmod.Options(
-            out=args.out, reps=args.reps, conditions={"threads": args.threads, "n_parallel": 8})))
+            out=args.out, reps=args.reps, conditions={"threads": args.threads, "n_parallel": 8,
+                                                      "n_gpu_layers": args.n_gpu_layers, "model": str(model)})))
     finally:
         for t in started:
             t.stop()
@@ -86,6 +98,7 @@ def main() -> int:
                     f"{m['ttft_ms_p50']:.0f} vs {ls['ttft_ms_p50']:.0f} ms |")
     table = "\n".join(rows)
     print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "headline.md").write_text(table + "\n")
     return 0
 
