@@ -50,7 +50,8 @@ def _error_from(status: int, body: bytes) -> errors.MullamaError:
 class CompletionStream:
     """``async for raw, event in stream``: each NDJSON line and its decoded chunk/final.
 
-    ``close()`` drops the connection, which makes the runner cancel the request. A stream that
+    ``close()`` before the final event drops the connection, which makes the runner cancel the request;
+    after it, the connection goes back to the session's pool. A stream that
     breaks off marks its client ``broken`` (the lifecycle counts the requests a crash took down).
     """
 
@@ -69,6 +70,9 @@ class CompletionStream:
                     continue
                 if _FINAL_MARK in line:
                     self.final = wire.decode(line, wire.CompletionFinal)
+                    # the body's end (the runner writes it right after the final line): read, the connection
+                    # goes back to the pool instead of a new TCP connection for the next request
+                    await self._resp.content.read()
                     yield line, self.final
                     return
                 yield line, wire.decode(line, wire.CompletionChunk)
@@ -86,7 +90,11 @@ class CompletionStream:
             self._client.broken = True
 
     def close(self) -> None:
-        if not self._resp.closed:
+        """A whole answer lets the connection go back to the pool; anything else closes it (a runner sees a
+        request given up as the connection closing)."""
+        if self.final is not None and self._resp.content.at_eof():
+            self._resp.release()
+        elif not self._resp.closed:
             self._resp.close()
 
 

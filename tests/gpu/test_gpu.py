@@ -18,9 +18,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from supervisor_harness import Server, base_settings  # noqa: E402
+from supervisor_harness import Server, base_settings
 
-from mullama import engine  # noqa: E402
+from mullama import engine
 
 MiB = 1 << 20
 CUDA_CONTEXT_MAX = 1536 * MiB  # what a process's CUDA context and cuBLAS workspace may add beyond our buffers
