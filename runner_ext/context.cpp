@@ -251,37 +251,32 @@ void Context::set_threads(int32_t n_threads, int32_t n_threads_batch) {
     if (n_threads < 1 || n_threads_batch < 1) {
         raise(ErrorKind::InvalidArgument, "threads must be >= 1");
     }
-    llama_context * ctx = raw();
     // New pools of the new sizes; the old ones go after the context lets them go.
-    llama_detach_threadpool(ctx);
-    if (own_pools_) {
-        threadpool_free(pool_batch_);
-        threadpool_free(pool_);
-    }
-    own_pools_ = true;
-    pool_ = threadpool_new(n_threads);
-    pool_batch_ = n_threads_batch != n_threads ? threadpool_new(n_threads_batch) : nullptr;
-    llama_set_n_threads(ctx, n_threads, n_threads_batch);
-    if (pool_ != nullptr) llama_attach_threadpool(ctx, pool_, pool_batch_ != nullptr ? pool_batch_ : pool_);
-    params_.n_threads = n_threads;
-    params_.n_threads_batch = n_threads_batch;
+    ggml_threadpool_t pool = threadpool_new(n_threads);
+    ggml_threadpool_t pool_batch = n_threads_batch != n_threads ? threadpool_new(n_threads_batch) : nullptr;
+    use_pools_locked(pool, pool_batch, true, n_threads, n_threads_batch);
 }
 
 void Context::borrow_threads(const Context & owner) {
     std::lock_guard<std::mutex> lock(mutex_);
+    use_pools_locked(owner.pool_, owner.pool_batch_, false, owner.params_.n_threads, owner.params_.n_threads_batch);
+}
+
+void Context::use_pools_locked(ggml_threadpool_t pool, ggml_threadpool_t pool_batch, bool own, int32_t n_threads,
+                               int32_t n_threads_batch) {
     llama_context * ctx = raw();
     llama_detach_threadpool(ctx);
     if (own_pools_) {
         threadpool_free(pool_batch_);
         threadpool_free(pool_);
     }
-    own_pools_ = false;
-    pool_ = owner.pool_;
-    pool_batch_ = owner.pool_batch_;
-    params_.n_threads = owner.params_.n_threads;
-    params_.n_threads_batch = owner.params_.n_threads_batch;
-    llama_set_n_threads(ctx, params_.n_threads, params_.n_threads_batch);
+    own_pools_ = own;
+    pool_ = pool;
+    pool_batch_ = pool_batch;
+    llama_set_n_threads(ctx, n_threads, n_threads_batch);
     if (pool_ != nullptr) llama_attach_threadpool(ctx, pool_, pool_batch_ != nullptr ? pool_batch_ : pool_);
+    params_.n_threads = n_threads;
+    params_.n_threads_batch = n_threads_batch;
 }
 
 }  // namespace mullama

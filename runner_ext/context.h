@@ -133,6 +133,10 @@ public:
     void check_seq(llama_seq_id seq) const;
 
 private:
+    // Detach and free (if owned) the current pools, attach these; mutex_ held.
+    void use_pools_locked(ggml_threadpool_t pool, ggml_threadpool_t pool_batch, bool own, int32_t n_threads,
+                          int32_t n_threads_batch);
+
     std::shared_ptr<ModelHandle> model_;
     llama_context * ctx_ = nullptr;
     // Persistent CPU thread pools (decode, batch): without them ggml creates and

@@ -134,7 +134,7 @@ class Metrics:
         self.context_shifts = counter("mullama_context_shifts_total",
                                       "Times a stream's context filled and its older half was dropped")
         self.draft_tokens = counter("mullama_speculative_draft_tokens_total",
-                                    "Speculative tokens drafted and verified (n-gram drafters)")
+                                    "Speculative tokens drafted and verified (n-gram drafters or a draft model)")
         self.draft_accepted = counter("mullama_speculative_accepted_tokens_total",
                                       "Speculative tokens the model accepted (acceptance = this / drafted)")
         self.model_loads = counter("mullama_model_loads_total", "Model loads started")
