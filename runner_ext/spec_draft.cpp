@@ -44,7 +44,9 @@ void DraftModel::sync(const std::vector<std::pair<int32_t, const std::vector<lla
         try {
             ctx_->decode(batch);
         } catch (...) {
-            for (const auto & [seq, want] : seqs) truncate(seq, static_cast<int32_t>(held_.at(static_cast<size_t>(seq)).size()));
+            for (const auto & entry : seqs) {  // the cache as last recorded; what the failed decode wrote goes
+                truncate(entry.first, static_cast<int32_t>(held_.at(static_cast<size_t>(entry.first)).size()));
+            }
             batch.clear();
             throw;
         }

@@ -43,7 +43,7 @@ class RunnerConfig:
     require_full: bool
     ram_budget: int  # bytes of host memory the model may take; 0: what is free
     rpc_workers: tuple[str, ...]  # RPC workers (host:port) its layers may spread over
-    speculative: SpeculativeSettings  # types () : off; draft_model's ~ expanded
+    speculative: SpeculativeSettings  # types () : off; draft_model an absolute path
     pinned: bool
     preload: bool
     sampling: tuple[tuple[str, Any], ...]  # (field, default) pairs for requests that leave them out

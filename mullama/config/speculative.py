@@ -37,11 +37,13 @@ OFF = SpeculativeSettings(types=())  # what a model without speculative settings
 
 
 def effective(s: SpeculativeSettings | None) -> SpeculativeSettings:
-    """What a model runs with: OFF for none, the default drafters filled in, the draft model's ~ expanded."""
+    """What a model runs with: OFF for none, the default drafters filled in, the draft model's path absolute
+    (a runner may start in another directory)."""
     if s is None:
         return OFF
     types = s.types if s.types is not None else (DRAFT_MODEL,) if s.draft_model else ("ngram-map-k",)
-    return msgspec.structs.replace(s, types=types, draft_model=os.path.expanduser(s.draft_model))
+    draft = os.path.abspath(os.path.expanduser(s.draft_model)) if s.draft_model else ""
+    return msgspec.structs.replace(s, types=types, draft_model=draft)
 
 
 def check_speculative(s: SpeculativeSettings | None, label: str) -> None:

@@ -52,9 +52,9 @@ def test_greedy_output_is_the_targets_whatever_the_draft_length(target, plain, n
 
 def test_streams_ending_and_starting_in_the_same_slots_keep_their_own_answers(target, plain):
     """More requests than slots: each later one takes a slot whose draft cache holds another's tokens."""
-    out = run(*target, [*PROMPTS, *PROMPTS], drafting())
+    out = run(*target, [*PROMPTS, *PROMPTS], drafting(), max_tokens=48)
     for ev in out:
-        assert ev.finish_reason == "length" and len(ev.tokens) == 96 and ev.stats.draft_tokens > 0
+        assert ev.finish_reason == "length" and len(ev.tokens) == 48 and ev.stats.draft_tokens > 0
         assert ev.stats.draft_accepted <= ev.stats.draft_tokens
 
 
