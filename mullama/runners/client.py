@@ -8,6 +8,7 @@ supervisor can forward without re-encoding what it does not change.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
@@ -20,6 +21,7 @@ from mullama.core import errors
 T = TypeVar("T", bound=msgspec.Struct)
 
 _HTTP_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)
+END_TIMEOUT_S = 5.0  # after the final line, how long the body's end may take before the connection is dropped
 #: runner error ``type`` -> class, for the errors the supervisor treats specially
 _BY_TYPE: dict[str, type[errors.MullamaError]] = {
     "context_length_exceeded": errors.ContextOverflow,
@@ -70,9 +72,7 @@ class CompletionStream:
                     continue
                 if _FINAL_MARK in line:
                     self.final = wire.decode(line, wire.CompletionFinal)
-                    # the body's end (the runner writes it right after the final line): read, the connection
-                    # goes back to the pool instead of a new TCP connection for the next request
-                    await self._resp.content.read()
+                    await self._read_to_end()
                     yield line, self.final
                     return
                 yield line, wire.decode(line, wire.CompletionChunk)
@@ -84,6 +84,15 @@ class CompletionStream:
         if self.final is None:
             self._broke()
             raise errors.RunnerCrashed("the runner's stream ended without a final event")
+
+    async def _read_to_end(self) -> None:
+        """The body's end, which the runner writes right after the final line: read, the connection goes back
+        to the pool instead of a new TCP connection for the next request. The answer is whole already, so a
+        runner that does not end the body in time, or a connection that breaks now, only costs the reuse."""
+        try:
+            await asyncio.wait_for(self._resp.content.read(), END_TIMEOUT_S)
+        except (*_HTTP_ERRORS, TimeoutError):
+            pass
 
     def _broke(self) -> None:
         if self._client is not None:

@@ -25,7 +25,8 @@ def _stats() -> wire.CompletionStats:
     return wire.CompletionStats(**values)
 
 
-def fake_runner(seen: list[int], lines: int = 3, hold: asyncio.Event | None = None) -> web.Application:
+def fake_runner(seen: list[int], lines: int = 3, hold: asyncio.Event | None = None,
+                end_after: float = 0.05) -> web.Application:
     async def completion(request: web.Request) -> web.StreamResponse:
         seen.append(request.transport.get_extra_info("peername")[1])
         resp = web.StreamResponse()
@@ -36,7 +37,7 @@ def fake_runner(seen: list[int], lines: int = 3, hold: asyncio.Event | None = No
             await hold.wait()
         final = wire.CompletionFinal(id="r", content="", tokens=[], finish_reason="length", stats=_stats())
         await resp.write(wire.encoder.encode(final) + b"\n")
-        await asyncio.sleep(0.05)  # as a real runner can: the body's end comes in a later write than the final line
+        await asyncio.sleep(end_after)  # as a real runner can: the body's end comes in a later write than the final line
         await resp.write_eof()
         return resp
 
@@ -69,4 +70,18 @@ async def test_a_stream_given_up_early_closes_its_connection():
         hold.set()
         stream = await client.completion(wire.CompletionRequest(prompt="x"))
         assert isinstance([ev async for _, ev in stream][-1], wire.CompletionFinal)
+    assert len(seen) == 2 and seen[0] != seen[1], seen
+
+
+async def test_a_body_that_does_not_end_costs_only_the_connection(monkeypatch):
+    from mullama.runners import client as client_mod
+
+    monkeypatch.setattr(client_mod, "END_TIMEOUT_S", 0.05)
+    seen: list[int] = []
+    async with TestServer(fake_runner(seen, end_after=1.0)) as server, aiohttp.ClientSession() as session:
+        client = RunnerClient(session, str(server.make_url("")).rstrip("/"), "t")
+        for _ in range(2):
+            stream = await client.completion(wire.CompletionRequest(prompt="x"))
+            assert isinstance([ev async for _, ev in stream][-1], wire.CompletionFinal)
+        assert not client.broken
     assert len(seen) == 2 and seen[0] != seen[1], seen
