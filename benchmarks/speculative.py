@@ -48,7 +48,8 @@ def f16_target() -> Path:
     """SmolLM2 in F16, from the Q8_0 variant (made once, atomically)."""
     from mullama import engine
 
-    target = models_cache_dir() / "smollm2-f16" / "SmolLM2-135M-Instruct.F16.gguf"
+    # not under the test models' directory: the test servers list what is there
+    target = models_cache_dir().parent / "bench-models" / "SmolLM2-135M-Instruct.F16.gguf"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")

@@ -57,8 +57,6 @@ def check_speculative(s: SpeculativeSettings | None, label: str) -> None:
         raise ConfigError(f"{label}.types: {DRAFT_MODEL} needs draft_model, the draft model's GGUF file")
     if s.draft_model and not uses_draft:
         raise ConfigError(f"{label}.draft_model is set but types leaves out {DRAFT_MODEL}: add it (or drop types)")
-    if s.draft_model and not os.path.isfile(os.path.expanduser(s.draft_model)):
-        raise ConfigError(f"{label}.draft_model: expected a GGUF file that exists, got {s.draft_model!r}")
     if not 0.0 <= s.draft_p_min <= 1.0:
         raise ConfigError(f"{label}.draft_p_min: expected 0..1, got {s.draft_p_min}")
     if s.draft_gpu_layers < -1:

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from gguf_factory import write_tiny_llama
 from runner_harness import Client, greedy, load_model, load_params, model_path, running
-from supervisor_harness import q8_variant
+from supervisor_harness import Server, base_settings, q8_variant
 from test_speculative import REPEAT, STORY, run, same_but_near_ties
 
 from mullama import _engine, engine
@@ -116,3 +116,14 @@ def test_a_runner_refuses_a_missing_draft_model_at_commit_and_stays_up(tmp_path)
         status, body = r.load("commit", expect=None)
         assert status >= 400 and "d.gguf" in str(body)
         assert r.alive()
+
+
+def test_a_server_names_a_missing_draft_model_and_stays_up(tmp_path):
+
+    server = Server(tmp_path, base_settings(models={"smollm2": {"speculative": {"draft_model": "/nonexistent/d.gguf"}}}))
+    try:
+        status, body = server.call("POST", "/v1/completions", {"model": "smollm2", "prompt": "Hi", "max_tokens": 4})
+        assert status == 404 and "/nonexistent/d.gguf" in body["error"]["message"], body
+        assert server.call("GET", "/health")[0] == 200
+    finally:
+        server.stop()
