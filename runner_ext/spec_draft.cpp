@@ -25,20 +25,16 @@ DraftModel::DraftModel(const std::string & path, int32_t n_gpu_layers, const Con
 
 void DraftModel::sync(const std::vector<std::pair<int32_t, const std::vector<llama_token> *>> & seqs) {
     // what stays: each sequence's common prefix with what it must hold
-    std::vector<size_t> from(seqs.size());
+    std::vector<size_t> done(seqs.size());  // per sequence: the tokens its cache holds (or are in `batch`)
     for (size_t i = 0; i < seqs.size(); ++i) {
         auto & held = held_.at(static_cast<size_t>(seqs[i].first));
         const auto & want = *seqs[i].second;
-        const auto diff = std::mismatch(held.begin(), held.end(), want.begin(), want.end());
-        from[i] = static_cast<size_t>(diff.first - held.begin());
-        if (from[i] < held.size()) {
-            ctx_->kv_seq_rm(seqs[i].first, static_cast<llama_pos>(from[i]), -1);
-            held.resize(from[i]);
-        }
+        done[i] = static_cast<size_t>(std::mismatch(held.begin(), held.end(), want.begin(), want.end()).first -
+                                      held.begin());
+        if (done[i] < held.size()) truncate(seqs[i].first, static_cast<int32_t>(done[i]));
     }
     // the rest, decoded in batches of n_batch; the cache's contents are recorded after each decode
     Batch & batch = *batch_;
-    std::vector<size_t> done = from;
     auto flush = [&] {
         if (batch.size() == 0) return;
         try {

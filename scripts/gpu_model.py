@@ -23,16 +23,21 @@ import gguf
 import numpy as np
 
 
-def skeleton(src: Path, out: Path) -> None:
-    reader = gguf.GGUFReader(str(src))
-    arch = str(reader.fields["general.architecture"].contents())
-    writer = gguf.GGUFWriter(str(out / "skeleton.gguf"), arch)
+def copy_metadata(reader: gguf.GGUFReader, writer: gguf.GGUFWriter, skip: tuple[str, ...] = ()) -> None:
+    """Every key-value field but the header's own and the architecture (the writer sets those)."""
     for key, field in reader.fields.items():
-        if key.startswith("GGUF.") or key == "general.architecture":
+        if key.startswith("GGUF.") or key == "general.architecture" or key in skip:
             continue
         vtype = gguf.GGUFValueType(field.types[0])
         sub = gguf.GGUFValueType(field.types[1]) if vtype == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(key, field.contents(), vtype, sub_type=sub)
+
+
+def skeleton(src: Path, out: Path) -> None:
+    reader = gguf.GGUFReader(str(src))
+    arch = str(reader.fields["general.architecture"].contents())
+    writer = gguf.GGUFWriter(str(out / "skeleton.gguf"), arch)
+    copy_metadata(reader, writer)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.close()
@@ -44,12 +49,7 @@ def weights(src: Path, out: Path, seed: int = 0) -> None:
     reader = gguf.GGUFReader(str(src / "skeleton.gguf"))
     spec = json.loads((src / "tensors.json").read_text())
     writer = gguf.GGUFWriter(str(out), spec["architecture"])
-    for key, field in reader.fields.items():
-        if key.startswith("GGUF.") or key in ("general.architecture", "general.file_type"):
-            continue
-        vtype = gguf.GGUFValueType(field.types[0])
-        sub = gguf.GGUFValueType(field.types[1]) if vtype == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(key, field.contents(), vtype, sub_type=sub)
+    copy_metadata(reader, writer, skip=("general.file_type",))
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     rng = np.random.default_rng(seed)
     for name, shape in spec["tensors"]:

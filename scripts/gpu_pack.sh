@@ -3,7 +3,7 @@
 # it, e.g. the device tool's `carry: [".gpu"]`). Run here, in the repository root, after `make setup model`.
 #
 #   .gpu/llama.cpp.tar.gz  the pinned llama.cpp source, trimmed to what the CUDA build and the baseline
-#                          tools need (no models, docs, tests or other GPU backends): ~6 MB
+#                          tools need (no models, docs, tests or other GPU backends): 8 MB
 #   .gpu/wheels/           mullama's pure dependencies that the box's image lacks (msgspec, structlog, gguf)
 #                          for its Python (3.12, x86-64)
 #   .gpu/model/            the bundled SmolLM2 as metadata and tokenizer without weights (scripts/gpu_model.py)
