@@ -39,11 +39,14 @@ struct Batcher::Slot {
     int32_t index = 0;
     std::unique_ptr<Request> req;       // null: idle
     std::vector<llama_token> cache;     // tokens whose KV this sequence holds (idle slots: the prefix cache)
+    std::vector<uint8_t> parked;        // idle: `cache`'s KV saved to host memory, out of the KV cache (park_idle)
     int32_t i_batch = -1;               // logits index in the current batch
     int32_t chunk = 0;                  // prompt tokens added to the current batch
     std::vector<llama_token> spec_prompt;  // what the KV holds, for the drafter
     uint64_t last_used = 0;
     std::string cache_key;              // the LoRA set `cache` was computed with: only requests with it reuse it
+
+    bool cached_in_kv() const { return !req && !cache.empty() && parked.empty(); }  // an idle cache taking cells
 };
 
 }  // namespace mullama

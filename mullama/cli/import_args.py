@@ -82,6 +82,14 @@ def _old_scaled(pair: Sequence[str]) -> bool:
     return len(pair) == 2 and _number(pair[1]) and not _number(pair[0].rpartition(":")[2])
 
 
+def _cache_ram(text: str) -> int:
+    """``--cache-ram N``: MiB, 0 off, -1 no limit (here 1 TiB: a size is never negative)."""
+    mib = int(text)
+    if mib < -1:
+        raise ValueError(text)
+    return 1 << 40 if mib == -1 else mib << 20
+
+
 def _flash(text: str) -> str:
     word = text.strip().lower()
     return {"1": "on", "true": "on", "0": "off", "false": "off"}.get(word, word)
@@ -121,6 +129,8 @@ _add(["--swa-full"], "model", "swa_full", lambda _: True)
 _add(["-kvu", "--kv-unified"], "model", "kv_unified", lambda _: True)
 _add(["-no-kvu", "--no-kv-unified"], "model", "kv_unified", lambda _: False)
 _add(["--check-tensors"], "model", "check_tensors", lambda _: True)
+_add(["-cram", "--cache-ram"], "model", "cache_ram", _cache_ram)
+_add(["--no-cache-idle-slots"], "model", "cache_ram", lambda _: 0)  # idle caches stay in the KV cache
 _add(["--pooling"], "model", "pooling", str.lower)
 _add(["--override-kv"], "model", "override_kv", str)
 _add(["--rope-scaling"], "model", "rope_scaling", str.lower)
@@ -168,7 +178,7 @@ for _flag, _key, _conv in [
 #: flags whose value may be left out (a bare ``-fa`` means on), and flags that never take one
 SWITCHES = {"-fa": "on", "--flash-attn": "on"}
 BARE = frozenset({"--mlock", "--no-mmap", "-nkvo", "--no-kv-offload", "--swa-full", "--check-tensors", "-cmoe",
-                  "--cpu-moe", "--context-shift", "--no-context-shift"})
+                  "--cpu-moe", "--context-shift", "--no-context-shift", "--no-cache-idle-slots"})
 #: keys a repeated flag adds to rather than replaces, and those whose flag gives a list to add
 LISTS = frozenset({"api_keys", "dry_sequence_breakers", "override_kv"})
 EXTENDS = frozenset({"tensor_overrides", "adapters"})
@@ -179,6 +189,7 @@ BUILT_IN = {
     "-kvu": "the KV cache is unified by default", "--kv-unified": "the KV cache is unified by default",
     "-cb": "continuous batching is always on", "--cont-batching": "continuous batching is always on",
     "--metrics": "/metrics is always served", "--slots": "/internal/kv shows the slots",
+    "--cache-idle-slots": "idle slots' caches go to host memory by default (cache_ram)",
 }
 #: flags with a name but no equivalent yet, and why
 UNSUPPORTED = {

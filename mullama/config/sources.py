@@ -36,14 +36,14 @@ MAPPINGS = ("aliases", "default_variants", "models", "presets")
 DURATIONS = frozenset({"keep_alive", "load_timeout", "drain_timeout", "prefetch_idle", "stream_write_timeout",
                        "stream_interval",
                        "header_timeout", "runner_probe_interval", "runner_probe_timeout", "runner_stall_timeout"})
-SIZES = frozenset({"memory_budget", "max_body_bytes", "ram_budget"})
+SIZES = frozenset({"memory_budget", "max_body_bytes", "ram_budget", "cache_ram"})
 LOWERCASE = frozenset({"cache_type_k", "cache_type_v"})
 INT_RANGES: Mapping[str, tuple[int, int | None]] = types.MappingProxyType({
     "port": (0, 65535), "n_ctx": (16, None), "n_parallel": (1, 256), "n_batch": (1, None),
     "n_ubatch": (1, None), "threads": (0, None), "threads_batch": (0, None), "n_gpu_layers": (-1, None), "main_gpu": (0, 255), "yarn_orig_ctx": (0, None),
     "max_loaded_models": (0, None), "ram_budget": (1, None), "max_queue": (0, None), "max_queue_per_model": (0, None),
     "max_tokens_limit": (1, None), "max_connections": (1, None), "max_messages": (1, None), "max_stop": (0, None),
-    "responses_store": (0, None),
+    "responses_store": (0, None), "cache_ram": (0, None),
     "max_choices": (1, 128), "adapter_turn": (1, 100_000),
 })
 _BOOL_WORDS: Mapping[str, bool] = types.MappingProxyType(

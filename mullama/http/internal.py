@@ -248,7 +248,7 @@ async def metrics(request: web.Request) -> web.Response:
     kvs = await asyncio.gather(*(_kv(rt) for rt in loaded))
     for rt, kv in zip(loaded, kvs):
         if kv is not None and kv.cells_total:
-            m.set_kv(rt.name, kv.cells_used / kv.cells_total)
+            m.set_kv(rt.name, kv.cells_used / kv.cells_total, kv.parked_bytes)
         m.set_memory(rt.name, {d.device: d.model + d.context + d.compute for d in rt.devices})
     for rt in sup.lifecycle.all():
         if not rt.serving and rt.handle is None:

@@ -99,6 +99,8 @@ class Metrics:
                              registry=reg)
         self.kv_usage = Gauge("mullama_kv_cache_usage_ratio", "KV cells in use / KV cells in total (0..1)", m,
                               registry=reg)
+        self.parked = Gauge("mullama_prefix_cache_host_bytes", "Host memory holding idle slots' prefix caches "
+                            "out of the KV cache (cache_ram)", m, registry=reg)
         self.memory = Gauge("mullama_model_memory_bytes", "Bytes a loaded model holds on a device "
                             "(weights + KV context + compute buffers)", ("model", "device"), registry=reg)
         self.connections = Gauge("mullama_http_connections", "Open client connections", registry=reg)
@@ -224,8 +226,9 @@ class Metrics:
         self.header_timeouts.inc(max(0, header_timeouts - last_timeouts))
         self._connection_totals = (refused, header_timeouts)
 
-    def set_kv(self, model: str, ratio: float) -> None:
+    def set_kv(self, model: str, ratio: float, parked_bytes: int = 0) -> None:
         self.kv_usage.labels(model).set(min(1.0, max(0.0, ratio)))
+        self.parked.labels(model).set(parked_bytes)
         self._kv_models.add(model)
 
     def set_memory(self, model: str, per_device: Mapping[str, int]) -> None:
@@ -255,6 +258,7 @@ class Metrics:
                 present.discard(model)
         if model in self._kv_models:
             self.kv_usage.remove(model)
+            self.parked.remove(model)
             self._kv_models.discard(model)
         for device in self._devices.pop(model, set()):
             self.memory.remove(model, device)

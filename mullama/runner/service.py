@@ -32,7 +32,15 @@ from mullama.core.errors import (
 from mullama.runner import adapters, cpu
 from mullama.runner.chat import ChatReader, render, uses_tools
 from mullama.runner.embeddings import embed
-from mullama.runner.params import context_params, device_list, model_params, sampling_params, spec_params
+from mullama.runner.params import (
+    configure,
+    context_params,
+    device_list,
+    kv_view,
+    model_params,
+    sampling_params,
+    spec_params,
+)
 from mullama.runner.stream import Logprobs, Stream
 
 log = structlog.get_logger("mullama.runner")
@@ -173,8 +181,7 @@ class RunnerService:
                 await asyncio.to_thread(self._warmup, loaded)
             loaded.batcher = await asyncio.to_thread(_engine.Batcher, loaded.model, loaded.ctx,
                                                      self.stream_interval_ms, spec_params(loaded.params.speculative))
-            loaded.batcher.set_context_shift(loaded.params.context_shift)
-            loaded.batcher.set_adapter_turn(loaded.params.adapter_turn)
+            configure(loaded.batcher, loaded.params)
             for spec in loaded.params.adapters:
                 await adapters.add(loaded.batcher, spec)
         except Exception as exc:
@@ -381,17 +388,7 @@ class RunnerService:
 
     def kv(self) -> wire.KvView:
         loaded = self._ready()
-        b = loaded.batcher
-        c = b.counters()
-        slots = [wire.SlotView(index=s.index, state=s.state, request_id=s.request_id or None, n_tokens=s.n_tokens,
-                               n_cached=s.n_cached, n_prompt=s.n_prompt, n_generated=s.n_generated,
-                               adapters=s.adapters) for s in b.slots()]
-        return wire.KvView(slots=slots, cells_used=sum(s.n_tokens for s in slots), cells_total=loaded.ctx.n_ctx,
-                           n_ctx_slot=b.n_ctx_slot, prefix_hits=c.prefix_hits, prefix_misses=c.prefix_misses,
-                           prefix_evictions=c.prefix_evictions, cached_tokens=c.cached_tokens,
-                           active_adapters=b.active_adapters, adapter_switches=c.adapter_switches,
-                           context_shifts=c.context_shifts, draft_steps=c.draft_steps,
-                           draft_tokens=c.draft_tokens, draft_accepted=c.draft_accepted)
+        return kv_view(loaded.batcher, loaded.ctx.n_ctx)
 
     def batcher(self) -> _engine.Batcher:
         """The loop of the ready model (for the adapter routes)."""

@@ -53,6 +53,7 @@ def load_params(entry: ModelEntry, cfg: RunnerConfig, op: wire.LoadOp, placement
         type_k=cfg.cache_type_k, type_v=cfg.cache_type_v, use_mmap=cfg.use_mmap, use_mlock=cfg.use_mlock,
         main_gpu=cfg.main_gpu, split_mode=cfg.split_mode, chat_template=chat_template_of(cfg),
         offload_kqv=cfg.kv_offload, swa_full=cfg.swa_full, kv_unified=cfg.kv_unified, adapter_turn=cfg.adapter_turn,
+        cache_ram=cfg.cache_ram,
         rope_scaling="" if cfg.rope_scaling == "model" else cfg.rope_scaling,  # type: ignore[arg-type]
         rope_freq_base=cfg.rope_freq_base, rope_freq_scale=cfg.rope_freq_scale, yarn_orig_ctx=cfg.yarn_orig_ctx,
         check_tensors=cfg.check_tensors, kv_overrides=list(cfg.override_kv),

@@ -94,6 +94,10 @@ def test_lora_init_without_apply_loads_every_adapter_at_scale_0() -> None:
         "a=CPU", r"\.ffn_(up|down|gate|gate_up)_(ch|)exps=CPU", "b=CUDA0"]}),
     (["-ncffn", "2"], {"tensor_overrides": [r"blk\.0\.ffn_(up|down|gate)\.=CPU", r"blk\.1\.ffn_(up|down|gate)\.=CPU"]}),
     (["--lora-scaled", "C:/x/a.gguf:0.25"], {"adapters": [{"path": "C:/x/a.gguf", "scale": 0.25}]}),
+    (["-cram", "512"], {"cache_ram": 512 << 20}),
+    (["--cache-ram", "-1"], {"cache_ram": 1 << 40}),  # no limit
+    (["--cache-ram=0"], {"cache_ram": 0}),
+    (["--no-cache-idle-slots"], {"cache_ram": 0}),  # llama-server keeps idle slots in the KV cache: so does this
 ])
 def test_moe_and_adapter_flags(line: list[str], model: dict) -> None:
     assert import_args.parse(line).model == model

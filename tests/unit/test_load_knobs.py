@@ -4,6 +4,7 @@ model reports, RoPE settings change the attention (greedy output), bad values ar
 from __future__ import annotations
 
 import contextlib
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -54,6 +55,31 @@ def test_adapter_turn_and_context_shift_are_set_on_the_loop(tiny_model):
         batcher.stop()
     with pytest.raises(ConfigError, match=r"models\.m\.adapter_turn"):
         load_settings({"models": {"m": {"adapter_turn": 0}}}, env={})
+
+
+def test_cache_ram_is_a_size_from_the_settings_to_the_loop(tiny_model, tmp_path):
+    """Host memory for idle caches: a size everywhere settings are read, per model too, and on the loop."""
+    from mullama import _engine, wire
+    from mullama.config import load_settings, model_settings
+    from mullama.core.errors import ConfigError
+    from mullama.serving.loading import load_params
+
+    assert model_settings(load_settings({}, env={}), "m", "m").cache_ram == 8 << 30  # llama-server's 8192 MiB
+    settings = load_settings({"cache_ram": "512MiB", "models": {"m": {"cache_ram": 0}}}, env={})
+    assert (model_settings(settings, "m", "m").cache_ram, model_settings(settings, "n", "n").cache_ram) == (0, 512 << 20)
+    assert load_settings({}, env={"MULLAMA_CACHE_RAM": "1GiB"}).cache_ram == 1 << 30
+    for bad in (-1, "lots"):
+        with pytest.raises(ConfigError, match="cache.ram"):
+            load_settings({"cache_ram": bad}, env={})
+    entry = SimpleNamespace(path=tmp_path / "n.gguf")  # all load_params reads of it
+    params = load_params(entry,  # type: ignore[arg-type]
+                          model_settings(settings, "n", "n"), "alloc", None, n_gpu_layers=0)
+    assert isinstance(params, wire.LoadParams) and params.cache_ram == 512 << 20
+    with engine.Context(tiny_model, engine.ContextParams(n_ctx=128, n_threads=2)) as ctx:
+        batcher = _engine.Batcher(tiny_model, ctx)
+        batcher.set_cache_ram(-1)  # negative: no limit
+        assert batcher.counters().parks == batcher.counters().parked_bytes == 0
+        batcher.stop()
 
 
 def test_a_context_outlives_its_batcher_s_adapters(smollm, smollm_path, tmp_path):
