@@ -3,7 +3,8 @@
 
 - Ceiling, from the same pinned build: ``llama-bench`` tg128 for one stream; ``llama-batched-bench``
   aggregate decode (``speed_tg``) at 8 and 16 sequences.
-- Servers (8 slots, the same threads, flash attention on, unified KV): ``mullama serve`` and ``llama-server``,
+- Servers (8 slots, the same threads, flash attention on, unified KV, idle slots' caches moved to host memory:
+  both servers' defaults, ``cache_ram`` 8 GiB and ``--cache-ram 8192``): ``mullama serve`` and ``llama-server``,
   driven by ``mullama bench`` (``benchmarks/headline.toml``: closed loop at 1, 8, 16 streams, 128 tokens,
   ``ignore_eos``), alternating config by config and rep by rep.
 
@@ -76,7 +77,7 @@ def main() -> int:
         ours = servers.MullamaServe(settings)
         started.append(ours)
         theirs = servers.LlamaServer(tools["llama-server"], model, threads=args.threads, parallel=8, ctx=8192,
-                                     flash_attn="on", extra=("-ngl", str(args.n_gpu_layers)))
+                                     flash_attn="on", cache_ram_mib=8192, extra=("-ngl", str(args.n_gpu_layers)))
         started.append(theirs)
         theirs.wait_ready()
         w = workload.load(ROOT / "benchmarks" / "headline.toml")
@@ -92,6 +93,9 @@ def main() -> int:
     for n in STREAMS:
         phase = f"c={n}"
         m, ls = result.summaries["mullama"][phase], result.summaries["llama-server"][phase]
+        for name, s in (("mullama", m), ("llama-server", ls)):
+            if not s.get("tok_s"):
+                sys.exit(f"{name} answered no request at {phase}: see {args.out / 'requests.jsonl'}")
         top = roof[n]
         rows.append(f"| {n} | {top:.1f} | {ls['tok_s']:.1f} ({ls['tok_s'] / top:.2f}) | {m['tok_s']:.1f} "
                     f"({m['tok_s'] / top:.2f}) | **{m['tok_s'] / ls['tok_s']:.3f}×** | "

@@ -63,7 +63,8 @@ class Supervisor(Server):
         cfg.write_text(
             f'models_dirs = ["{models_dir or self.dir.name}"]\nthreads = {a.threads}\nthreads_batch = {a.threads}\n'
             f'n_ctx = {a.ctx}\nn_parallel = {a.parallel}\nflash_attn = "{a.flash_attn}"\nlog_level = "warning"\n'
-            f'keep_alive = -1\n{extra}')
+            f'keep_alive = -1\ncache_ram = 0\n{extra}')  # idle caches stay in the KV cache, as in the runner and
+        # llama-server here (their load and -cram 0): the three differ only in the layers in front
         env = {k: v for k, v in os.environ.items() if not k.startswith("MULLAMA_")}
         self.proc = subprocess.Popen([sys.executable, "-m", "mullama.cli", "serve", "--config", str(cfg), "--port", "0"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)

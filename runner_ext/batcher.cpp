@@ -271,15 +271,10 @@ void Batcher::signal(bool force) {
 
 void Batcher::snapshot() {
     std::vector<SlotInfo> snap;
-    uint64_t parked_slots = 0;
-    uint64_t parked_bytes = 0;
     for (const auto & s : slot_) {
         SlotInfo i;
         i.index = s->index;
         i.n_tokens = static_cast<int32_t>(s->cache.size());
-        i.parked = !s->parked.empty();
-        parked_slots += i.parked ? 1 : 0;
-        parked_bytes += s->parked.size();
         if (s->req) {
             const Request & r = *s->req;
             i.request_id = r.spec.id;
@@ -297,8 +292,9 @@ void Batcher::snapshot() {
         snap.push_back(std::move(i));
     }
     std::lock_guard<std::mutex> lock(mu_);
-    counters_.parked_slots = parked_slots;
-    counters_.parked_bytes = parked_bytes;
+    counters_.parked_entries = parked_.size();
+    counters_.parked_bytes = 0;
+    for (const auto & p : parked_) counters_.parked_bytes += p.state.size();
     slot_snapshot_ = std::move(snap);
     active_snapshot_ = active_key_;
 }

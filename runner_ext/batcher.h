@@ -126,7 +126,6 @@ struct SlotInfo {
     int32_t n_prompt = 0;
     int32_t n_generated = 0;
     std::string adapters;             // the LoRA set its KV was computed with ("id:scale,...")
-    bool parked = false;              // idle: its cache is in host memory, out of the KV cache (set_cache_ram)
 };
 
 struct BatcherCounters {
@@ -139,9 +138,9 @@ struct BatcherCounters {
     uint64_t prefix_misses = 0;
     uint64_t prefix_evictions = 0;
     uint64_t cached_tokens = 0;
-    uint64_t parks = 0;               // idle prefix caches moved to host memory (see set_cache_ram)
-    uint64_t unparks = 0;             // ... and loaded back into the KV cache for a request that reuses one
-    uint64_t parked_slots = 0;        // now: idle slots whose cache is in host memory ...
+    uint64_t parks = 0;               // prefix caches moved to host memory (see set_cache_ram) ...
+    uint64_t unparks = 0;             // ... loaded back into a slot for a request that reuses one ...
+    uint64_t parked_entries = 0;      // ... held there now ...
     uint64_t parked_bytes = 0;        // ... and the bytes they take
     uint64_t swaps_out = 0;
     uint64_t kv_full = 0;             // decodes that found the KV cache full
@@ -185,12 +184,13 @@ public:
     // Decode steps one LoRA set keeps the context while requests with another set wait (>= 1; default 16):
     // longer turns switch less (each switch re-reserves llama.cpp's graph), shorter ones start every set sooner.
     void set_adapter_turn(int32_t steps);
-    // Host memory for idle slots' prefix caches, in bytes (0: off; negative: no limit). When on, a request
-    // coming into a slot moves every idle slot's cache out of the shared KV cache into host memory (least
-    // recently used dropped beyond the limit), and a later request that reuses one loads it back. In one
-    // shared cache every decode attends over every cell up to the last one in use, so idle caches left
-    // there slow each token of the running streams (measured: 10 % at one stream with 8 slots).
-    // llama-server's --cache-ram does the same with its idle slots.
+    // Host memory for prefix caches, in bytes (0: off; negative: no limit). When on, a request coming into a
+    // slot moves every other idle slot's cache out of the shared KV cache into host memory, and so does the
+    // slot's own cache where the request would overwrite it; a request whose prompt starts with a cache held
+    // there (longer than what its slot holds) loads it back into its slot. Least recently used caches go
+    // beyond the limit. In one shared cache every decode attends over every cell up to the last one in use,
+    // so idle caches left there slow every running stream (measured: 10 % at one stream with 8 slots); and
+    // host memory holds many more prompts than the slots do. llama-server's --cache-ram does the same.
     void set_cache_ram(int64_t bytes) { cache_ram_.store(bytes); }
     // New decode thread pools of these sizes, between two decode steps (waits for the one in progress):
     // the supervisor's core allotment changes as models load and unload.
@@ -215,6 +215,7 @@ private:
     using Clock = std::chrono::steady_clock;
     struct Request;
     struct Slot;
+    struct Parked;
 
     // batcher.cpp: the thread, its wake-ups, events and the slot snapshot
     void loop();
@@ -231,8 +232,10 @@ private:
     bool restore(Request & r, Slot & s);
     void free_idle_caches();
     void trim_idle_caches(int64_t extra);
+    bool parking() const { return shared_kv_ && cache_ram_.load() != 0; }
+    void park(Slot & s);
     void park_idle(const Slot * keep);
-    size_t unpark(Slot & s, size_t reuse);
+    size_t take_parked(Slot & s, const Request & r, size_t reuse);
     bool kv_room_for(const Request & r) const;
     bool make_kv_room_for(const Request & r);
     // batcher_step.cpp: one decode step, sampling and the end of a request
@@ -267,6 +270,7 @@ private:
     // owned by the loop thread
     std::vector<std::unique_ptr<Slot>> slot_;
     std::deque<std::unique_ptr<Request>> swapped_;  // moved out of their slot: paused, or waiting for KV room
+    std::vector<Parked> parked_;                    // prefix caches in host memory (set_cache_ram)
     std::unique_ptr<Batch> batch_;
     uint64_t tick_ = 0;
     std::string active_key_;     // the LoRA set the context applies

@@ -1,7 +1,8 @@
 // Between decode steps: apply cancel / pause / resume, admit requests into
 // slots (the choice of slot is choose_slot in slot_choice.cpp) when the shared
-// KV cache has room for them, swap paused requests out to make room, and drop
-// idle prefix caches when the KV is full.
+// KV cache has room for them, and swap paused requests out to make room. What
+// becomes of idle prefix caches (dropped, parked in host memory, loaded back) is
+// batcher_cache.cpp.
 #include <algorithm>
 #include <set>
 #include <string>
@@ -9,7 +10,6 @@
 #include "batcher.h"
 #include "batcher_internal.h"
 #include "slot_choice.h"
-#include "spec_draft.h"
 
 namespace mullama {
 
@@ -28,11 +28,6 @@ void Batcher::swap_out(Slot & s) {
 }
 
 namespace {
-
-// Cells a request holds in the KV cache once its prompt is in, plus the next token.
-int64_t cells(const std::vector<llama_token> & prompt, int32_t n_past) {
-    return std::max<int64_t>(n_past, static_cast<int64_t>(prompt.size())) + 1;
-}
 
 // Cells kept free per request in a slot, so that streams that just came in do not
 // fill the cache at their first tokens and bounce straight back out.
@@ -111,102 +106,6 @@ bool Batcher::restore(Request & r, Slot & s) {
             return false;
         }
     }
-}
-
-// Drop idle prefix caches, least recently used first, until the requests in slots,
-// the caches kept and `extra` cells fit the shared KV cache.
-void Batcher::trim_idle_caches(int64_t extra) {
-    if (!shared_kv_) return;
-    int64_t used = extra;
-    for (const auto & s : slot_) {
-        if (s->req) used += cells(s->req->spec.prompt, s->req->n_past);
-        if (s->cached_in_kv()) used += static_cast<int64_t>(s->cache.size());
-    }
-    while (used > static_cast<int64_t>(n_ctx_)) {
-        Slot * lru = nullptr;
-        for (auto & s : slot_) {
-            if (s->cached_in_kv() && (!lru || s->last_used < lru->last_used)) lru = s.get();
-        }
-        if (!lru) return;
-        used -= static_cast<int64_t>(lru->cache.size());
-        ctx_.kv_seq_rm(lru->index, -1, -1);
-        lru->cache.clear();
-        std::lock_guard<std::mutex> lock(mu_);
-        counters_.prefix_evictions++;
-    }
-}
-
-void Batcher::free_idle_caches() {
-    for (auto & s : slot_) {
-        if (s->cached_in_kv()) {
-            ctx_.kv_seq_rm(s->index, -1, -1);
-            s->cache.clear();
-            std::lock_guard<std::mutex> lock(mu_);
-            counters_.prefix_evictions++;
-        }
-    }
-}
-
-// Move every idle slot's cache but `keep`'s out of the shared KV cache into host memory (set_cache_ram),
-// then drop the least recently used parked caches beyond the limit. A cache that cannot be saved is dropped.
-void Batcher::park_idle(const Slot * keep) {
-    const int64_t limit = cache_ram_.load();
-    if (limit == 0 || !shared_kv_) return;
-    for (auto & s : slot_) {
-        if (!s->cached_in_kv() || s.get() == keep) continue;
-        try {
-            s->parked = ctx_.seq_state_save(s->index);
-        } catch (const Error &) {
-            s->cache.clear();
-        }
-        ctx_.kv_seq_rm(s->index, -1, -1);
-        if (draft_) draft_->truncate(s->index, 0);  // the draft's copy goes too: it follows again on reuse
-        std::lock_guard<std::mutex> lock(mu_);
-        if (s->parked.empty()) {
-            counters_.prefix_evictions++;
-        } else {
-            counters_.parks++;
-        }
-    }
-    if (limit < 0) return;
-    for (;;) {
-        int64_t bytes = 0;
-        Slot * lru = nullptr;
-        for (auto & s : slot_) {
-            if (s->parked.empty()) continue;
-            bytes += static_cast<int64_t>(s->parked.size());
-            if (!lru || s->last_used < lru->last_used) lru = s.get();
-        }
-        if (bytes <= limit) return;
-        lru->parked = {};
-        lru->cache.clear();
-        std::lock_guard<std::mutex> lock(mu_);
-        counters_.prefix_evictions++;
-    }
-}
-
-// A request came into slot s reusing `reuse` tokens of its cache: a parked cache goes back into the KV
-// cache (the other idle caches left it just before, so it lands from the first free cell, in order). The state loads whole, so it is
-// only loaded for at least an eighth of it (a copy per token is far cheaper than evaluating one, but
-// not free for a long cache); else it is dropped. Returns what is reused: 0 when the state was dropped
-// or could not be loaded, and the request's prompt is then evaluated whole.
-size_t Batcher::unpark(Slot & s, size_t reuse) {
-    if (s.parked.empty()) return reuse;
-    std::vector<uint8_t> state = std::move(s.parked);
-    s.parked = {};
-    if (reuse == 0 || reuse * 8 < s.cache.size()) return 0;
-    for (int attempt = 0; attempt < 2; ++attempt) {
-        try {
-            ctx_.seq_state_load(state, s.index);
-            std::lock_guard<std::mutex> lock(mu_);
-            counters_.unparks++;
-            return reuse;
-        } catch (const Error &) {
-            ctx_.kv_seq_rm(s.index, -1, -1);
-            if (attempt == 0) free_idle_caches();
-        }
-    }
-    return 0;
 }
 
 void Batcher::apply_controls() {
@@ -356,7 +255,6 @@ void Batcher::admit() {
         if (from_swap) {
             ctx_.kv_seq_rm(s.index, -1, -1);
             s.cache.clear();
-            s.parked = {};
             park_idle(&s);
             trim_idle_caches(cells(r.spec.prompt, r.n_past));
             if (!restore(r, s)) continue;  // it ended with an error; the slot stays free
@@ -366,8 +264,14 @@ void Batcher::admit() {
             r.stats.queue_ms = ms_between(r.t_submit, r.t_admit);
             const size_t shared = r.spec.prompt.size() - 1;  // what a donor holds for it
             const bool copy = donor != nullptr && donor != &s && shared > reuse;
-            park_idle(&s);  // the other idle caches go to host memory; a parked one of s's comes back
-            reuse = unpark(s, copy ? 0 : reuse);
+            if (!copy && parking()) {
+                if (reuse < s.cache.size()) {  // what the request would overwrite is kept in host memory
+                    park(s);
+                    reuse = 0;
+                }
+                reuse = take_parked(s, r, reuse);
+            }
+            park_idle(&s);  // the other idle caches leave the KV cache
             const bool evicted = (copy || reuse == 0) && !s.cache.empty();  // a cached prefix thrown away whole
             r.stats.evicted_tokens =
                 static_cast<int32_t>(copy ? s.cache.size() : s.cache.size() - std::min(reuse, s.cache.size()));

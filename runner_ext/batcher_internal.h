@@ -2,14 +2,21 @@
 // batcher_admit.cpp and batcher_step.cpp. Not part of the engine's interface.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "batcher.h"
 
 namespace mullama {
+
+// Cells a request holds in the KV cache once its prompt is in, plus the next token.
+inline int64_t cells(const std::vector<llama_token> & prompt, int32_t n_past) {
+    return std::max<int64_t>(n_past, static_cast<int64_t>(prompt.size())) + 1;
+}
 
 inline double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
@@ -39,14 +46,20 @@ struct Batcher::Slot {
     int32_t index = 0;
     std::unique_ptr<Request> req;       // null: idle
     std::vector<llama_token> cache;     // tokens whose KV this sequence holds (idle slots: the prefix cache)
-    std::vector<uint8_t> parked;        // idle: `cache`'s KV saved to host memory, out of the KV cache (park_idle)
     int32_t i_batch = -1;               // logits index in the current batch
     int32_t chunk = 0;                  // prompt tokens added to the current batch
     std::vector<llama_token> spec_prompt;  // what the KV holds, for the drafter
     uint64_t last_used = 0;
     std::string cache_key;              // the LoRA set `cache` was computed with: only requests with it reuse it
+};
 
-    bool cached_in_kv() const { return !req && !cache.empty() && parked.empty(); }  // an idle cache taking cells
+// An idle slot's prefix cache moved out of the KV cache into host memory (set_cache_ram): the tokens, the
+// sequence's saved state and the LoRA set it was computed with. Any free slot can load it back.
+struct Batcher::Parked {
+    std::vector<llama_token> tokens;
+    std::vector<uint8_t> state;
+    std::string key;
+    uint64_t last_used = 0;
 };
 
 }  // namespace mullama

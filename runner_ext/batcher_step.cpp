@@ -355,7 +355,7 @@ void Batcher::handle_decode_error(const Error & e) {
         // was when there is room: admit() holds it back until then). Only a request that
         // fills the cache alone ends, with context_full: its own context is full.
         bool had_cache = false;
-        for (auto & s : slot_) had_cache = had_cache || s->cached_in_kv();
+        for (auto & s : slot_) had_cache = had_cache || (!s->req && !s->cache.empty());
         if (had_cache) {
             free_idle_caches();
             return;

@@ -65,8 +65,7 @@ void register_batcher(py::module_ & m) {
         .def_readonly("n_cached", &SlotInfo::n_cached)
         .def_readonly("n_prompt", &SlotInfo::n_prompt)
         .def_readonly("n_generated", &SlotInfo::n_generated)
-        .def_readonly("adapters", &SlotInfo::adapters)
-        .def_readonly("parked", &SlotInfo::parked);
+        .def_readonly("adapters", &SlotInfo::adapters);
 
     py::class_<BatcherCounters>(m, "BatcherCounters")
         .def_readonly("requests", &BatcherCounters::requests)
@@ -80,7 +79,7 @@ void register_batcher(py::module_ & m) {
         .def_readonly("cached_tokens", &BatcherCounters::cached_tokens)
         .def_readonly("parks", &BatcherCounters::parks)
         .def_readonly("unparks", &BatcherCounters::unparks)
-        .def_readonly("parked_slots", &BatcherCounters::parked_slots)
+        .def_readonly("parked_entries", &BatcherCounters::parked_entries)
         .def_readonly("parked_bytes", &BatcherCounters::parked_bytes)
         .def_readonly("swaps_out", &BatcherCounters::swaps_out)
         .def_readonly("kv_full", &BatcherCounters::kv_full)
@@ -161,7 +160,7 @@ void register_batcher(py::module_ & m) {
         .def_property_readonly("active_adapters", &Batcher::active_adapters)
         .def("set_context_shift", &Batcher::set_context_shift, py::arg("on"))
         .def("set_cache_ram", &Batcher::set_cache_ram, py::arg("bytes"),
-             "Host memory for idle slots' prefix caches (0: they stay in the KV cache; negative: no limit).")
+             "Host memory for prefix caches out of the KV cache (0: idle caches stay there; negative: no limit).")
         .def("set_adapter_turn", &Batcher::set_adapter_turn, py::arg("steps"),
              "Decode steps one LoRA set keeps the context while requests with another set wait.")
         .def("set_threads", &Batcher::set_threads, py::arg("n_threads"), py::arg("n_threads_batch"),

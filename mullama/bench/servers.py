@@ -223,6 +223,7 @@ class LlamaServer(Target):
         parallel: int,
         ctx: int,
         flash_attn: str,
+        cache_ram_mib: int = 0,
         name: str = "llama-server",
         extra: tuple[str, ...] = (),
     ) -> None:
@@ -249,8 +250,8 @@ class LlamaServer(Target):
             flash_attn,
             "-kvu",
             "--no-webui",
-            "-cram",
-            "0",
+            "-cram",  # 0: idle slots stay in the KV cache; llama-server's default 8192 moves them to host memory
+            str(cache_ram_mib),
             *extra,
         ]
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()

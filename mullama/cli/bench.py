@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mullama.core.errors import MullamaError
+from mullama.core.units import parse_size
 from mullama.serving.policies import POLICIES
 
 DOC_START = "<!-- mullama bench: start -->"
@@ -252,6 +253,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 parallel=settings["n_parallel"],
                 ctx=settings["n_ctx"],
                 flash_attn=str(settings["flash_attn"]),
+                # idle slots' caches in host memory, as mullama's (both servers' default is 8 GiB)
+                cache_ram_mib=parse_size(settings.get("cache_ram", 8 << 30)) >> 20,
             )
             started.append(ls)
             configs.append(runmod.Config("llama-server", ls))

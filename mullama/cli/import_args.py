@@ -130,7 +130,7 @@ _add(["-kvu", "--kv-unified"], "model", "kv_unified", lambda _: True)
 _add(["-no-kvu", "--no-kv-unified"], "model", "kv_unified", lambda _: False)
 _add(["--check-tensors"], "model", "check_tensors", lambda _: True)
 _add(["-cram", "--cache-ram"], "model", "cache_ram", _cache_ram)
-_add(["--no-cache-idle-slots"], "model", "cache_ram", lambda _: 0)  # idle caches stay in the KV cache
+_add(["--no-cache-idle-slots"], "model", "cache_ram", lambda _: 0)  # the nearest: mullama parks with both or neither
 _add(["--pooling"], "model", "pooling", str.lower)
 _add(["--override-kv"], "model", "override_kv", str)
 _add(["--rope-scaling"], "model", "rope_scaling", str.lower)

@@ -34,7 +34,7 @@ class RunnerConfig:
     swa_full: bool
     kv_unified: bool
     adapter_turn: int
-    cache_ram: int  # bytes of host memory for idle slots' prefix caches; 0: they stay in the KV cache
+    cache_ram: int  # bytes of host memory for prefix caches out of the KV cache; 0: none
     rope_scaling: str
     rope_freq_base: float
     rope_freq_scale: float

@@ -139,7 +139,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     swa_full: bool = False               # full-size cache for sliding-window attention (--swa-full)
     kv_unified: bool = True              # the slots share one KV cache (-kvu); false: n_ctx / n_parallel each
     adapter_turn: int = 16               # decode steps a LoRA set runs while requests with other sets wait
-    cache_ram: int = 8 << 30             # host memory for idle slots' prefix caches (0: they stay in the KV)
+    cache_ram: int = 8 << 30             # host memory for prefix caches out of the KV cache (0: none)
     rope_scaling: RopeScaling = "model"  # RoPE scaling; "model": what the GGUF says (--rope-scaling)
     rope_freq_base: float = 0.0          # 0: the model's (--rope-freq-base)
     rope_freq_scale: float = 0.0         # 0: the model's (--rope-freq-scale)

@@ -99,8 +99,8 @@ class Metrics:
                              registry=reg)
         self.kv_usage = Gauge("mullama_kv_cache_usage_ratio", "KV cells in use / KV cells in total (0..1)", m,
                               registry=reg)
-        self.parked = Gauge("mullama_prefix_cache_host_bytes", "Host memory holding idle slots' prefix caches "
-                            "out of the KV cache (cache_ram)", m, registry=reg)
+        self.parked = Gauge("mullama_prefix_cache_host_bytes", "Host memory holding prefix caches out of the KV "
+                            "cache (cache_ram)", m, registry=reg)
         self.memory = Gauge("mullama_model_memory_bytes", "Bytes a loaded model holds on a device "
                             "(weights + KV context + compute buffers)", ("model", "device"), registry=reg)
         self.connections = Gauge("mullama_http_connections", "Open client connections", registry=reg)

@@ -76,21 +76,22 @@ def stats_of(ev: _engine.Event) -> wire.CompletionStats:
 
 
 def kv_view(b: _engine.Batcher, n_ctx: int) -> wire.KvView:
-    """The loop's slots and prefix-cache counters (``GET /kv``); a parked slot's tokens take no cells."""
+    """The loop's slots and prefix-cache counters (``GET /kv``)."""
     c = b.counters()
     slots = [wire.SlotView(index=s.index, state=s.state, request_id=s.request_id or None, n_tokens=s.n_tokens,
                            n_cached=s.n_cached, n_prompt=s.n_prompt, n_generated=s.n_generated,
-                           adapters=s.adapters, parked=s.parked) for s in b.slots()]
-    return wire.KvView(slots=slots, cells_used=sum(s.n_tokens for s in slots if not s.parked), cells_total=n_ctx,
+                           adapters=s.adapters) for s in b.slots()]
+    return wire.KvView(slots=slots, cells_used=sum(s.n_tokens for s in slots), cells_total=n_ctx,
                        n_ctx_slot=b.n_ctx_slot, prefix_hits=c.prefix_hits, prefix_misses=c.prefix_misses,
                        prefix_evictions=c.prefix_evictions, cached_tokens=c.cached_tokens,
                        active_adapters=b.active_adapters, adapter_switches=c.adapter_switches,
                        context_shifts=c.context_shifts, draft_steps=c.draft_steps, draft_tokens=c.draft_tokens,
-                       draft_accepted=c.draft_accepted, parks=c.parks, unparks=c.unparks, parked_bytes=c.parked_bytes)
+                       draft_accepted=c.draft_accepted, parks=c.parks, unparks=c.unparks,
+                       parked_entries=c.parked_entries, parked_bytes=c.parked_bytes)
 
 
 def configure(batcher: _engine.Batcher, p: wire.LoadParams) -> None:
-    """The loop's settings that come with the load: context shift, LoRA turns, host memory for idle caches."""
+    """The loop's settings that come with the load: context shift, LoRA turns, host memory for prefix caches."""
     batcher.set_context_shift(p.context_shift)
     batcher.set_adapter_turn(p.adapter_turn)
     batcher.set_cache_ram(p.cache_ram)

@@ -25,10 +25,12 @@ from mullama.core import errors
 from mullama.core.units import format_size
 from mullama.hardware.cores import Allotment
 from mullama.hardware.devices import Devices
+from mullama.hardware.draft import with_draft
 from mullama.hardware.overrides import model_cost
 from mullama.hardware.placement import Placement, plan
 from mullama.hardware.spread import plan_spread
 from mullama.models.entry import ModelEntry
+from mullama.models.gguf_header import read_header
 from mullama.serving.cores import Cores, threads_batch
 from mullama.serving.eviction import Candidate, choose_victim
 from mullama.serving.runtime import Handle, Runtime, State
@@ -121,6 +123,11 @@ class Loading:
             fit = await handle.client.load(load_params(entry, cfg, "fit", None, -1 if gpus else 0))
             header = entry.header
             cost = model_cost(header, fit.devices, expand_overrides(cfg), gpus)  # tensor overrides move weights
+            spec = cfg.speculative
+            if spec.draft_model:  # its weights, KV cache and compute buffer load with it
+                draft = await asyncio.to_thread(read_header, Path(spec.draft_model))
+                cost = with_draft(cost, draft, n_ctx=cfg.n_ctx, type_k=cfg.cache_type_k, type_v=cfg.cache_type_v,
+                                  draft_gpu_layers=spec.draft_gpu_layers, n_gpus=gpus)
             placement = rt.placement = await self._make_room(rt, cost, protect)  # (its RPC workers are held
             # from now on, workers.holders; a model all off the CPU gets one core, cores.demand)
             # cores only now: a model evicted for this one drains with all of its cores (an idle runner waiting

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from mullama.wire.base import Count, FinishReason, HealthStatus, Int32, LoadOp, Seed, TokenId, _Wire
+from mullama.wire.base import Bytes, Count, FinishReason, HealthStatus, Int32, LoadOp, Seed, TokenId, _Wire
 from mullama.wire.views import AdapterInfo, Counters, DeviceMemory, KvView, SlotView, StatsView
 
 __all__ = ["AdapterInfo", "Count", "Counters", "DeviceMemory", "FinishReason", "HealthStatus", "Int32", "KvView",
@@ -89,7 +89,7 @@ class LoadParams(_Wire, kw_only=True):
     context_shift: bool = False   # a stream that fills its slot's context drops the older half of it and goes on
     adapters: list[AdapterSpec] = []  # LoRA adapters loaded with the model
     adapter_turn: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 16  # steps a LoRA set runs while others wait
-    cache_ram: Count = 0          # bytes of host memory for idle slots' prefix caches (0: they stay in the KV)
+    cache_ram: Bytes = 0          # bytes of host memory for prefix caches out of the KV cache (0: none)
     cores: list[Count] = []       # the CPU cores all the runner's threads may run on (affinity); []: any
     rpc_servers: list[str] = []   # RPC workers (host:port) whose devices come before the GPUs in tensor_split
     speculative: Speculative | None = None  # None: no speculative decoding

@@ -11,6 +11,7 @@ Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 TokenId = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 Seed = Annotated[int, msgspec.Meta(ge=-1, le=2**32 - 1)]
+Bytes = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # a size in bytes (the engine takes int64)
 
 HealthStatus = Literal["starting", "loading", "warming", "ready", "draining", "error"]
 LoadOp = Literal["fit", "alloc", "commit", "close"]

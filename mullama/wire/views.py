@@ -38,7 +38,6 @@ class SlotView(_Wire, kw_only=True):
     n_prompt: int
     n_generated: int
     adapters: str = ""          # the LoRA set (id:scale,...) its request runs with, or its cache was made with
-    parked: bool = False        # idle, its cache in host memory rather than the KV cache (cache_ram)
 
 
 class KvView(_Wire, kw_only=True):
@@ -56,9 +55,10 @@ class KvView(_Wire, kw_only=True):
     draft_steps: int = 0        # speculative decoding: stream-steps that verified a draft ...
     draft_tokens: int = 0       # ... the tokens drafted ...
     draft_accepted: int = 0     # ... and those accepted
-    parks: int = 0              # idle caches moved to host memory (cache_ram) ...
-    unparks: int = 0            # ... and loaded back for a request that reused one
-    parked_bytes: int = 0       # host memory the parked caches take now
+    parks: int = 0              # prefix caches moved out of the KV cache to host memory (cache_ram) ...
+    unparks: int = 0            # ... loaded back into a slot for a request that reused one ...
+    parked_entries: int = 0     # ... held there now ...
+    parked_bytes: int = 0       # ... and the host memory they take
 
 
 class Counters(_Wire, kw_only=True):

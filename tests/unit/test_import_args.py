@@ -97,7 +97,7 @@ def test_lora_init_without_apply_loads_every_adapter_at_scale_0() -> None:
     (["-cram", "512"], {"cache_ram": 512 << 20}),
     (["--cache-ram", "-1"], {"cache_ram": 1 << 40}),  # no limit
     (["--cache-ram=0"], {"cache_ram": 0}),
-    (["--no-cache-idle-slots"], {"cache_ram": 0}),  # llama-server keeps idle slots in the KV cache: so does this
+    (["--no-cache-idle-slots"], {"cache_ram": 0}),  # idle slots stay in the KV cache (the nearest mapping)
 ])
 def test_moe_and_adapter_flags(line: list[str], model: dict) -> None:
     assert import_args.parse(line).model == model

@@ -7,6 +7,7 @@ import contextlib
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import pytest
 
 from mullama import engine
@@ -72,9 +73,11 @@ def test_cache_ram_is_a_size_from_the_settings_to_the_loop(tiny_model, tmp_path)
         with pytest.raises(ConfigError, match="cache.ram"):
             load_settings({"cache_ram": bad}, env={})
     entry = SimpleNamespace(path=tmp_path / "n.gguf")  # all load_params reads of it
-    params = load_params(entry,  # type: ignore[arg-type]
-                          model_settings(settings, "n", "n"), "alloc", None, n_gpu_layers=0)
-    assert isinstance(params, wire.LoadParams) and params.cache_ram == 512 << 20
+    defaults = model_settings(load_settings({}, env={}), "n", "n")
+    for cfg, size in ((model_settings(settings, "n", "n"), 512 << 20), (defaults, 8 << 30)):
+        params = load_params(entry, cfg, "alloc", None, n_gpu_layers=0)  # type: ignore[arg-type]
+        # what the runner decodes, past 2 GiB too (a 32-bit bound once refused the 8 GiB default)
+        assert msgspec.json.decode(msgspec.json.encode(params), type=wire.LoadParams).cache_ram == size
     with engine.Context(tiny_model, engine.ContextParams(n_ctx=128, n_threads=2)) as ctx:
         batcher = _engine.Batcher(tiny_model, ctx)
         batcher.set_cache_ram(-1)  # negative: no limit
