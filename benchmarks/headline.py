@@ -62,6 +62,9 @@ def main() -> int:
     ap.add_argument("--tools-dir", type=Path, help="llama-server, llama-bench, llama-batched-bench already built here")
     ap.add_argument("--model", type=Path, help="the GGUF to serve (default: the bundled SmolLM2)")
     ap.add_argument("--n-gpu-layers", type=int, default=0, help="layers offloaded to GPUs, for every server")
+    ap.add_argument("--fresh-prompts", action="store_true",
+                    help="no prompt twice: each level and rep draws its own (else the reps and levels repeat one "
+                         "set, which both servers' prompt caches then serve)")
     args = ap.parse_args()
     model = args.model or default_model_path()
     names = ["llama-bench", "llama-batched-bench", "llama-server"]
@@ -82,8 +85,12 @@ def main() -> int:
         theirs.wait_ready()
         w = workload.load(ROOT / "benchmarks" / "headline.toml")
         configs = [runmod.Config("mullama", ours), runmod.Config("llama-server", theirs)]
-        result = asyncio.run(runmod.run(w, trace.phases(w), configs, runmod.Options(
-            out=args.out, reps=args.reps, conditions={"threads": args.threads, "n_parallel": 8,
+        phases, reps = trace.phases(w), args.reps
+        if args.fresh_prompts:  # phases of one label are summarised together: the reps, each with its prompts
+            phases = [trace.phases(w, w.seed + 100 * rep + i)[i] for rep in range(reps) for i in range(len(STREAMS))]
+            reps = 1
+        result = asyncio.run(runmod.run(w, phases, configs, runmod.Options(
+            out=args.out, reps=reps, conditions={"threads": args.threads, "n_parallel": 8,
                                                       "n_gpu_layers": args.n_gpu_layers, "model": str(model)})))
     finally:
         for t in started:

@@ -7,6 +7,7 @@ supervisor process with `py-spy record --nonblocking` (pip install py-spy), and 
 supervisor's CPU time and the functions with the most samples.
 
     python benchmarks/profile_supervisor.py --clients 8 --seconds 20
+    python benchmarks/profile_supervisor.py --clients 1 --max-tokens 1 --rate 1000 --inclusive  # per request
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from supervisor_harness import Server, base_settings  # noqa: E402
 async def run(a: argparse.Namespace, out: Path) -> float:
     server = Server(Path(tempfile.mkdtemp(prefix="mullama-prof-")),
                     base_settings(n_parallel=8, n_ctx=8192, prefetch="none", log_level="warning"))
-    body = {"model": "smollm2", "prompt": "Tell me a story", "max_tokens": 128, "ignore_eos": True,
+    body = {"model": "smollm2", "prompt": "Tell me a story", "max_tokens": a.max_tokens, "ignore_eos": True,
             "stream": True, "temperature": 0}
     try:
         async with aiohttp.ClientSession() as session:
@@ -50,7 +51,7 @@ async def run(a: argparse.Namespace, out: Path) -> float:
             cpu0 = sum(psutil.Process(server.proc.pid).cpu_times()[:2])
             stop = time.monotonic() + a.seconds + 2
             spy = subprocess.Popen([a.py_spy, "record", "-p", str(server.proc.pid), "-d", str(a.seconds), "-f", "raw",
-                                    "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL,
+                                    "-r", str(a.rate), "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
             await asyncio.gather(*(loop(stop) for _ in range(a.clients)))
             spy.wait()
@@ -64,6 +65,9 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--seconds", type=int, default=20)
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--max-tokens", type=int, default=128, help="1: the per-request cost rather than per token")
+    p.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    p.add_argument("--inclusive", action="store_true", help="count every frame on the stack, not only the top")
     p.add_argument("--py-spy", default=shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")))
     a = p.parse_args()
     out = Path(tempfile.mkstemp(suffix=".txt")[1])
@@ -73,9 +77,11 @@ def main() -> int:
     for line in out.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         total += int(n)
-        own[stack.split(";")[-1]] += int(n)
+        frames = stack.split(";")
+        for frame in (set(frames) if a.inclusive else frames[-1:]):
+            own[frame] += int(n)
     print(f"supervisor CPU: {cpu:.2f} s over ~{a.seconds + 2} s with {a.clients} clients; {total} busy samples "
-          f"(py-spy samples at 100 Hz: {a.seconds * 100} possible)")
+          f"(py-spy samples at {a.rate} Hz: {a.seconds * a.rate} possible)")
     for frame, n in own.most_common(a.top):
         print(f"{n / max(total, 1) * 100:5.1f}%  {frame[:140]}")
     return 0
