@@ -264,8 +264,11 @@ void Batcher::admit() {
             r.stats.queue_ms = ms_between(r.t_submit, r.t_admit);
             const size_t shared = r.spec.prompt.size() - 1;  // what a donor holds for it
             const bool copy = donor != nullptr && donor != &s && shared > reuse;
-            if (!copy && parking()) {
-                if (reuse < s.cache.size()) {  // what the request would overwrite is kept in host memory
+            // A parked cache may give more of the prompt than its slot's (all but its last token is the most);
+            // a slot's cache the request would overwrite most of goes to host memory first. A cache it
+            // reuses at least half of is trimmed in place, as llama-server does with a similar slot.
+            if (!copy && parking() && reuse + 1 < r.spec.prompt.size()) {
+                if (reuse * 2 < s.cache.size()) {
                     park(s);
                     reuse = 0;
                 }

@@ -47,7 +47,7 @@ void Batcher::park(Slot & s) {
     Parked p;
     try {
         p.state = ctx_.seq_state_save(s.index);
-    } catch (const Error &) {
+    } catch (const Error &) {  // no state: the cache is dropped below
     }
     ctx_.kv_seq_rm(s.index, -1, -1);
     if (draft_) draft_->truncate(s.index, 0);  // the draft's copy goes too: it follows again on reuse

@@ -119,6 +119,17 @@ def test_a_parked_cache_comes_back_for_the_request_that_reuses_it(loop):
     assert longer.stats.cached_tokens > first.stats.prompt_tokens
 
 
+def test_a_slot_s_cache_the_next_request_mostly_reuses_stays_where_it_is(loop):
+    """No copy out and back for a prompt repeated or a conversation that goes on: only the tail that the
+    new prompt does not share is dropped, as llama-server does with a similar slot."""
+    lp = loop()
+    first = lp.run(A)
+    again = lp.run(A)
+    assert again.stats.slot == first.stats.slot and again.stats.cached_tokens == again.stats.prompt_tokens - 1
+    c = lp.batcher.counters()
+    assert c.parks == c.unparks == 0
+
+
 def test_host_memory_holds_more_prompts_than_there_are_slots(loop):
     lp = loop()
     prompts = [A, B, C, *(f"<|im_start|>user\nCount from {n} to {n + 5}.<|im_end|>\n<|im_start|>assistant\n"
