@@ -110,7 +110,7 @@ fi
 # ---- 3. side by side: ceiling (llama-bench, llama-batched-bench), llama-server and mullama serve, all offloaded
 if want bench; then
     log "bench: benchmarks/headline.py at 1, 8, 16 streams, every layer on the GPU"
-    $PY benchmarks/headline.py --tools-dir "$BUILD/bin" --model "$MODEL" --n-gpu-layers 99 \
+    $PY benchmarks/headline.py --tools-dir "$BUILD/bin" --model "$MODEL" --n-gpu-layers 99 --fresh-prompts \
         --threads "${GPU_CHECK_THREADS:-4}" --reps "${GPU_CHECK_REPS:-1}" --out "$OUT" 2>&1 | tail -12 \
         | tee -a "$OUT/steps.log"
 fi
