@@ -291,10 +291,11 @@ void Batcher::snapshot() {
         }
         snap.push_back(std::move(i));
     }
+    uint64_t parked_bytes = 0;
+    for (const auto & p : parked_) parked_bytes += p.state.size();
     std::lock_guard<std::mutex> lock(mu_);
     counters_.parked_entries = parked_.size();
-    counters_.parked_bytes = 0;
-    for (const auto & p : parked_) counters_.parked_bytes += p.state.size();
+    counters_.parked_bytes = parked_bytes;
     slot_snapshot_ = std::move(snap);
     active_snapshot_ = active_key_;
 }

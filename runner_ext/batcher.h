@@ -184,13 +184,14 @@ public:
     // Decode steps one LoRA set keeps the context while requests with another set wait (>= 1; default 16):
     // longer turns switch less (each switch re-reserves llama.cpp's graph), shorter ones start every set sooner.
     void set_adapter_turn(int32_t steps);
-    // Host memory for prefix caches, in bytes (0: off; negative: no limit). When on, a request coming into a
-    // slot moves every other idle slot's cache out of the shared KV cache into host memory, and so does the
-    // slot's own cache where the request would overwrite most of it; a request whose prompt starts with a
-    // cache held there (longer than what its slot holds) loads it back into its slot. Least recently used caches go
-    // beyond the limit. In one shared cache every decode attends over every cell up to the last one in use,
-    // so idle caches left there slow every running stream (measured: 10 % at one stream with 8 slots); and
-    // host memory holds many more prompts than the slots do. llama-server's --cache-ram does the same.
+    // Host memory for prefix caches, in bytes (0: off; negative: no limit). When on, a request coming into
+    // a slot moves every other idle slot's cache out of the shared KV cache into host memory, and so does
+    // the slot's own cache where the request would overwrite most of it; a request whose prompt starts
+    // with a cache held there (longer than what its slot holds) loads it back into its slot. Least
+    // recently used caches go beyond the limit. In one shared cache every decode attends over every cell
+    // up to the last one in use, so idle caches left there slow every running stream (8-9 % at one
+    // stream with 8 slots: benchmarks/idle_caches.py); and host memory holds many more prompts than the
+    // slots do. llama-server's --cache-ram does the same.
     void set_cache_ram(int64_t bytes) { cache_ram_.store(bytes); }
     // New decode thread pools of these sizes, between two decode steps (waits for the one in progress):
     // the supervisor's core allotment changes as models load and unload.

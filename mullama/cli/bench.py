@@ -174,6 +174,16 @@ def _server_settings(args: argparse.Namespace, workload) -> dict[str, Any]:
     return s
 
 
+def _cache_ram(settings: dict[str, Any]) -> int:
+    """The workload's ``cache_ram`` in bytes (mullama's default when it sets none), for llama-server too."""
+    from mullama.config import Settings
+
+    try:
+        return parse_size(settings.get("cache_ram", Settings().cache_ram))
+    except ValueError as exc:
+        raise MullamaError(f"the workload's server.cache_ram: {exc}") from None
+
+
 def _conditions(args: argparse.Namespace, settings: dict[str, Any]) -> dict[str, Any]:
     import psutil
 
@@ -253,8 +263,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 parallel=settings["n_parallel"],
                 ctx=settings["n_ctx"],
                 flash_attn=str(settings["flash_attn"]),
-                # idle slots' caches in host memory, as mullama's (both servers' default is 8 GiB)
-                cache_ram_mib=parse_size(settings.get("cache_ram", 8 << 30)) >> 20,
+                cache_ram_mib=_cache_ram(settings) >> 20,  # prefix caches in host memory, as mullama's
             )
             started.append(ls)
             configs.append(runmod.Config("llama-server", ls))

@@ -273,3 +273,12 @@ def test_model_history_keeps_every_entry_it_saw() -> None:
     view = h.merge(later)  # the server dropped the oldest entry meanwhile; the run keeps it
     assert [x["state"] for x in view["models"][0]["history"]] == ["loading", "ready", "draining"]
     assert view["counters"] == {"loads": 1} and h.merge(None) is None
+
+
+def test_llama_server_gets_the_workload_s_cache_ram_and_a_bad_one_is_named():
+    from mullama.core.errors import MullamaError
+
+    assert cli_bench._cache_ram({}) == 8 << 30  # mullama's default, and llama-server's --cache-ram 8192
+    assert cli_bench._cache_ram({"cache_ram": "512MiB"}) == 512 << 20
+    with pytest.raises(MullamaError, match="server.cache_ram"):
+        cli_bench._cache_ram({"cache_ram": "lots"})
