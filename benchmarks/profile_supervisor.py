@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from supervisor_harness import Server, base_settings  # noqa: E402
 
 
-async def run(a: argparse.Namespace, out: Path) -> float:
+async def run(a: argparse.Namespace, out: Path) -> tuple[float, int]:
     server = Server(Path(tempfile.mkdtemp(prefix="mullama-prof-")),
                     base_settings(n_parallel=8, n_ctx=8192, prefetch="none", log_level="warning"))
     body = {"model": "smollm2", "prompt": "Tell me a story", "max_tokens": a.max_tokens, "ignore_eos": True,
@@ -43,19 +43,23 @@ async def run(a: argparse.Namespace, out: Path) -> float:
                     async for _ in resp.content:
                         pass
 
+            done = 0
+
             async def loop(stop: float) -> None:
+                nonlocal done
                 while time.monotonic() < stop:
                     await one()
+                    done += 1
 
             await one()
-            cpu0 = sum(psutil.Process(server.proc.pid).cpu_times()[:2])
+            cpu0 = psutil.Process(server.proc.pid).cpu_times()
             stop = time.monotonic() + a.seconds + 2
             spy = subprocess.Popen([a.py_spy, "record", "-p", str(server.proc.pid), "-d", str(a.seconds), "-f", "raw",
                                     "-r", str(a.rate), "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
             await asyncio.gather(*(loop(stop) for _ in range(a.clients)))
             spy.wait()
-            return sum(psutil.Process(server.proc.pid).cpu_times()[:2]) - cpu0
+            t = psutil.Process(server.proc.pid).cpu_times(); print("user", t.user - cpu0.user, "system", t.system - cpu0.system); return t.user + t.system - cpu0.user - cpu0.system, done
     finally:
         server.stop()
 
@@ -71,7 +75,7 @@ def main() -> int:
     p.add_argument("--py-spy", default=shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")))
     a = p.parse_args()
     out = Path(tempfile.mkstemp(suffix=".txt")[1])
-    cpu = asyncio.run(run(a, out))
+    cpu, requests = asyncio.run(run(a, out))
     own: collections.Counter = collections.Counter()
     total = 0
     for line in out.read_text().splitlines():
@@ -80,7 +84,8 @@ def main() -> int:
         frames = stack.split(";")
         for frame in (set(frames) if a.inclusive else frames[-1:]):
             own[frame] += int(n)
-    print(f"supervisor CPU: {cpu:.2f} s over ~{a.seconds + 2} s with {a.clients} clients; {total} busy samples "
+    print(f"supervisor CPU: {cpu:.2f} s over ~{a.seconds + 2} s with {a.clients} clients, {requests} requests "
+          f"({cpu / max(requests, 1) * 1000:.2f} ms a request); {total} busy samples "
           f"(py-spy samples at {a.rate} Hz: {a.seconds * a.rate} possible)")
     for frame, n in own.most_common(a.top):
         print(f"{n / max(total, 1) * 100:5.1f}%  {frame[:140]}")

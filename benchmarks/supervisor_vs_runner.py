@@ -47,6 +47,7 @@ from baselines import build_tools  # noqa: E402
 from engine_vs_llama_bench import cpu_model  # noqa: E402
 from runner_vs_llama_server import PROMPTS, LlamaServer, Runner, Server, closed_loop, pctl  # noqa: E402
 
+LATENCY_BLOCK = 20  # requests to one server before the other's turn
 _PORT_LINE = re.compile(rb"mullama serving on http://[^:]+:(\d+)")
 
 
@@ -121,13 +122,19 @@ class Supervisor(Server):
         self.dir.cleanup()
 
 
-async def latency(server: Server, session: aiohttp.ClientSession, n: int) -> list[float]:
-    """End-to-end seconds of ``n`` sequential one-token requests of one (cached) prompt."""
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        await server.request(session, PROMPTS[0], 1)
-        out.append(time.perf_counter() - t0)
+async def latency(servers: list[Server], session: aiohttp.ClientSession, n: int) -> list[list[float]]:
+    """End-to-end seconds of ``n`` sequential one-token requests of one (cached) prompt per server, the
+    servers taking turns in blocks of ``LATENCY_BLOCK`` (so that the machine's drift hits both alike; turn
+    by turn, the other runner's decode threads would still be polling when a request comes). The first
+    request of a block is not counted."""
+    out: list[list[float]] = [[] for _ in servers]
+    for b in range(-(-n // LATENCY_BLOCK)):
+        for k in (range(len(servers)) if b % 2 == 0 else reversed(range(len(servers)))):
+            for i in range(min(LATENCY_BLOCK, n - b * LATENCY_BLOCK) + 1):
+                t0 = time.perf_counter()
+                await servers[k].request(session, PROMPTS[0], 1)
+                if i:
+                    out[k].append(time.perf_counter() - t0)
     return out
 
 
@@ -162,9 +169,12 @@ async def main_async(a: argparse.Namespace) -> dict:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
             return {"swap": await swap_latency(a, session)}
     model = default_model_path()
-    tools = build_tools(["llama-server"])
-    servers: list[Server] = [LlamaServer(tools["llama-server"], model, a), Runner(model, a), Supervisor(a)]
-    ls, runner, sup = servers
+    if a.only == "latency":
+        servers: list[Server] = [Runner(model, a), Supervisor(a)]
+    else:
+        tools = build_tools(["llama-server"])
+        servers = [LlamaServer(tools["llama-server"], model, a), Runner(model, a), Supervisor(a)]
+    runner, sup = servers[-2:]
     results: dict = {"runs": [], "latency": {"runner": [], "supervisor": []}}
     timeout = aiohttp.ClientTimeout(total=600)
     conn = aiohttp.TCPConnector(limit=0, force_close=True)  # llama-server closes streamed connections: same for all
@@ -175,10 +185,10 @@ async def main_async(a: argparse.Namespace) -> dict:
             for s in servers:
                 await closed_loop(s, session, 2, 1, 16)
             for rep in range(a.reps):
-                for s in ([runner, sup] if rep % 2 == 0 else [sup, runner]):
-                    key = "runner" if s is runner else "supervisor"
-                    results["latency"][key] += await latency(s, session, a.latency_requests)
-                for c in a.concurrency:
+                lat_runner, lat_sup = await latency([runner, sup], session, a.latency_requests)
+                results["latency"]["runner"] += lat_runner
+                results["latency"]["supervisor"] += lat_sup
+                for c in a.concurrency if a.only is None else ():
                     for s in (servers if rep % 2 == 0 else servers[::-1]):
                         r = await closed_loop(s, session, c, max(1, a.requests // c), a.max_tokens)
                         r.update(server=s.name, concurrency=c, rep=rep)
@@ -187,8 +197,9 @@ async def main_async(a: argparse.Namespace) -> dict:
                               f"{r['ttft_p50_ms']:7.1f} ms", file=sys.stderr, flush=True)
         for s in servers:
             s.stop()
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            results["swap"] = await swap_latency(a, session)
+        if a.only is None:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                results["swap"] = await swap_latency(a, session)
     finally:
         for s in servers:
             s.stop()
@@ -215,6 +226,10 @@ def summarize(results: dict, a: argparse.Namespace) -> str:
         f"p50 runner {r50:.2f} ms, supervisor {s50:.2f} ms → **+{s50 - r50:.2f} ms**; "
         f"p95 runner {r95:.2f} ms, supervisor {s95:.2f} ms → **+{s95 - r95:.2f} ms**.",
         "",
+    ]
+    if a.only == "latency":
+        return "\n".join(lines) + "\n"
+    lines += [
         "| clients | llama-server tok/s | runner tok/s | mullama serve tok/s | serve / runner | serve / llama-server "
         "| TTFT p50 ms (ls / runner / serve) |",
         "|---:|---:|---:|---:|---:|---:|---:|",
@@ -245,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-requests", type=int, default=40)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--only", choices=["swap"], help="measure only the swap latency")
+    p.add_argument("--only", choices=["swap", "latency"],
+                   help="measure only the swap latency, or only the supervisor's added latency")
     p.add_argument("--out")
     p.add_argument("--json")
     a = p.parse_args(argv)
