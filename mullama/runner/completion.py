@@ -71,9 +71,11 @@ async def collect(stream: Stream) -> wire.CompletionFinal:
         logprobs=first.logprobs, choices=ends if len(ends) > 1 else None)
 
 
-async def relay(stream: Stream, write: Callable[[bytes], Awaitable[object]]) -> list[_engine.Event]:
-    """Each event as an NDJSON line to ``write``; the final events of the choices, by index."""
+async def relay(stream: Stream, write: Callable[[bytes], Awaitable[object]]) -> tuple[list[_engine.Event], bytes]:
+    """Each event as an NDJSON line to ``write``, the lines of the events waiting together in one write;
+    (the final events of the choices by index, the lines not written yet: the last, for the body's end)."""
     encode = wire.encoder.encode
+    held: list[bytes] = []
     n = len(stream.choices)
     finals: list[_engine.Event | None] = [None] * n
     ends: list[wire.ChoiceEnd | None] = [None] * n
@@ -97,5 +99,8 @@ async def relay(stream: Stream, write: Callable[[bytes], Awaitable[object]]) -> 
             line = encode(wire.CompletionChunk(id=stream.id, content=ev.text, tokens=ev.tokens, index=choice.index,
                                                deltas=deltas, logprobs=logprobs,
                                                end=ends[choice.index] if ev.done else None))
-        await write(line + b"\n")
-    return [f for f in finals if f is not None]
+        held.append(line + b"\n")
+        if not stream.finished and not stream.ready():  # one send per wake of the loop, not per event
+            await write(b"".join(held))
+            held.clear()
+    return [f for f in finals if f is not None], b"".join(held)

@@ -177,8 +177,8 @@ async def completion(request: web.Request) -> web.StreamResponse:
             return _json(final)
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        finals = await completion_answer.relay(stream, resp.write)
-        await resp.write_eof()
+        finals, last = await completion_answer.relay(stream, resp.write)
+        await resp.write_eof(last)  # the final line and the body's end in one send
         return resp
     finally:
         stream.close()  # cancels the request if the client went away first

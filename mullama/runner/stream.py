@@ -59,6 +59,10 @@ class Stream:
                 self.detach()
         return ev
 
+    def ready(self) -> bool:
+        """Another event is waiting: it can be read without waiting for the loop."""
+        return not self.queue.empty()
+
     @property
     def finished(self) -> bool:
         """Every choice has had its final event."""
