@@ -9,6 +9,7 @@ supervisor can forward without re-encoding what it does not change.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
@@ -55,27 +56,40 @@ class CompletionStream:
     ``close()`` before the final event drops the connection, which makes the runner cancel the request;
     after it, the connection goes back to the session's pool. A stream that
     breaks off marks its client ``broken`` (the lifecycle counts the requests a crash took down).
+    ``ready()`` says whether what follows needs no wait for the runner: the next line has arrived already,
+    or the answer is whole (a writer may then hold what it has for one send).
     """
 
     def __init__(self, resp: aiohttp.ClientResponse, client: RunnerClient | None = None) -> None:
         self._resp = resp
         self._client = client
+        self._ready: collections.deque[bytes] = collections.deque()
         self.final: wire.CompletionFinal | None = None
 
     def __aiter__(self) -> AsyncIterator[tuple[bytes, wire.CompletionChunk | wire.CompletionFinal]]:
         return self._lines()
 
+    def ready(self) -> bool:
+        return bool(self._ready) or self.final is not None
+
     async def _lines(self) -> AsyncIterator[tuple[bytes, wire.CompletionChunk | wire.CompletionFinal]]:
+        rest, chunks, more = b"", aiter(self._resp.content.iter_any()), True
         try:
-            async for line in self._resp.content:
-                if not line.strip():
-                    continue
-                if _FINAL_MARK in line:
-                    self.final = wire.decode(line, wire.CompletionFinal)
-                    await self._read_to_end()
-                    yield line, self.final
-                    return
-                yield line, wire.decode(line, wire.CompletionChunk)
+            while more:  # what has arrived, split here (no line limit); at the end, a line without its newline
+                data = await anext(chunks, b"")
+                more = bool(data)
+                *lines, rest = (rest + data).split(b"\n") if more else (rest, b"")
+                self._ready.extend(line for line in lines if line.strip())
+                while self._ready:
+                    line = self._ready.popleft()
+                    if _FINAL_MARK in line:
+                        self.final = wire.decode(line, wire.CompletionFinal)
+                        self._ready.clear()
+                        if not self._resp.content.at_eof():  # the runner sends the end with the final line
+                            await self._read_to_end()
+                        yield line, self.final
+                        return
+                    yield line, wire.decode(line, wire.CompletionChunk)
         except _HTTP_ERRORS as exc:
             self._broke()
             raise errors.RunnerCrashed(f"the runner's stream broke off: {type(exc).__name__}: {exc}") from None
@@ -86,11 +100,12 @@ class CompletionStream:
             raise errors.RunnerCrashed("the runner's stream ended without a final event")
 
     async def _read_to_end(self) -> None:
-        """The body's end, which the runner writes right after the final line: read, the connection goes back
-        to the pool instead of a new TCP connection for the next request. The answer is whole already, so a
-        runner that does not end the body in time, or a connection that breaks now, only costs the reuse."""
+        """The body's end, when it did not come with the final line: read, the connection goes back to the
+        pool instead of a new TCP connection for the next request. The answer is whole already, so a runner
+        that does not end the body in time, or a connection that breaks now, only costs the reuse."""
         try:
-            await asyncio.wait_for(self._resp.content.read(), END_TIMEOUT_S)
+            async with asyncio.timeout(END_TIMEOUT_S):
+                await self._resp.content.read()
         except (*_HTTP_ERRORS, TimeoutError):
             pass
 

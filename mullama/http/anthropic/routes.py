@@ -53,11 +53,10 @@ async def _collect(run: Generation, stream) -> web.Response:
 
 
 async def _stream(request: web.Request, run: Generation, stream) -> web.StreamResponse:
-    resp = web.StreamResponse(headers=SSE_HEADERS)
-    await resp.prepare(request)
-    out = DeadlineWriter(request, resp, run, run.sup.settings.stream_write_timeout)
+    out = await DeadlineWriter.open(request, run, stream.ready, SSE_HEADERS)
+    resp = out.response
     events = Events(fmt.message_id(run.rid), run.model)
-    await out.write(events.start())
+    out.hold(events.start())
 
     async def deltas(ds: list[wire.ChatDelta]) -> None:
         await out.write(events.deltas(ds))

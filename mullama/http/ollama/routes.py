@@ -102,9 +102,8 @@ async def _respond(kind: str, request: web.Request, run: Generation, stream) -> 
         final, answers = await run.gather_choices(stream)
         return json_response(_final(kind, run, final, answers[0]))
 
-    resp = web.StreamResponse(headers=NDJSON_HEADERS)
-    await resp.prepare(request)
-    out = DeadlineWriter(request, resp, run, run.sup.settings.stream_write_timeout)
+    out = await DeadlineWriter.open(request, run, stream.ready, NDJSON_HEADERS)
+    resp = out.response
     chunk = ollama.chat_chunk if kind == "chat" else ollama.generate_chunk
 
     async def frame(ev: wire.CompletionChunk | wire.CompletionFinal) -> None:

@@ -68,11 +68,10 @@ async def _collect(run: Generation, stream) -> web.Response:
 
 
 async def _stream(request: web.Request, run: Generation, stream) -> web.StreamResponse:
-    resp = web.StreamResponse(headers=SSE_HEADERS)
-    await resp.prepare(request)
-    out = DeadlineWriter(request, resp, run, run.sup.settings.stream_write_timeout)
+    out = await DeadlineWriter.open(request, run, stream.ready, SSE_HEADERS)
+    resp = out.response
     frames = ChatFrames(run) if run.chat else TextFrames(run)
-    await out.write(frames.opening())
+    out.hold(frames.opening())
     try:
         await run.relay_frames(stream, lambda ev: out.write(frames.frame(ev)))
     except errors.MullamaError as exc:
@@ -86,13 +85,17 @@ async def _stream(request: web.Request, run: Generation, stream) -> web.StreamRe
         await out.write(openai.sse_error(f"generation failed: {final.error}", "server_error", "generation_failed"))
         await out.write_eof()
         return resp
-    profile = run.done(final)
+    profile = run.done(final) if run.want_profile else None  # else after the answer: off the client's wait
     tail = []
     if run.job.include_usage or run.want_profile:
         tail.append(openai.usage_chunk(id=run.rid, created=run.created, model=run.model, kind=run.job.kind,
                                        stats=final.stats, extra={"profile": profile} if run.want_profile else None))
     tail.append(openai.DONE)
-    await out.write_eof(b"".join(tail))  # one write for the closing frames
+    try:
+        await out.write_eof(b"".join(tail))  # one write for the closing frames
+    finally:
+        if profile is None:
+            run.done(final)
     return resp
 
 

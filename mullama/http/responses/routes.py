@@ -67,10 +67,9 @@ async def _collect(run: Generation, stream: CompletionStream, head: dict[str, An
 async def _stream(request: web.Request, run: Generation, stream: CompletionStream, head: dict[str, Any],
                   keep: Callable[[dict[str, Any]], None]) -> web.StreamResponse:
     events = ResponseEvents(fmt.response_object(**head, status="in_progress", output=[]))
-    resp = web.StreamResponse(headers=SSE_HEADERS)
-    await resp.prepare(request)
-    out = DeadlineWriter(request, resp, run, run.sup.settings.stream_write_timeout)
-    await out.write(events.start())
+    out = await DeadlineWriter.open(request, run, stream.ready, SSE_HEADERS)
+    resp = out.response
+    out.hold(events.start())
     try:
         await run.relay_frames(stream, lambda ev: out.write(events.frame(ev)))
     except errors.MullamaError as exc:
