@@ -83,7 +83,7 @@ async def set_scheduler(request: web.Request) -> web.Response:
         raise errors.InvalidArgument(str(exc)) from None
     previous = sup.scheduler.policy.name
     sup.scheduler.set_policy(policy)
-    await asyncio.sleep(0)  # let the scheduler task take it before we answer
+    await asyncio.sleep(0)  # let the scheduler apply it before we answer
     return json_response({"policy": policy.name, "previous": previous})
 
 

@@ -1,6 +1,6 @@
 """One scheduling pass as a pure decision: which queued requests expire, start, resume or preempt.
 
-The scheduler task (``scheduler.py``) and the simulator (``mullama/sim``) both call ``decide`` on
+The scheduler (``scheduler.py``) and the simulator (``mullama/sim``) both call ``decide`` on
 every event and apply the actions it returns, in order, so a simulated run takes exactly the
 decisions a real one would. ``decide`` walks ``policy.order(now)`` once and keeps its own count of
 the slots it hands out along the way; it reads the policy but never changes it (applying an action

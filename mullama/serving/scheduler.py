@@ -1,8 +1,13 @@
-"""The scheduler: one asyncio task owns the queue and the in-flight table.
+"""The scheduler: one place owns the queue and the in-flight table.
 
 Handlers ``submit`` a request and wait until it is dispatched; they
-``finish`` it when done. Every change goes through the scheduler task's
-command queue, so its state needs no locks. The order comes from a
+``finish`` it when done. Every change is a command, applied on the event loop
+at its next turn together with the others that came in the same turn (so a
+burst of arrivals is ordered by the policy, not by who came first), then one
+pass dispatches; a timer does the same for the nearest queued deadline. A
+submit that finds nothing waiting has its pass at once (it starts if its model
+has a free slot, as any pass would start it). The
+order comes from a
 ``Policy`` (``policies.py``): on every event the task walks
 ``policy.order(now)`` and dispatches each request whose model has a free slot
 (``n_parallel``); with a preemptive policy, a request whose model is full may
@@ -61,24 +66,29 @@ class Scheduler:
         self.policy = policy
         self._effects = effects
         self.max_queue, self.max_queue_per_model = max_queue, max_queue_per_model
-        self._commands: asyncio.Queue = asyncio.Queue()
+        self._commands: list[tuple[str, Any]] = []
         self._queued: dict[str, Ticket] = {}           # request id -> ticket (queued or paused)
         self._pending: collections.Counter = collections.Counter()  # model -> submits not yet taken by the task
         self._running: dict[str, dict[str, Ticket]] = collections.defaultdict(dict)  # model -> id -> ticket
         self._seq = 0
-        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set while started
+        self._wake: asyncio.Handle | None = None      # the next turn's pass, when commands wait
+        self._timer: asyncio.TimerHandle | None = None  # the pass at the nearest queued deadline
         self._service_s = 1.0                          # EWMA of a request's running time, for Retry-After
         self.counters: collections.Counter = collections.Counter()
 
     # ------------------------------------------------------------------ public API (any coroutine)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="scheduler")
+        self._loop = asyncio.get_running_loop()
+        self._post(("tick", None))  # commands sent before the start
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        self._loop = None
+        for handle in (self._wake, self._timer):
+            if handle is not None:
+                handle.cancel()
+        self._wake = self._timer = None
         for ticket in list(self._queued.values()):
             if ticket.future is not None and not ticket.future.done():
                 # a waiter whose client already left never reads it: mark it read, no "never retrieved" noise
@@ -92,8 +102,11 @@ class Scheduler:
         request.arrived = time.monotonic()
         ticket = Ticket(request=request, future=asyncio.get_running_loop().create_future())
         self._check_bounds(request)
-        self._pending[request.model] += 1  # counted against the bounds until the task queues it
-        self._commands.put_nowait(("submit", ticket))
+        self._pending[request.model] += 1  # counted against the bounds until the scheduler queues it
+        if self._loop is not None and not self._commands and not self._queued:
+            self._turn([("submit", ticket)])  # nothing else waits: the pass now, not a turn of the loop later
+        else:
+            self._post(("submit", ticket))
         try:
             await asyncio.shield(ticket.future)
         except asyncio.CancelledError:
@@ -104,10 +117,10 @@ class Scheduler:
     def finish(self, ticket: Ticket) -> None:
         """The request is over (done, failed or cancelled): its slot or queue place is free."""
         if ticket.state != "done":
-            self._commands.put_nowait(("finish", ticket))
+            self._post(("finish", ticket))
 
     def set_policy(self, policy: Policy) -> None:
-        self._commands.put_nowait(("policy", policy))
+        self._post(("policy", policy))
 
     def snapshot(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -140,22 +153,34 @@ class Scheduler:
                 return i
         return None
 
-    # ------------------------------------------------------------------ the task
+    # ------------------------------------------------------------------ the passes
 
-    async def _run(self) -> None:
-        while True:
-            timeout = self._next_deadline()
-            try:
-                cmd = await asyncio.wait_for(self._commands.get(), timeout)
-            except TimeoutError:
-                cmd = ("tick", None)
+    def _post(self, cmd: tuple[str, Any]) -> None:
+        self._commands.append(cmd)
+        if self._loop is not None and self._wake is None:
+            self._wake = self._loop.call_soon(self._turn)
+
+    def _turn(self, commands: list[tuple[str, Any]] | None = None) -> None:
+        """The commands of the last turn (or ``commands``), then one dispatching pass; the timer for the
+        nearest deadline."""
+        if commands is None:
+            self._wake = None
+            commands, self._commands = self._commands, []
+        for cmd in commands:
             try:
                 self._apply(*cmd)
-                while not self._commands.empty():
-                    self._apply(*self._commands.get_nowait())
-                self._pump()
             except Exception:  # a policy bug must not stop scheduling
                 log.exception("scheduler_error", command=cmd[0])
+        try:
+            self._pump()
+        except Exception:
+            log.exception("scheduler_error", command="pump")
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        timeout = self._next_deadline()
+        if timeout is not None and self._loop is not None:
+            self._timer = self._loop.call_later(timeout, self._post, ("tick", None))
 
     def _apply(self, kind: str, arg: Any) -> None:
         if kind == "submit":
