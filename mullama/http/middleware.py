@@ -12,6 +12,7 @@ OpenAI's everywhere else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -140,6 +141,7 @@ def browser_guard(settings: Settings):
     origins = frozenset(o.strip().rstrip("/").lower() for o in settings.origins)
     any_origin = "*" in origins
 
+    @functools.lru_cache(maxsize=256)  # clients send the same few Host headers: parse each once
     def host_ok(host: str) -> bool:
         name = host_name(host)
         return _loopback_name(name) or name in hosts

@@ -28,6 +28,7 @@ from mullama.models.names import manifest_key
 
 PRESET_DIR = ".presets"
 MAX_PRESET_BYTES = 1 << 20
+RECHECK_S = 1.0  # how long the folder is taken as unchanged (a request looks presets up several times)
 
 
 class PresetFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,9 +73,15 @@ class Presets:
         self.problems: list[str] = []
         self._created: dict[str, Preset] = {}
         self._seen: int | None = None
+        self._fresh_until = 0.0  # monotonic time before which the folder is not looked at again
 
     def _files(self) -> dict[str, Preset]:
-        """The created presets, read again when the folder changed."""
+        """The created presets, read again when the folder changed (looked at once a second at most; a
+        preset saved or removed here is seen at once)."""
+        now = time.monotonic()
+        if now < self._fresh_until:
+            return self._created
+        self._fresh_until = now + RECHECK_S
         try:
             mtime = self.folder.stat().st_mtime_ns if self.folder else None
         except OSError:
@@ -129,7 +136,7 @@ class Presets:
         old = self._files().get(key)
         path = old.path if old is not None and old.path else self.folder / f"{manifest_key(key)}.json"
         write_json(path, PresetFile(name=key, preset=settings, created_at=now_iso()))
-        self._seen = None  # read again: the folder's mtime may not have moved within its clock's tick
+        self._seen, self._fresh_until = None, 0.0  # read again: the mtime may not have moved within its tick
         return Preset(key, settings, "created", path.stat().st_mtime, path)
 
     def remove(self, name: str) -> Preset | None:
@@ -141,5 +148,5 @@ class Presets:
                                  param="model")
         if preset is not None and preset.path is not None:
             preset.path.unlink(missing_ok=True)
-            self._seen = None
+            self._seen, self._fresh_until = None, 0.0
         return preset

@@ -167,8 +167,18 @@ class Metrics:
         self._queue_models: dict[Gauge, set[str]] = {self.running: set(), self.waiting: set()}
         self._kv_models: set[str] = set()
         self._devices: dict[str, set[str]] = {}
+        # the children of the request and event series, which are never removed (``_child``)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     # ------------------------------------------------------------------ requests
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once (each request touches a dozen series)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def request_done(self, model: str, profile: Mapping[str, Any], finish_reason: str) -> None:
         """A request that reached the runner's final message: histograms and token counters from its profile.
@@ -180,22 +190,22 @@ class Metrics:
         prompt = _count(profile.get("prompt_tokens"))
         hit = min(prompt, _count(profile.get("kv_cache_hit")))
         if completion >= 1:
-            self.ttft.labels(model).observe(_seconds(profile.get("time_to_first_token_ms")))
+            self._child(self.ttft, model).observe(_seconds(profile.get("time_to_first_token_ms")))
         if completion >= 2:
-            self.inter_token.labels(model).observe(_seconds(profile.get("inter_token_ms_p50")))
-        self.request_duration.labels(model).observe(_seconds(profile.get("total_ms")))
-        self.queue_time.labels(model).observe(_seconds(profile.get("queue_ms")))
-        self.prompt_tokens.labels(model).inc(prompt)
-        self.generation_tokens.labels(model).inc(completion)
-        self.prefix_queries.labels(model).inc(prompt)
-        self.prefix_hits.labels(model).inc(hit)
-        self.adapter_waits.labels(model).inc(_count(profile.get("adapter_waits")))
-        self.context_shifts.labels(model).inc(_count(profile.get("context_shifts")))
-        self.draft_tokens.labels(model).inc(_count(profile.get("draft_tokens")))
-        self.draft_accepted.labels(model).inc(_count(profile.get("draft_accepted")))
-        self.requests.labels(model, finish_reason).inc()
+            self._child(self.inter_token, model).observe(_seconds(profile.get("inter_token_ms_p50")))
+        self._child(self.request_duration, model).observe(_seconds(profile.get("total_ms")))
+        self._child(self.queue_time, model).observe(_seconds(profile.get("queue_ms")))
+        self._child(self.prompt_tokens, model).inc(prompt)
+        self._child(self.generation_tokens, model).inc(completion)
+        self._child(self.prefix_queries, model).inc(prompt)
+        self._child(self.prefix_hits, model).inc(hit)
+        self._child(self.adapter_waits, model).inc(_count(profile.get("adapter_waits")))
+        self._child(self.context_shifts, model).inc(_count(profile.get("context_shifts")))
+        self._child(self.draft_tokens, model).inc(_count(profile.get("draft_tokens")))
+        self._child(self.draft_accepted, model).inc(_count(profile.get("draft_accepted")))
+        self._child(self.requests, model, finish_reason).inc()
         if finish_reason == "error":
-            self.request_errors.labels(model, "generation_failed").inc()
+            self._child(self.request_errors, model, "generation_failed").inc()
 
     def request_failed(self, model: str, error_type: str) -> None:
         """A request that ended in an error without a profile (no fit, load failed, runner gone, ...).
@@ -203,8 +213,8 @@ class Metrics:
         ``model`` must be a resolved catalog name, or "" when the name did not resolve: never the raw
         client string (it would let clients create unbounded label sets).
         """
-        self.requests.labels(model, "error").inc()
-        self.request_errors.labels(model, error_type).inc()
+        self._child(self.requests, model, "error").inc()
+        self._child(self.request_errors, model, error_type).inc()
 
     # ------------------------------------------------------------------ gauges
 
@@ -268,13 +278,13 @@ class Metrics:
     def on_event(self, record: Mapping[str, Any]) -> None:
         """Advance the counter an event stands for (``EVENT_COUNTERS``); model_ready feeds load_duration."""
         kind = record["event"]
-        self.events.labels(kind).inc()
+        self._child(self.events, kind).inc()
         name = EVENT_COUNTERS.get(kind)
         model = str(record.get("model") or "")
         if name is not None:
-            getattr(self, name).labels(model).inc()
+            self._child(getattr(self, name), model).inc()
         elif kind == "model_ready" and "load_ms" in record:
-            self.load_duration.labels(model).observe(_seconds(record["load_ms"]))
+            self._child(self.load_duration, model).observe(_seconds(record["load_ms"]))
 
     # ------------------------------------------------------------------ exposition
 

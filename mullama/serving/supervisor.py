@@ -47,6 +47,7 @@ class Supervisor:
     def __init__(self, settings: Settings, *, launch: Launch | None = None,
                  probe: Callable[[], devices.Devices] = devices.probe, spec: RunnerSpec | None = None) -> None:
         self.settings = settings
+        self._configs: dict[tuple[str, str], RunnerConfig] = {}
         # a runner that says nothing (not even its port) for load_timeout is as stalled as a load that stops
         # moving; it gets 10 s at least to start Python, and never more than 60
         self.spec = spec or RunnerSpec(log_level=settings.log_level, drain_timeout=settings.drain_timeout,
@@ -211,4 +212,9 @@ class Supervisor:
         return out
 
     def runner_config(self, entry: ModelEntry) -> RunnerConfig:
-        return model_settings(self.settings, entry.name, entry.family)
+        """``entry``'s effective settings (worked out once per name: the settings do not change)."""
+        key = (entry.name, entry.family)
+        config = self._configs.get(key)
+        if config is None:
+            config = self._configs[key] = model_settings(self.settings, entry.name, entry.family)
+        return config
