@@ -125,7 +125,8 @@ void Batcher::submit(RequestSpec spec) {
     auto r = std::make_unique<Request>();
     r->lora = adapters_.resolve(spec.lora, spec.lora_defaults);  // throws for an adapter not loaded
     r->stats.adapters = r->lora.key;
-    r->sampler = std::make_unique<Sampler>(model_, spec.params.sampling);  // validates sampling params
+    // validates sampling params; ignore_eos bans the end tokens, as llama-server does
+    r->sampler = std::make_unique<Sampler>(model_, spec.params.sampling, spec.params.ignore_eos);
     r->stream = std::make_unique<TextStream>(spec.params.stop);
     r->stats.prompt_tokens = static_cast<int32_t>(spec.prompt.size());
     r->t_submit = Clock::now();

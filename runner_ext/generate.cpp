@@ -71,7 +71,7 @@ std::vector<GenerateResult> generate(Context & ctx, const Model & model,
         s.index = i;
         s.id = static_cast<llama_seq_id>(i);
         s.params = &params[i];
-        s.sampler = std::make_unique<Sampler>(model, params[i].sampling);
+        s.sampler = std::make_unique<Sampler>(model, params[i].sampling, params[i].ignore_eos);
         s.stream = std::make_unique<TextStream>(params[i].stop);
         s.result.prompt_tokens = static_cast<int32_t>(prompts[i].size());
         ctx.kv_seq_rm(s.id, -1, -1);

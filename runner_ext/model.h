@@ -75,10 +75,13 @@ public:
     llama_model * get() const { return model_; }
     const llama_vocab * vocab() const { return llama_model_get_vocab(model_); }
     const std::string & path() const { return path_; }
+    // The end-of-generation tokens of the vocabulary, found once (what ignore_eos bans).
+    const std::vector<llama_token> & eog_tokens() const { return eog_; }
 
 private:
     llama_model * model_;
     std::string path_;
+    std::vector<llama_token> eog_;
 };
 
 class Model {

@@ -175,8 +175,12 @@ void resolve_tokens(common_params_sampling & c, const SamplingParams & p, const 
 
 }  // namespace
 
-Sampler::Sampler(const Model & model, const SamplingParams & params) : model_(model.handle()), params_(params) {
+Sampler::Sampler(const Model & model, const SamplingParams & params, bool ban_eog)
+    : model_(model.handle()), params_(params) {
     common_params_sampling cp = to_common(params, llama_vocab_n_tokens(model_->vocab()));
+    if (ban_eog) {
+        for (llama_token t : model_->eog_tokens()) cp.logit_bias.push_back({t, -INFINITY});
+    }
     resolve_tokens(cp, params, model_->vocab());
     if (cp.dry_penalty_last_n == -1) cp.dry_penalty_last_n = llama_model_n_ctx_train(model_->get());  // as llama-server
     logging::Capture cap;

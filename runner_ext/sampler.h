@@ -67,7 +67,9 @@ std::string json_schema_to_gbnf(const std::string & schema_json);
 
 class Sampler {
 public:
-    Sampler(const Model & model, const SamplingParams & params);
+    // ban_eog: every end-of-generation token gets a logit bias of -inf, as llama.cpp does for ignore_eos
+    // (the model writes on instead of emitting an end it is told to ignore)
+    Sampler(const Model & model, const SamplingParams & params, bool ban_eog = false);
     ~Sampler();
     Sampler(const Sampler &) = delete;
     Sampler & operator=(const Sampler &) = delete;

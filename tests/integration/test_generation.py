@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import select
+import time
+
 import pytest
 
 from helpers import ctx_params, greedy
-from mullama import engine
+from mullama import _engine, engine
 from mullama.core.errors import ContextOverflow
 
 PROMPT = "The capital of France is"
@@ -113,11 +117,36 @@ def test_eos_stops_and_ignore_eos_is_respected(smollm, smollm_ctx):
     assert stopped.finish_reason == "stop" and stopped.stop_string == ""
     assert stopped.tokens == [] and stopped.text == ""
 
+    # as llama.cpp does: ignore_eos bans every end-of-generation token (a logit bias of -inf, which no bias
+    # outweighs), so the model writes on rather than emitting an end it is told to ignore
     ignored = engine.generate_text(
         smollm_ctx, smollm, PROMPT, greedy(6, ignore_eos=True, logit_bias=force_eos)
     )
     assert ignored.finish_reason == "length"
-    assert ignored.tokens == [eos] * 6
+    assert len(ignored.tokens) == 6 and not any(smollm.is_eog(t) for t in ignored.tokens)
+    assert ignored.text
+
+
+def test_ignore_eos_never_emits_an_end_token_in_the_batcher(smollm):
+    """A raw prompt SmolLM2 answers with <|im_end|> first: with ignore_eos the first token is text (it was an
+    invisible end token, and the first visible text came a stream interval later)."""
+    prompt = smollm.tokenize("[0-9] Write a short story about a lighthouse keeper.", True, True)
+    with engine.Context(smollm, ctx_params(n_ctx=512, n_seq_max=1)) as ctx:
+        natural = ctx.generate(smollm, [prompt], [greedy(8)])[0]
+        assert natural.finish_reason == "stop" and natural.tokens == []  # the end token comes first
+        batcher = _engine.Batcher(smollm, ctx, 20.0)
+        try:
+            batcher.submit("r", prompt, greedy(8, ignore_eos=True))
+            events, deadline = [], time.monotonic() + 60
+            while not (events and events[-1].done):
+                assert time.monotonic() < deadline, "the batcher did not finish"
+                if select.select([batcher.event_fd], [], [], 0.5)[0]:
+                    os.read(batcher.event_fd, 8)
+                events += batcher.drain()
+        finally:
+            batcher.stop()
+    tokens = [t for ev in events for t in ev.tokens]
+    assert len(tokens) == 8 and not any(smollm.is_eog(t) for t in tokens) and events[0].text
 
 
 def test_natural_end_of_turn_stops_the_reply(smollm, smollm_ctx):
