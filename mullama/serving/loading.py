@@ -159,6 +159,10 @@ class Loading:
             rt.transition(State.WARMING)  # commit: page the weights in, warm up, start the batching loop
             self._emit("model_warming", model=rt.name)
             result = await handle.client.load(load_params(entry, cfg, "commit", placement, cpu=cpu))
+        except errors.InvalidArgument as exc:
+            # the runner refused what the supervisor sent (the model's settings, or a wire mismatch): the server's
+            # fault, not the request's, so no 400 to a client that sent nothing wrong
+            raise errors.LoadFailed(f"the runner refused to load {rt.name}: {exc}") from None
         except errors.RunnerCrashed as exc:
             if handle.stalled:
                 raise errors.LoadStalled(

@@ -42,6 +42,8 @@ class FakeClient:
         r.load_cpu = (tuple(params.cores), params.n_threads, params.n_threads_batch)
         if not r.alive:
             raise errors.RunnerCrashed("gone")
+        if params.op == r.refuse:
+            raise errors.InvalidArgument("invalid request body: Expected `int`, got `str` - at `$.cache_ram`")
         if params.op == "alloc":
             if r.oom_allocs > 0:
                 r.oom_allocs -= 1
@@ -91,6 +93,7 @@ class FakeRunner:
         self.stall = knobs.get("stall", False)
         self.alloc_s = knobs.get("alloc_s", 0.0)
         self.commit_s = knobs.get("commit_s", 0.0)
+        self.refuse = knobs.get("refuse")  # a load op answered 400 (the runner refused its parameters)
         self.client = FakeClient(self)
 
     @property

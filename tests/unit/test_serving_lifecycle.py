@@ -177,6 +177,18 @@ async def test_a_runner_that_dies_while_loading_is_told_without_its_address_or_l
     await life.shutdown()
 
 
+@pytest.mark.parametrize("op", ["fit", "alloc", "commit"])
+async def test_load_settings_the_runner_refuses_are_a_failed_load_not_a_bad_request(op):
+    """A 400 from the runner's /load is the server's fault (its settings, or the wire): a 503 load_failed that
+    names the model and the runner's reason, never the client's 400 "invalid request body"."""
+    life, launcher, _ = make({}, refuse=op)
+    with pytest.raises(errors.LoadFailed) as info:
+        await asyncio.wait_for(life.acquire(A), 5)
+    assert info.value.status == 503 and A.name in str(info.value) and "cache_ram" in str(info.value)
+    assert life.runtimes[A.name].state is State.FAILED and not launcher.started[0].alive
+    await life.shutdown()
+
+
 async def test_a_stalled_load_is_killed_and_reported(monkeypatch):
     monkeypatch.setattr(loading, "HEALTH_POLL_S", 0.02)
     life, launcher, events = make({"load_timeout": "0.2s"}, stall=True)
