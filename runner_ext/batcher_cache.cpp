@@ -45,16 +45,30 @@ void Batcher::free_idle_caches() {
 // Move idle slot s's cache out of the KV cache into host memory (a cache that cannot be saved is dropped).
 void Batcher::park(Slot & s) {
     Parked p;
+    // A parked entry this cache starts with (under the same adapters) can serve no prompt it cannot: it goes,
+    // and its memory takes the new state (a repeated prompt does not grow the pool, and fresh pages fault
+    // one by one: 13 ms for a 5 MB state on a VM, against 2 ms into memory already in use).
+    for (auto it = parked_.begin(); it != parked_.end();) {
+        if (it->key == s.cache_key && it->tokens.size() <= s.cache.size() &&
+            std::equal(it->tokens.begin(), it->tokens.end(), s.cache.begin())) {
+            if (it->state.capacity() > p.state.capacity()) std::swap(p.state, it->state);
+            p.last_used = std::max(p.last_used, it->last_used);
+            it = parked_.erase(it);
+        } else {
+            ++it;
+        }
+    }
     try {
-        p.state = ctx_.seq_state_save(s.index);
+        ctx_.seq_state_save(s.index, p.state);
     } catch (const Error &) {  // no state: the cache is dropped below
+        p.state.clear();
     }
     ctx_.kv_seq_rm(s.index, -1, -1);
     if (draft_) draft_->truncate(s.index, 0);  // the draft's copy goes too: it follows again on reuse
     p.tokens = std::move(s.cache);
     s.cache.clear();
     p.key = s.cache_key;
-    p.last_used = s.last_used;
+    p.last_used = std::max(p.last_used, s.last_used);  // a covered entry's recency (take_parked bumps it) stays
     const bool saved = !p.state.empty();
     if (saved) parked_.push_back(std::move(p));
     std::lock_guard<std::mutex> lock(mu_);

@@ -103,6 +103,8 @@ public:
 
     // Per-sequence state (KV of one sequence), for pause/resume.
     std::vector<uint8_t> seq_state_save(llama_seq_id seq);
+    // The same into `buf`, whose memory is reused where it is big enough (fresh pages cost a fault each).
+    void seq_state_save(llama_seq_id seq, std::vector<uint8_t> & buf);
     void seq_state_load(const std::vector<uint8_t> & data, llama_seq_id seq);
 
     // Pooled, L2-normalised embeddings, one per input (requires embeddings=true).

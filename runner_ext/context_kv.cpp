@@ -57,16 +57,21 @@ uint64_t Context::kv_cells_used() {
 }
 
 std::vector<uint8_t> Context::seq_state_save(llama_seq_id seq) {
+    std::vector<uint8_t> buf;
+    seq_state_save(seq, buf);
+    return buf;
+}
+
+void Context::seq_state_save(llama_seq_id seq, std::vector<uint8_t> & buf) {
     std::lock_guard<std::mutex> lock(mutex_);
     check_seq(seq);
     llama_context * ctx = raw();
-    std::vector<uint8_t> buf(llama_state_seq_get_size(ctx, seq));
+    buf.resize(llama_state_seq_get_size(ctx, seq));
     const size_t n = llama_state_seq_get_data(ctx, buf.data(), buf.size(), seq);
     if (n == 0 && !buf.empty()) {
         raise(ErrorKind::Engine, "failed to save the state of sequence " + std::to_string(seq));
     }
     buf.resize(n);
-    return buf;
 }
 
 void Context::seq_state_load(const std::vector<uint8_t> & data, llama_seq_id seq) {
