@@ -6,9 +6,8 @@ at its next turn together with the others that came in the same turn (so a
 burst of arrivals is ordered by the policy, not by who came first), then one
 pass dispatches; a timer does the same for the nearest queued deadline. A
 submit that finds nothing waiting has its pass at once (it starts if its model
-has a free slot, as any pass would start it). The
-order comes from a
-``Policy`` (``policies.py``): on every event the task walks
+has a free slot, as any pass would start it). The order comes from a
+``Policy`` (``policies.py``): on every pass the scheduler walks
 ``policy.order(now)`` and dispatches each request whose model has a free slot
 (``n_parallel``); with a preemptive policy, a request whose model is full may
 pause the least urgent running one (the runner's pause/resume: the paused
@@ -68,7 +67,7 @@ class Scheduler:
         self.max_queue, self.max_queue_per_model = max_queue, max_queue_per_model
         self._commands: list[tuple[str, Any]] = []
         self._queued: dict[str, Ticket] = {}           # request id -> ticket (queued or paused)
-        self._pending: collections.Counter = collections.Counter()  # model -> submits not yet taken by the task
+        self._pending: collections.Counter = collections.Counter()  # model -> submits not yet applied
         self._running: dict[str, dict[str, Ticket]] = collections.defaultdict(dict)  # model -> id -> ticket
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None  # set while started
