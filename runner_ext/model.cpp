@@ -209,9 +209,7 @@ bool progress_trampoline(float progress, void * user_data) {
 
 ModelHandle::ModelHandle(llama_model * model, std::string path) : model_(model), path_(std::move(path)) {
     const llama_vocab * v = llama_model_get_vocab(model_);
-    for (llama_token t = 0; t < llama_vocab_n_tokens(v); ++t) {
-        if (llama_vocab_is_eog(v, t)) eog_.push_back(t);
-    }
+    for (llama_token t = 0; t < llama_vocab_n_tokens(v); ++t) if (llama_vocab_is_eog(v, t)) eog_.push_back(t);
 }
 
 ModelHandle::~ModelHandle() {
