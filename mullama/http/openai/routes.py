@@ -85,17 +85,13 @@ async def _stream(request: web.Request, run: Generation, stream) -> web.StreamRe
         await out.write(openai.sse_error(f"generation failed: {final.error}", "server_error", "generation_failed"))
         await out.write_eof()
         return resp
-    profile = run.done(final) if run.want_profile else None  # else after the answer: off the client's wait
+    profile = run.done(final)
     tail = []
     if run.job.include_usage or run.want_profile:
         tail.append(openai.usage_chunk(id=run.rid, created=run.created, model=run.model, kind=run.job.kind,
                                        stats=final.stats, extra={"profile": profile} if run.want_profile else None))
     tail.append(openai.DONE)
-    try:
-        await out.write_eof(b"".join(tail))  # one write for the closing frames
-    finally:
-        if profile is None:
-            run.done(final)
+    await out.write_eof(b"".join(tail))  # one write for the closing frames
     return resp
 
 
