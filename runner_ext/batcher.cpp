@@ -305,7 +305,7 @@ void Batcher::snapshot() {
 // in a slot, swapped out). Called with mu_ held, on the loop thread (which owns
 // slot_ and swapped_).
 bool Batcher::has_work() const {
-    if (stop_ || collect_ || !controls_.empty()) return true;
+    if (stop_ || collect_ || !controls_.empty() || cache_ram_asked_ != cache_ram_done_) return true;
     for (const auto & r : pending_) {
         if (!r->paused) return true;
     }
@@ -335,6 +335,7 @@ void Batcher::loop() {
         }
         try {
             std::lock_guard<std::mutex> engine(engine_mu_);
+            apply_cache_ram();
             apply_controls();
             admit();
             step();
@@ -367,6 +368,7 @@ void Batcher::loop() {
         for (auto & r : pending_) rest.push_back(std::move(r));
         pending_.clear();
     }
+    cache_ram_set_.notify_all();
     for (auto & s : slot_) {
         if (s->req) finish(*s, FinishReason::Error, "runner stopped");
     }

@@ -191,8 +191,11 @@ public:
     // recently used caches go beyond the limit. In one shared cache every decode attends over every cell
     // up to the last one in use, so idle caches left there slow every running stream (8-9 % at one
     // stream with 8 slots: benchmarks/idle_caches.py); and host memory holds many more prompts than the
-    // slots do. llama-server's --cache-ram does the same.
-    void set_cache_ram(int64_t bytes) { cache_ram_.store(bytes); }
+    // slots do. llama-server's --cache-ram does the same. A lower limit drops the least recently used
+    // parked caches at once and gives their memory back to the system, between two decode steps (waits for
+    // the one in progress): the supervisor shares host memory among its runners' caches.
+    void set_cache_ram(int64_t bytes);
+    int64_t cache_ram() const { return cache_ram_.load(); }
     // New decode thread pools of these sizes, between two decode steps (waits for the one in progress):
     // the supervisor's core allotment changes as models load and unload.
     void set_threads(int32_t n_threads, int32_t n_threads_batch);
@@ -236,6 +239,8 @@ private:
     bool parking() const { return shared_kv_ && cache_ram_.load() != 0; }
     void park(Slot & s);
     void park_idle(const Slot * keep);
+    size_t drop_parked_beyond(int64_t limit);  // least recently used first; returns how many went
+    void apply_cache_ram();                    // on the loop thread: a new limit set_cache_ram waits on
     size_t take_parked(Slot & s, const Request & r, size_t reuse);
     bool kv_room_for(const Request & r) const;
     bool make_kv_room_for(const Request & r);
@@ -280,6 +285,8 @@ private:
     // shared, under mu_
     mutable std::mutex mu_;
     std::condition_variable cv_;
+    std::condition_variable cache_ram_set_;         // set_cache_ram waits on it for the loop's trim
+    uint64_t cache_ram_asked_ = 0, cache_ram_done_ = 0;  // set_cache_ram calls, and those the loop applied
     std::deque<std::unique_ptr<Request>> pending_;
     std::deque<std::pair<ControlOp, std::string>> controls_;
     std::map<std::string, int> live_;                  // ids of requests not yet done

@@ -1,5 +1,7 @@
 // Idle slots' prefix caches: dropped when the shared KV cache is full, parked in host memory when a
 // request comes in (set_cache_ram), loaded back into a slot for a request whose prompt starts with one.
+#include <malloc.h>
+
 #include <algorithm>
 
 #include "batcher.h"
@@ -86,18 +88,48 @@ void Batcher::park_idle(const Slot * keep) {
     for (auto & s : slot_) {
         if (!s->req && !s->cache.empty() && s.get() != keep) park(*s);
     }
-    const int64_t limit = cache_ram_.load();
-    if (limit < 0) return;
+    drop_parked_beyond(cache_ram_.load());
+}
+
+size_t Batcher::drop_parked_beyond(int64_t limit) {
     int64_t bytes = 0;
     for (const auto & p : parked_) bytes += static_cast<int64_t>(p.state.size());
-    while (bytes > limit && !parked_.empty()) {
+    size_t dropped = 0;
+    while (limit >= 0 && bytes > limit && !parked_.empty()) {
         auto lru = std::min_element(parked_.begin(), parked_.end(),
                                     [](const Parked & a, const Parked & b) { return a.last_used < b.last_used; });
         bytes -= static_cast<int64_t>(lru->state.size());
         parked_.erase(lru);
-        std::lock_guard<std::mutex> lock(mu_);
-        counters_.prefix_evictions++;
+        ++dropped;
     }
+    std::lock_guard<std::mutex> lock(mu_);
+    counters_.prefix_evictions += dropped;
+    counters_.parked_entries = parked_.size();  // as snapshot() counts them: set_cache_ram's caller reads them now
+    counters_.parked_bytes = static_cast<uint64_t>(bytes);
+    return dropped;
+}
+
+void Batcher::set_cache_ram(int64_t bytes) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cache_ram_.store(bytes);
+    const uint64_t ticket = ++cache_ram_asked_;
+    cv_.notify_all();
+    cache_ram_set_.wait(lock, [&] { return cache_ram_done_ >= ticket || !running_; });
+}
+
+// A lower limit frees its memory now, not at the next park: the supervisor lowers it to make room for
+// another model. glibc keeps freed heap pages unless asked (malloc_trim gives back every arena's).
+void Batcher::apply_cache_ram() {
+    uint64_t asked;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        asked = cache_ram_asked_;
+        if (asked == cache_ram_done_) return;
+    }
+    if (drop_parked_beyond(cache_ram_.load()) > 0) malloc_trim(0);
+    std::lock_guard<std::mutex> lock(mu_);
+    cache_ram_done_ = asked;
+    cache_ram_set_.notify_all();
 }
 
 // Request r came into idle slot s, whose cache gives it `reuse` tokens. A parked cache with a longer

@@ -159,8 +159,10 @@ void register_batcher(py::module_ & m) {
         .def("adapters", &Batcher::adapters)
         .def_property_readonly("active_adapters", &Batcher::active_adapters)
         .def("set_context_shift", &Batcher::set_context_shift, py::arg("on"))
-        .def("set_cache_ram", &Batcher::set_cache_ram, py::arg("bytes"),
-             "Host memory for prefix caches out of the KV cache (0: idle caches stay there; negative: no limit).")
+        .def("set_cache_ram", &Batcher::set_cache_ram, py::arg("bytes"), py::call_guard<py::gil_scoped_release>(),
+             "Host memory for prefix caches out of the KV cache (0: idle caches stay there; negative: no limit). "
+             "Parked caches beyond it go between two decode steps, their memory back to the system; waits for that.")
+        .def_property_readonly("cache_ram", &Batcher::cache_ram)
         .def("set_adapter_turn", &Batcher::set_adapter_turn, py::arg("steps"),
              "Decode steps one LoRA set keeps the context while requests with another set wait.")
         .def("set_threads", &Batcher::set_threads, py::arg("n_threads"), py::arg("n_threads_batch"),

@@ -7,6 +7,7 @@ Every request needs ``Authorization: Bearer <MULLAMA_RUNNER_TOKEN>``. Errors are
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 import time
@@ -254,6 +255,16 @@ async def set_cpu(request: web.Request) -> web.Response:
     return _json(await cpu.apply(request.app[SERVICE].batcher(), allotment))
 
 
+async def cache_ram(request: web.Request) -> web.Response:
+    """``GET``: the limit and the bytes held; ``POST {"limit": n}``: a new limit, answered once it applies."""
+    batcher = request.app[SERVICE].batcher()
+    if request.method == "POST":
+        want = await _body(request, wire.CacheRam)
+        await asyncio.to_thread(batcher.set_cache_ram, want.limit)
+        log.info("cache_ram", limit=want.limit, held=batcher.counters().parked_bytes)
+    return _json(wire.CacheRam(limit=max(0, batcher.cache_ram), held=batcher.counters().parked_bytes))
+
+
 async def adapter_list(request: web.Request) -> web.Response:
     return web.Response(body=wire.encoder.encode(adapters.infos(request.app[SERVICE].batcher())),
                         content_type="application/json")
@@ -293,6 +304,8 @@ def create_app(service: RunnerService, token: str) -> web.Application:
     app.router.add_get("/kv", kv)
     app.router.add_get("/stats", stats)
     app.router.add_post("/cpu", set_cpu)
+    app.router.add_get("/cache-ram", cache_ram)
+    app.router.add_post("/cache-ram", cache_ram)
     app.router.add_get("/adapters", adapter_list)
     app.router.add_post("/adapters", adapter_add)
     app.router.add_delete("/adapters/{id}", adapter_remove)

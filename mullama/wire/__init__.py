@@ -118,6 +118,15 @@ class CpuAllotment(_Wire, kw_only=True):
     threads_batch: Annotated[int, msgspec.Meta(ge=1, le=1024)]
 
 
+class CacheRam(_Wire, kw_only=True):
+    """``GET`` / ``POST /cache-ram``: the runner's limit for prefix caches in host memory (the supervisor shares
+    host memory among its runners: hardware/cache_ram.py) and what they hold once it applies (parked caches
+    beyond a lower limit go at once)."""
+
+    limit: Bytes                  # 0: idle caches stay in the KV cache
+    held: Bytes = 0               # answers only: bytes parked now
+
+
 class LoadResult(_Wire, kw_only=True):
     op: LoadOp
     status: HealthStatus

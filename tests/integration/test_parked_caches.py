@@ -197,6 +197,26 @@ def test_the_cache_a_request_comes_back_for_is_never_the_one_dropped(loop, one_c
     assert lp.batcher.counters().parked_entries == 1  # A's (its answer's tokens were not reused)
 
 
+def test_a_lower_limit_drops_parked_caches_at_once(loop, one_cache):
+    """The supervisor lowers a runner's limit to make room for another model: the caches beyond it go now,
+    least recently used first, not at the next park; a slot's own cache stays and still serves."""
+    lp = loop()
+    a = lp.run(A)
+    lp.run(B)
+    lp.run(C)
+    lp.run(A)  # C's parks, and A's comes back (and stays parked): A's is the most recently used
+    before = lp.batcher.counters()
+    assert before.parked_entries == 3
+    lp.batcher.set_cache_ram(one_cache)
+    after = lp.batcher.counters()  # set_cache_ram returns once the loop applied it: no request was needed
+    assert (after.parked_entries, after.prefix_evictions) == (1, before.prefix_evictions + 2)
+    assert 0 < after.parked_bytes <= one_cache and lp.batcher.cache_ram == one_cache
+    again = lp.run(A)  # from its slot
+    assert again.stats.cached_tokens == again.stats.prompt_tokens - 1 and again.tokens == a.tokens
+    lp.batcher.set_cache_ram(0)  # off: every parked cache goes
+    assert (lp.batcher.counters().parked_entries, lp.batcher.counters().parked_bytes) == (0, 0)
+
+
 def test_a_long_parked_cache_is_not_loaded_back_for_a_short_shared_start(loop):
     lp = loop()
     lp.run(A, max_tokens=64)
@@ -230,3 +250,8 @@ async def test_a_runner_parks_with_cache_ram_and_shows_it_in_its_kv_view(tmp_pat
             again = await client.complete(greedy(A, 8))
             assert again["tokens"] == first["tokens"] and again["stats"]["cached_tokens"] > 0
             assert (await client.kv())["unparks"] == 1
+            held = (await client.kv())["parked_bytes"]
+            assert await client.ok("GET", "/cache-ram") == {"limit": 1 << 30, "held": held}
+            assert await client.ok("POST", "/cache-ram", {"limit": 0}) == {"limit": 0, "held": 0}  # applied on answer
+            status, body = await client.request("POST", "/cache-ram", {"limit": -5})
+            assert status == 400 and "limit" in body["error"]["message"]
