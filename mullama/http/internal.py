@@ -96,6 +96,7 @@ def model_view(sup: Supervisor, rt: Runtime) -> dict:
         "in_flight": rt.in_flight, "waiting": rt.waiting, "keep_alive": rt.keep_alive, "expires_at": rt.expires_at,
         "memory": rt.memory,
         "cpu": {"cores": list(rt.cpu.cores), "threads": rt.cpu.threads} if rt.cpu else None,
+        "cache_ram": rt.cache_ram,
         "devices": [{"device": d.device, "description": d.description, "type": d.type, "total": d.total,
                      "free": d.free, "model": d.model, "context": d.context, "compute": d.compute}
                     for d in rt.devices],
@@ -248,7 +249,7 @@ async def metrics(request: web.Request) -> web.Response:
     kvs = await asyncio.gather(*(_kv(rt) for rt in loaded))
     for rt, kv in zip(loaded, kvs):
         if kv is not None and kv.cells_total:
-            m.set_kv(rt.name, kv.cells_used / kv.cells_total, kv.parked_bytes)
+            m.set_kv(rt.name, kv.cells_used / kv.cells_total, kv.parked_bytes, rt.cache_ram or 0)
         m.set_memory(rt.name, {d.device: d.model + d.context + d.compute for d in rt.devices})
     for rt in sup.lifecycle.all():
         if not rt.serving and rt.handle is None:

@@ -101,6 +101,8 @@ class Metrics:
                               registry=reg)
         self.parked = Gauge("mullama_prefix_cache_host_bytes", "Host memory holding prefix caches out of the KV "
                             "cache (cache_ram)", m, registry=reg)
+        self.parked_limit = Gauge("mullama_prefix_cache_host_limit_bytes", "The most host memory the model's prefix "
+                                  "caches may hold: its share of what is free (hardware/cache_ram.py)", m, registry=reg)
         self.memory = Gauge("mullama_model_memory_bytes", "Bytes a loaded model holds on a device "
                             "(weights + KV context + compute buffers)", ("model", "device"), registry=reg)
         self.connections = Gauge("mullama_http_connections", "Open client connections", registry=reg)
@@ -236,9 +238,10 @@ class Metrics:
         self.header_timeouts.inc(max(0, header_timeouts - last_timeouts))
         self._connection_totals = (refused, header_timeouts)
 
-    def set_kv(self, model: str, ratio: float, parked_bytes: int = 0) -> None:
+    def set_kv(self, model: str, ratio: float, parked_bytes: int = 0, parked_limit: int = 0) -> None:
         self.kv_usage.labels(model).set(min(1.0, max(0.0, ratio)))
         self.parked.labels(model).set(parked_bytes)
+        self.parked_limit.labels(model).set(parked_limit)
         self._kv_models.add(model)
 
     def set_memory(self, model: str, per_device: Mapping[str, int]) -> None:
@@ -269,6 +272,7 @@ class Metrics:
         if model in self._kv_models:
             self.kv_usage.remove(model)
             self.parked.remove(model)
+            self.parked_limit.remove(model)
             self._kv_models.discard(model)
         for device in self._devices.pop(model, set()):
             self.memory.remove(model, device)

@@ -31,6 +31,7 @@ from mullama.config import Settings, model_settings
 from mullama.core import errors
 from mullama.hardware.devices import Devices
 from mullama.models.entry import ModelEntry
+from mullama.serving.cache_ram import CacheRam
 from mullama.serving.cores import Cores
 from mullama.serving.loading import Launch, Loading, crash_backoff, load_params
 from mullama.serving.runtime import Handle, Lease, Runtime, State
@@ -60,6 +61,7 @@ class Lifecycle(Loading):
         self.closing = False
         self.counters = collections.Counter()
         self.cores = Cores(settings, self._emit)
+        self.cache_ram = CacheRam(settings, probe, self._emit)
         self.workers = Workers(settings)
 
     # ------------------------------------------------------------------ views
@@ -301,7 +303,7 @@ class Lifecycle(Loading):
             return
         rt.handle = None
         rt.changed()
-        self._cores_freed(rt)
+        self._runner_left(rt)
         if rt.state in (State.LOADING, State.WARMING):
             return  # the load itself reports the failure
         self._cancel_expiry(rt)
@@ -327,13 +329,14 @@ class Lifecycle(Loading):
             with contextlib.suppress(Exception):
                 await handle.kill()
         rt.placement, rt.devices, rt.memory = None, [], 0
-        self._cores_freed(rt)
+        self._runner_left(rt)
 
-    def _cores_freed(self, rt: Runtime) -> None:
-        """A runner left: the others share its cores."""
-        rt.cpu = None
+    def _runner_left(self, rt: Runtime) -> None:
+        """A runner left: the others share its cores and its host memory for prefix caches."""
+        rt.cpu = rt.cache_ram = None
         if not self.closing:
             self.spawn(self.cores.rebalance(self.active()))
+            self.spawn(self.cache_ram.rebalance(self.loaded()))
 
     # ------------------------------------------------------------------ unloading
 
@@ -366,7 +369,7 @@ class Lifecycle(Loading):
                 await handle.stop(5.0)
         rt.placement, rt.devices, rt.memory, rt.progress = None, [], 0, 0.0
         rt.transition(State.UNLOADED, reason=reason, unload_ms=round((time.perf_counter() - t0) * 1000, 1))
-        self._cores_freed(rt)
+        self._runner_left(rt)
         self.counters["unloads"] += 1
         self._emit("model_unloaded", model=rt.name, reason=reason)
 

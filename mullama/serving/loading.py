@@ -31,6 +31,7 @@ from mullama.hardware.placement import Placement, plan
 from mullama.hardware.spread import plan_spread
 from mullama.models.entry import ModelEntry
 from mullama.models.gguf_header import read_header
+from mullama.serving.cache_ram import CacheRam
 from mullama.serving.cores import Cores, threads_batch
 from mullama.serving.eviction import Candidate, choose_victim
 from mullama.serving.runtime import Handle, Runtime, State
@@ -45,7 +46,8 @@ HEALTH_POLL_S = 0.25
 
 
 def load_params(entry: ModelEntry, cfg: RunnerConfig, op: wire.LoadOp, placement: Placement | None,
-                n_gpu_layers: int | None = None, cpu: Allotment | None = None) -> wire.LoadParams:
+                n_gpu_layers: int | None = None, cpu: Allotment | None = None,
+                cache_ram: int | None = None) -> wire.LoadParams:
     ngl = placement.n_gpu_layers if placement is not None else (n_gpu_layers if n_gpu_layers is not None else 0)
     threads = (cpu.threads, threads_batch(cfg, cpu)) if cpu is not None else (cfg.threads, cfg.threads_batch)
     return wire.LoadParams(
@@ -55,7 +57,7 @@ def load_params(entry: ModelEntry, cfg: RunnerConfig, op: wire.LoadOp, placement
         type_k=cfg.cache_type_k, type_v=cfg.cache_type_v, use_mmap=cfg.use_mmap, use_mlock=cfg.use_mlock,
         main_gpu=cfg.main_gpu, split_mode=cfg.split_mode, chat_template=chat_template_of(cfg),
         offload_kqv=cfg.kv_offload, swa_full=cfg.swa_full, kv_unified=cfg.kv_unified, adapter_turn=cfg.adapter_turn,
-        cache_ram=cfg.cache_ram,
+        cache_ram=cfg.cache_ram if cache_ram is None else cache_ram,  # None: the model's own (serving/cache_ram.py)
         rope_scaling="" if cfg.rope_scaling == "model" else cfg.rope_scaling,  # type: ignore[arg-type]
         rope_freq_base=cfg.rope_freq_base, rope_freq_scale=cfg.rope_freq_scale, yarn_orig_ctx=cfg.yarn_orig_ctx,
         check_tensors=cfg.check_tensors, kv_overrides=list(cfg.override_kv),
@@ -108,6 +110,7 @@ class Loading:
     _probe: Callable[[], Devices]
     _emit: Callable[..., None]
     cores: Cores
+    cache_ram: CacheRam
     workers: Workers
 
     async def _load_runner(self, rt: Runtime, protect: frozenset[str]) -> None:
@@ -135,11 +138,12 @@ class Loading:
             # before this one allocates (the runner pins its threads at alloc)
             cpu = rt.cpu = self.cores.for_load(rt, self.active())
             self.spawn(self.cores.rebalance(self.active()))
+            cache = await self.cache_ram.for_load(rt, self.loaded())  # the others' caches shrink first
             seen: set[tuple] = set()
             for attempt in range(1, MAX_ALLOC_ATTEMPTS + 1):
                 seen.add((placement.n_gpu_layers, placement.tensor_split))
                 try:
-                    await handle.client.load(load_params(entry, cfg, "alloc", placement, cpu=cpu))
+                    await handle.client.load(load_params(entry, cfg, "alloc", placement, cpu=cpu, cache_ram=cache))
                     break
                 except errors.InvalidArgument as exc:
                     if not placement.rpc_servers:
@@ -158,7 +162,7 @@ class Loading:
             rt.placement = placement
             rt.transition(State.WARMING)  # commit: page the weights in, warm up, start the batching loop
             self._emit("model_warming", model=rt.name)
-            result = await handle.client.load(load_params(entry, cfg, "commit", placement, cpu=cpu))
+            result = await handle.client.load(load_params(entry, cfg, "commit", placement, cpu=cpu, cache_ram=cache))
         except errors.InvalidArgument as exc:
             # the runner refused what the supervisor sent (the model's settings, or a wire mismatch): the server's
             # fault, not the request's, so no 400 to a client that sent nothing wrong
@@ -256,8 +260,14 @@ class Loading:
             return placement
 
     async def _devices(self, rt: Runtime) -> Devices:
-        """This machine now, plus the devices of ``rt``'s RPC workers that answer and no other runner holds."""
+        """This machine now, with the memory the other runners' parked prefix caches hold counted as free (they
+        give it up before ``rt`` allocates: ``cache_ram.for_load``), plus the devices of ``rt``'s RPC workers
+        that answer and no other runner holds."""
         devices = self._probe()
+        held = sum((await self.cache_ram.held(r for r in self.runtimes.values() if r is not rt)).values())
+        if held:
+            devices = dataclasses.replace(devices, host=dataclasses.replace(
+                devices.host, ram_available=devices.host.ram_available + held))
         if not rt.config.rpc_workers:
             return devices
         remote, skipped = await self.workers.devices_for(rt, self.runtimes.values())

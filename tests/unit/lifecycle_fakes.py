@@ -40,6 +40,7 @@ class FakeClient:
         r = self.r
         r.ops.append((params.op, params.n_gpu_layers))
         r.load_cpu = (tuple(params.cores), params.n_threads, params.n_threads_batch)
+        r.load_cache_ram = params.cache_ram
         if not r.alive:
             raise errors.RunnerCrashed("gone")
         if params.op == r.refuse:
@@ -68,6 +69,14 @@ class FakeClient:
         self.r.cpu.append((tuple(allotment.cores), allotment.threads, allotment.threads_batch))
         return allotment
 
+    async def cache_ram(self, limit: int | None = None) -> wire.CacheRam:
+        if not self.r.alive:
+            raise errors.RunnerCrashed("gone")
+        if limit is not None:
+            self.r.cache_limits.append(limit)
+            self.r.held = min(self.r.held, limit)
+        return wire.CacheRam(limit=self.r.cache_limits[-1] if self.r.cache_limits else 0, held=self.r.held)
+
     async def health(self, timeout: float = 5.0) -> wire.Health:
         if not self.r.alive:
             raise errors.RunnerCrashed("gone")
@@ -87,6 +96,9 @@ class FakeRunner:
         self.ops: list[tuple[str, int]] = []
         self.cpu: list[tuple[tuple[int, ...], int, int]] = []  # POST /cpu calls: (cores, threads, threads_batch)
         self.load_cpu: tuple[tuple[int, ...], int, int] = ((), 0, 0)  # what the last load op carried
+        self.load_cache_ram = -1                                      # ... and its cache_ram
+        self.cache_limits: list[int] = []  # POST /cache-ram calls
+        self.held = knobs.get("held", 0)   # bytes of parked prefix caches it holds
         self.dead = asyncio.Event()
         self.memory = knobs.get("memory", 100 * MiB)
         self.oom_allocs = knobs.get("oom_allocs", 0)

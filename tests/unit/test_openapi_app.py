@@ -155,6 +155,9 @@ class FakeRunner:
     async def health(self, timeout: float = 5.0) -> wire.Health:
         return wire.Health(status="ready", progress=1.0)
 
+    async def cache_ram(self, limit: int | None = None) -> wire.CacheRam:
+        return wire.CacheRam(limit=limit or 0, held=0)
+
     async def kv(self, timeout: float = 30.0) -> wire.KvView:
         slots = [wire.SlotView(index=0, state="busy", request_id=self.busy, n_tokens=7, n_cached=3,
                                    n_prompt=5, n_generated=2),

@@ -127,6 +127,8 @@ def _model_schemas() -> dict[str, Schema]:
         "memory": {**_INT, "description": "bytes"}, "devices": _array(device_use),
         "cpu": {"anyOf": [{"type": "null"}, _obj({"cores": _array(_INT), "threads": _INT}, "*")],
                 "description": "the cores its threads run on and its decode threads (cpu_allotment); null: none"},
+        "cache_ram": {**_OPT_INT, "description": "bytes of host memory its parked prefix caches may hold, its share "
+                      "(hardware/cache_ram.py); null: none given"},
         "placement": {"anyOf": [{"type": "null"}, placement]}, "n_ctx": _INT, "crashes": _INT,
         "config": _ref("RunnerConfig"), "history": _array(transition),
         "loads": {**_array(load), "description": "loads, failed loads and crashes, oldest first"}}, "*")
