@@ -59,7 +59,9 @@ async def run(a: argparse.Namespace, out: Path) -> tuple[float, int]:
                                    stderr=subprocess.DEVNULL)
             await asyncio.gather(*(loop(stop) for _ in range(a.clients)))
             spy.wait()
-            t = psutil.Process(server.proc.pid).cpu_times(); print("user", t.user - cpu0.user, "system", t.system - cpu0.system); return t.user + t.system - cpu0.user - cpu0.system, done
+            t = psutil.Process(server.proc.pid).cpu_times()
+            print(f"supervisor CPU: user {t.user - cpu0.user:.2f} s, system {t.system - cpu0.system:.2f} s")
+            return t.user + t.system - cpu0.user - cpu0.system, done
     finally:
         server.stop()
 
