@@ -202,7 +202,7 @@ class RunnerClient:
     async def cache_ram(self, limit: int | None = None) -> wire.CacheRam:
         """The runner's cache limit and the bytes held; with ``limit``, set it first (waits for it to apply)."""
         if limit is None:
-            return await self._call("GET", "/cache-ram", None, wire.CacheRam, timeout=10.0)
+            return await self._call("GET", "/cache-ram", None, wire.CacheRam, timeout=5.0)
         return await self._call("POST", "/cache-ram", wire.CacheRam(limit=limit), wire.CacheRam, timeout=60.0)
 
     async def adapters(self) -> list[wire.AdapterInfo]:

@@ -262,6 +262,7 @@ export default {
           kv("in flight", m ? `${m.in_flight}` + (m.waiting ? ` (+${m.waiting} waiting)` : "") : "–"),
           kv("keep-alive", ka.text, ka.expires ? {"data-expires": String(ka.expires), class: "countdown"} : {}),
           kv("memory", m && m.memory ? fmtBytes(m.memory) : "–"),
+          kv("prefix caches", m && m.cache_ram != null ? `up to ${fmtBytes(m.cache_ram)} in RAM` : "–"),
           kv("loads", m ? `${(m.loads || []).filter(l => !l.crash).length}` +
             (lastLoad ? ` · last ${fmtMs(lastLoad.load_ms)}` : "") : "0"),
           kv("crashes", m ? String(m.crashes || 0) : "0", m && m.crashes ? {class: "bad"} : {})),
