@@ -9,7 +9,9 @@
   ``ignore_eos``), alternating config by config and rep by rep.
 
 Prints and writes (``--out``/headline.md) each server's tok/s, its efficiency (÷ the ceiling at the same
-parallelism, as the issue's table has it), TTFT p50, and mullama ÷ llama-server.
+parallelism, as the issue's table has it), TTFT p50, mullama ÷ llama-server, and each server's decode
+rate alone (from TPOT p50: its slots × 1000 / TPOT) ÷ the ceiling, which shows how much of the gap to the
+ceiling is the prompts' prefill.
 
     python benchmarks/headline.py [--threads 2] [--reps 2] [--out results/bench/headline]
 
@@ -54,6 +56,12 @@ def ceiling(tools: dict[str, Path], model: Path, threads: int, ngl: int) -> dict
     return out
 
 
+def decode_rate(summary: dict, streams: int, slots: int = 8) -> float:
+    """Aggregate decode tok/s from time per output token (p50): tok/s without the prompts' prefill, which
+    the ceiling (llama-bench, llama-batched-bench decode) leaves out and a server's wall time holds."""
+    return min(streams, slots) * 1000.0 / summary["tpot_ms_p50"] if summary.get("tpot_ms_p50") else 0.0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -96,7 +104,8 @@ def main() -> int:
         for t in started:
             t.stop()
     rows = [("| streams | ceiling tok/s | llama-server tok/s (÷ ceiling) | mullama tok/s (÷ ceiling) | "
-             "mullama ÷ llama-server | TTFT p50 mullama vs llama-server |"), "|---|---|---|---|---|---|"]
+             "mullama ÷ llama-server | TTFT p50 mullama vs llama-server | decode ÷ ceiling, llama-server / mullama |"),
+            "|---|---|---|---|---|---|---|"]
     for n in STREAMS:
         phase = f"c={n}"
         m, ls = result.summaries["mullama"][phase], result.summaries["llama-server"][phase]
@@ -106,7 +115,8 @@ def main() -> int:
         top = roof[n]
         rows.append(f"| {n} | {top:.1f} | {ls['tok_s']:.1f} ({ls['tok_s'] / top:.2f}) | {m['tok_s']:.1f} "
                     f"({m['tok_s'] / top:.2f}) | **{m['tok_s'] / ls['tok_s']:.3f}×** | "
-                    f"{m['ttft_ms_p50']:.0f} vs {ls['ttft_ms_p50']:.0f} ms |")
+                    f"{m['ttft_ms_p50']:.0f} vs {ls['ttft_ms_p50']:.0f} ms | "
+                    f"{decode_rate(ls, n) / top:.2f} / {decode_rate(m, n) / top:.2f} |")
     table = "\n".join(rows)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
