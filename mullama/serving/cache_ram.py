@@ -19,6 +19,7 @@ from mullama.serving.runtime import Runtime, State
 log = structlog.get_logger("mullama.cache_ram")
 
 HOLDING = (State.READY, State.DRAINING)  # the states in which a runner's loop runs and may hold parked caches
+SHARING = (State.LOADING, State.WARMING, *HOLDING)  # those that have a share (a loading one since for_load)
 
 
 def holders(runtimes: Iterable[Runtime]) -> list[Runtime]:
@@ -50,24 +51,27 @@ class CacheRam:
         return dict(zip((rt.name for rt in there), await asyncio.gather(*(one(rt) for rt in there)), strict=True))
 
     async def for_load(self, rt: Runtime, loaded: Sequence[Runtime]) -> int:
-        """The limit ``rt`` (planned: ``rt.placement``) loads with, beside the models ``loaded`` (``rt`` among
-        them); runners whose limit goes down shrink first, so the memory is free before ``rt`` allocates."""
+        """The limit ``rt`` (loading, planned: ``rt.placement``) loads with, beside the models ``loaded``
+        (``rt`` among them); runners whose limit goes down shrink first, so the memory is free before ``rt``
+        allocates."""
         async with self._lock:
-            incoming = rt.placement.cpu_bytes if rt.placement is not None else 0
-            plan = await self._plan([rt, *holders(r for r in loaded if r is not rt)], loaded, incoming)
-            await self._apply(plan, [r for r in holders(loaded) if r is not rt])
-            rt.cache_ram = plan[rt.name]
-            return plan[rt.name]
+            plan = await self._plan(loaded)
+            await self._apply(plan, holders(loaded))
+            rt.cache_ram = plan.get(rt.name, 0)
+            return rt.cache_ram
 
     async def rebalance(self, loaded: Sequence[Runtime]) -> None:
         """Every ready runner's limit again, among the models ``loaded`` now (after one left)."""
         async with self._lock:
-            there = holders(loaded)
-            if there:
-                await self._apply(await self._plan(there, loaded, 0), there)
+            if there := holders(loaded):
+                await self._apply(await self._plan(loaded), there)
 
-    async def _plan(self, sharing: Sequence[Runtime], loaded: Sequence[Runtime], incoming: int) -> dict[str, int]:
+    async def _plan(self, loaded: Sequence[Runtime]) -> dict[str, int]:
+        """Shares among the runners ready or loading (a loading one's share counts while it loads: a rebalance
+        meanwhile must not hand it to the others); a loading model's host bytes are not yet taken."""
         s = self.settings
+        sharing = [r for r in loaded if r.handle is not None and r.state in SHARING and r.placement is not None]
+        incoming = sum(r.placement.cpu_bytes for r in sharing if r.state is State.LOADING and r.placement)
         budget_left = s.memory_budget - sum(_memory(r) for r in loaded) if s.memory_budget is not None else None
         total = pool(self._probe().host, held=sum((await self.held(sharing)).values()),
                      models_host=sum(r.placement.cpu_bytes for r in loaded if r.placement is not None),
@@ -76,8 +80,8 @@ class CacheRam:
 
     async def _apply(self, plan: dict[str, int], runtimes: Sequence[Runtime]) -> None:
         """The new limits, those that go down first."""
-        for rt in sorted(runtimes, key=lambda r: plan[r.name] - (r.cache_ram or 0)):
-            limit = plan[rt.name]
+        for rt in sorted(runtimes, key=lambda r: plan.get(r.name, 0) - (r.cache_ram or 0)):
+            limit = plan.get(rt.name, 0)
             if rt.cache_ram == limit or rt.handle is None:
                 continue
             try:

@@ -123,3 +123,21 @@ async def test_a_model_with_cache_ram_0_takes_no_share() -> None:
     (a,), (b,) = launcher.of(A.name), launcher.of(B.name)
     assert a.load_cache_ram == 0 and b.load_cache_ram == 8 * GiB
     await life.shutdown()
+
+
+async def test_a_loading_runner_keeps_its_share_through_a_rebalance() -> None:
+    """A rebalance while B allocates (another model left meanwhile) must count B's share, not hand it back."""
+    life, launcher, _ = make(devices=Devices(gpus=(), host=host(12 * GiB, 11 * GiB)))
+    launcher.per_model[B.name] = {"alloc_s": 0.3}
+    life.release(await life.acquire(A))
+    (a,) = launcher.of(A.name)
+    loading = asyncio.create_task(life.acquire(B))
+    await asyncio.sleep(0.1)  # B is in its alloc
+    (b,) = launcher.of(B.name)
+    assert b.ops[-1][0] == "alloc" and life.runtimes[B.name].state.value == "loading"
+    shrunk = a.cache_limits[-1]
+    await life.cache_ram.rebalance(life.loaded())
+    assert a.cache_limits[-1] == shrunk < 8 * GiB
+    life.release(await loading)
+    assert b.load_cache_ram == shrunk
+    await life.shutdown()
