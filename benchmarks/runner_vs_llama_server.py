@@ -90,7 +90,7 @@ class LlamaServer(Server):
         self.url = f"http://127.0.0.1:{port}"
         cmd = [str(exe), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-t", str(a.threads),
                "-tb", str(a.threads), "-np", str(a.parallel), "-c", str(a.ctx), "-b", "2048", "-ub", "512",
-               "-fa", a.flash_attn, "-kvu", "--no-webui", "-cram", "0"]
+               "-fa", a.flash_attn, "-kvu", "--no-webui", "-cram", str(a.cache_ram_mib)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     async def ready(self, session: aiohttp.ClientSession) -> None:
@@ -129,7 +129,7 @@ class Runner(Server):
         self.headers = {"Authorization": f"Bearer {self.token}"}
         self.load = {"model": str(model), "n_ctx": a.ctx, "n_parallel": a.parallel, "n_threads": a.threads,
                      "n_threads_batch": a.threads, "n_batch": 2048, "n_ubatch": 512, "flash_attn": a.flash_attn,
-                     "kv_unified": True}
+                     "kv_unified": True, "cache_ram": a.cache_ram_mib << 20}
 
     async def ready(self, session: aiohttp.ClientSession) -> None:
         for op in ("alloc", "commit"):
@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=16, help="requests per concurrency level (at least one per client)")
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--cache-ram-mib", type=int, default=8192,
+                   help="host memory for idle slots' prefix caches in both servers (their default; 0: in the KV cache)")
     p.add_argument("--model")
     p.add_argument("--out", help="write the markdown table here")
     p.add_argument("--json", help="write raw results here")

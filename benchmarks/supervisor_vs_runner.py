@@ -64,8 +64,8 @@ class Supervisor(Server):
         cfg.write_text(
             f'models_dirs = ["{models_dir or self.dir.name}"]\nthreads = {a.threads}\nthreads_batch = {a.threads}\n'
             f'n_ctx = {a.ctx}\nn_parallel = {a.parallel}\nflash_attn = "{a.flash_attn}"\nlog_level = "warning"\n'
-            f'keep_alive = -1\ncache_ram = 0\n{extra}')  # idle caches stay in the KV cache, as in the runner and
-        # llama-server here (their load and -cram 0): the three differ only in the layers in front
+            f'keep_alive = -1\ncache_ram = "{a.cache_ram_mib}MiB"\n{extra}')  # as the runner's load and
+        # llama-server's -cram: the three differ only in the layers in front
         env = {k: v for k, v in os.environ.items() if not k.startswith("MULLAMA_")}
         self.proc = subprocess.Popen([sys.executable, "-m", "mullama.cli", "serve", "--config", str(cfg), "--port", "0"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
@@ -260,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-requests", type=int, default=40)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--cache-ram-mib", type=int, default=8192,
+                   help="host memory for idle slots' prefix caches in all three (their default; 0: in the KV cache)")
     p.add_argument("--only", choices=["swap", "latency"],
                    help="measure only the swap latency, or only the supervisor's added latency")
     p.add_argument("--out")
