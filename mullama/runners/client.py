@@ -23,6 +23,7 @@ T = TypeVar("T", bound=msgspec.Struct)
 
 _HTTP_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)
 END_TIMEOUT_S = 5.0  # after the final line, how long the body's end may take before the connection is dropped
+MAX_LINE_BYTES = 64 << 20  # one event line of a completion stream (a final with a long answer is ~100s of KB)
 #: runner error ``type`` -> class, for the errors the supervisor treats specially
 _BY_TYPE: dict[str, type[errors.MullamaError]] = {
     "context_length_exceeded": errors.ContextOverflow,
@@ -75,10 +76,13 @@ class CompletionStream:
     async def _lines(self) -> AsyncIterator[tuple[bytes, wire.CompletionChunk | wire.CompletionFinal]]:
         rest, chunks, more = b"", aiter(self._resp.content.iter_any()), True
         try:
-            while more:  # what has arrived, split here (no line limit); at the end, a line without its newline
+            while more:  # what has arrived, split here (MAX_LINE_BYTES); at the end, a line without its newline
                 data = await anext(chunks, b"")
                 more = bool(data)
                 *lines, rest = (rest + data).split(b"\n") if more else (rest, b"")
+                if len(rest) > MAX_LINE_BYTES:  # a runner gone wrong must not grow this without bound
+                    raise errors.RunnerError(f"the runner sent an event line over {MAX_LINE_BYTES} bytes; "
+                                             "the request was cancelled", 502, "runner_protocol")
                 self._ready.extend(line for line in lines if line.strip())
                 while self._ready:
                     line = self._ready.popleft()

@@ -1,6 +1,6 @@
 """A streamed answer in as few sends as the runner allows (each send wakes a process on cores that decode).
 
-The runner client splits what has arrived into lines itself (no line-length limit) and says when more
+The runner client splits what has arrived into lines itself (up to 64 MiB a line) and says when more
 follows without waiting; the supervisor's writer holds bytes while it does, so lines that arrived together
 leave in one send and the headers go with the first bytes.
 """
@@ -62,6 +62,21 @@ async def test_lines_split_across_sends_and_several_in_one():
 async def test_a_final_line_without_its_newline_and_a_long_line():
     long = "x" * 300_000  # above aiohttp's readline limit (128 KiB): lines are split here
     assert await _read([_chunk(long) + b"\n", _final()]) == [(long, False), ("", True)]
+
+
+async def test_a_line_over_the_limit_is_a_runner_error_and_cancels(monkeypatch):
+    """A runner that never ends a line must not grow the supervisor's memory: past the limit the stream is a
+    typed 502, and closing it drops the connection (the runner's signal to cancel)."""
+    from mullama.core import errors
+    from mullama.runners import client as client_mod
+
+    monkeypatch.setattr(client_mod, "MAX_LINE_BYTES", 1000)
+    try:
+        await _read([_chunk("ok") + b"\n", b"x" * 600, b"x" * 600, _final() + b"\n"])
+    except errors.RunnerError as exc:
+        assert exc.status == 502 and exc.type == "runner_protocol" and "1000 bytes" in str(exc)
+    else:
+        raise AssertionError("no RunnerError")
 
 
 async def test_a_stream_that_ends_without_a_final_is_a_crash():
