@@ -155,3 +155,13 @@ async def test_the_runner_sends_waiting_events_together_and_the_last_with_the_en
     assert len(writes) == 1 and len(finals) == 1
     lines = last.splitlines()  # b, c and the final: held for the body's end, one send
     assert len(lines) == 3 and b'"done":true' in lines[-1] and b'"content":"b"' in lines[0]
+
+
+def test_aiohttp_still_has_the_switch_the_writer_turns():
+    """``http/streams._HeadersWithBody`` sends a stream's headers with its first bytes by turning aiohttp's
+    ``StreamResponse._send_headers_immediately`` off (aiohttp >= 3.11). An aiohttp without it would send them
+    at ``prepare`` again, one send more and no error: this test says so on the upgrade."""
+    from mullama.http.streams import _HeadersWithBody
+
+    assert web.StreamResponse._send_headers_immediately is True
+    assert _HeadersWithBody._send_headers_immediately is False
