@@ -181,7 +181,7 @@ class RunnerService:
                 await asyncio.to_thread(self._warmup, loaded)
             loaded.batcher = await asyncio.to_thread(_engine.Batcher, loaded.model, loaded.ctx,
                                                      self.stream_interval_ms, spec_params(loaded.params.speculative))
-            configure(loaded.batcher, loaded.params)
+            await asyncio.to_thread(configure, loaded.batcher, loaded.params)  # set_cache_ram waits for its loop
             for spec in loaded.params.adapters:
                 await adapters.add(loaded.batcher, spec)
         except Exception as exc:

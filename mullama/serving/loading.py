@@ -158,7 +158,8 @@ class Loading:
                     if ngl is None or attempt == MAX_ALLOC_ATTEMPTS:
                         raise errors.NoFit(f"{rt.name}: allocation failed with {placement.n_gpu_layers} GPU layers "
                                            f"and no smaller plan is left: {exc}") from None
-                    placement = plan(cost, self._probe(), n_gpu_layers=ngl, model=rt.name)
+                    placement = rt.placement = plan(cost, self._probe(), n_gpu_layers=ngl, model=rt.name)
+                    cache = await self.cache_ram.for_load(rt, self.loaded())  # more of it may be on the host now
             rt.placement = placement
             rt.transition(State.WARMING)  # commit: page the weights in, warm up, start the batching loop
             self._emit("model_warming", model=rt.name)
@@ -263,8 +264,8 @@ class Loading:
         """This machine now, with the memory the other runners' parked prefix caches hold counted as free (they
         give it up before ``rt`` allocates: ``cache_ram.for_load``), plus the devices of ``rt``'s RPC workers
         that answer and no other runner holds."""
-        devices = self._probe()
         held = sum((await self.cache_ram.held(r for r in self.runtimes.values() if r is not rt)).values())
+        devices = self._probe()  # after: caches parked meanwhile are in what is held, not counted twice
         if held:
             devices = dataclasses.replace(devices, host=dataclasses.replace(
                 devices.host, ram_available=devices.host.ram_available + held))

@@ -70,3 +70,34 @@ def test_two_runners_share_what_the_budget_leaves(server: Server) -> None:
     back = _until(lambda: _models(server)[Q4]["cache_ram"] if _models(server)[Q4]["cache_ram"] > q4 else None)
     assert back > q4 and _models(server)[Q8]["cache_ram"] is None
     _chat(server, Q4, "Name a river.")
+
+
+def test_a_runner_drops_parked_caches_beyond_its_new_share(tmp_path) -> None:
+    """With a budget that leaves 8 MiB beside both models, Q8's load lowers Q4's share to about 4 MiB: Q4's
+    runner, holding more, drops parked caches until it holds no more than that (its own answer, in the
+    event, and its /kv say so)."""
+    q8_variant()
+    probe = Server(tmp_path / "probe", base_settings(memory_budget=BUDGET))
+    try:
+        _chat(probe, Q4, "Hi.")
+        _chat(probe, Q8, "Hi.")
+        models = _models(probe)
+        q4_memory, q8_planned = models[Q4]["memory"], models[Q8]["placement"]["total_bytes"]
+    finally:
+        probe.stop()
+    server = Server(tmp_path / "tight", base_settings(memory_budget=q4_memory + q8_planned + (8 << 20)))
+    try:
+        long = " ".join(f"word{k}" for k in range(150))
+        for n in range(3):
+            _chat(server, Q4, f"Repeat these {n}: {long}")
+        before = _parked(server, Q4)
+        assert before > 4 << 20, before  # two long prompts parked
+        _chat(server, Q8, "Hi.")
+        limit = _models(server)[Q4]["cache_ram"]
+        assert limit <= 4 << 20 and _parked(server, Q4) <= limit
+        last = [e for e in server.events("cache_ram_allotted") if e.get("model") == Q4][-1]
+        assert last["limit"] == limit and last["held"] <= limit < before  # the runner's own answer
+        assert not server.events("model_evicted")
+        _chat(server, Q4, f"Repeat these 0: {long}")  # still serves, parked or not
+    finally:
+        server.stop()

@@ -72,6 +72,9 @@ class FakeClient:
     async def cache_ram(self, limit: int | None = None) -> wire.CacheRam:
         if not self.r.alive:
             raise errors.RunnerCrashed("gone")
+        if limit is not None and self.r.stuck_cache:
+            raise errors.RunnerError("the model's runner did not answer POST /cache-ram within 60 s", 504,
+                                     "runner_timeout")
         if limit is not None:
             self.r.cache_limits.append(limit)
             self.r.held = min(self.r.held, limit)
@@ -99,6 +102,7 @@ class FakeRunner:
         self.load_cache_ram = -1                                      # ... and its cache_ram
         self.cache_limits: list[int] = []  # POST /cache-ram calls
         self.held = knobs.get("held", 0)   # bytes of parked prefix caches it holds
+        self.stuck_cache = knobs.get("stuck_cache", False)  # POST /cache-ram times out
         self.dead = asyncio.Event()
         self.memory = knobs.get("memory", 100 * MiB)
         self.oom_allocs = knobs.get("oom_allocs", 0)

@@ -141,3 +141,49 @@ async def test_a_loading_runner_keeps_its_share_through_a_rebalance() -> None:
     life.release(await loading)
     assert b.load_cache_ram == shrunk
     await life.shutdown()
+
+
+async def test_a_runner_that_keeps_its_caches_fails_the_load_that_counted_on_them() -> None:
+    """B fits only once A's 4 GiB of parked caches go; A's runner does not answer the lower limit: B's load is a
+    NoFit (it would allocate into memory still in use), and A serves on untouched."""
+    from mullama.core import errors
+
+    life, launcher, _ = make(devices=Devices(gpus=(), host=host(16 * GiB, 100 * MiB)), held=4 * GiB)
+    launcher.per_model[A.name] = {"stuck_cache": True}
+    life.release(await life.acquire(A))
+    with pytest.raises(errors.NoFit, match=f"{A.name} still holds in parked prefix caches"):
+        await life.acquire(B)
+    assert life.runtimes[A.name].state.value == "ready" and life.counters["evictions"] == 0
+    life.release(await life.acquire(A))
+    await life.shutdown()
+
+
+async def test_a_crashed_runner_holds_nothing_and_gives_nothing_back() -> None:
+    life, launcher, _ = make(devices=Devices(gpus=(), host=host(12 * GiB, 11 * GiB)), held=GiB)
+    life.release(await life.acquire(A))
+    (a,) = launcher.of(A.name)
+    a.crash()
+    assert await life.cache_ram.held([life.runtimes[A.name]]) in ({}, {A.name: 0})
+    await life.cache_ram.rebalance(life.loaded())
+    await life.shutdown()
+
+
+async def test_an_alloc_retried_with_more_on_the_host_is_given_its_share_again() -> None:
+    """A GPU out of memory twice: each retry puts more layers on the host, so A's caches shrink again and B
+    loads with the share of the last plan."""
+    from mullama.hardware.devices import Gpu
+
+    gpus = Devices(gpus=(Gpu(index=0, name="fake", uuid="u0", total=8 * GiB, free=8 * GiB),),
+                   host=host(4 * GiB + 600 * MiB, 4 * GiB))
+    life, launcher, _ = make(devices=gpus)
+    life.release(await life.acquire(A))
+    (a,) = launcher.of(A.name)
+    launcher.per_model["delta:q4_1"] = {"oom_allocs": 2}
+    big = entry("delta:q4_1", n_layer=20, layer=40 * MiB)
+    life.release(await life.acquire(big))
+    (d,) = launcher.of(big.name)
+    allocs = [ngl for op, ngl in d.ops if op == "alloc"]
+    assert len(allocs) == 3 and allocs == sorted(allocs, reverse=True)
+    assert len(a.cache_limits) >= 2 and a.cache_limits[-1] < a.cache_limits[0]  # shrunk again on a retry
+    assert d.load_cache_ram == a.cache_limits[-1] == life.runtimes[big.name].cache_ram
+    await life.shutdown()
