@@ -23,6 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,16 @@ def metric_value(server: Server, sample: str, **labels: str) -> float | None:
             if s.name == sample and s.labels == labels:
                 return s.value
     return None
+
+
+def until(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """``check()``'s first truthy result, asked every 0.1 s; AssertionError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.1)
+    raise AssertionError("timed out")
 
 
 def jsonl_records(path: Path) -> list[dict]:

@@ -5,10 +5,8 @@ its share back when the second unloads. Each runner's parked bytes stay within i
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from supervisor_harness import Server, base_settings, q8_variant
+from supervisor_harness import Server, base_settings, q8_variant, until
 
 Q4, Q8 = "smollm2:q4_1", "smollm2:q8_0"
 BUDGET = 1 << 30
@@ -28,15 +26,6 @@ def _chat(server: Server, model: str, text: str) -> None:
     status, body = server.call("POST", "/v1/chat/completions", {
         "model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 4, "temperature": 0})
     assert status == 200, body
-
-
-def _until(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +56,7 @@ def test_two_runners_share_what_the_budget_leaves(server: Server) -> None:
 
     status, _ = server.call("POST", "/api/unload", {"model": Q8})
     assert status == 200
-    back = _until(lambda: _models(server)[Q4]["cache_ram"] if _models(server)[Q4]["cache_ram"] > q4 else None)
+    back = until(lambda: _models(server)[Q4]["cache_ram"] if _models(server)[Q4]["cache_ram"] > q4 else None)
     assert back > q4 and _models(server)[Q8]["cache_ram"] is None
     _chat(server, Q4, "Name a river.")
 

@@ -5,11 +5,10 @@ threads when the other unloads, and both keep answering throughout."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
-from supervisor_harness import Server, base_settings, q8_variant
+from supervisor_harness import Server, base_settings, q8_variant, until
 
 Q4, Q8 = "smollm2:q4_1", "smollm2:q8_0"
 CORES = sorted(os.sched_getaffinity(0))
@@ -40,15 +39,6 @@ def _chat(server: Server, model: str) -> str:
     return body["choices"][0]["message"]["content"]
 
 
-def _until(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Server:
     q8_variant()
@@ -63,7 +53,7 @@ def test_two_models_get_a_core_each_and_the_survivor_gets_both_back(server: Serv
     assert alone == {"cores": CORES, "threads": len(CORES)}
 
     assert _chat(server, Q8)
-    both = _until(lambda: (_cpu(server, Q4), _cpu(server, Q8))
+    both = until(lambda: (_cpu(server, Q4), _cpu(server, Q8))
                   if _cpu(server, Q4) != alone and _cpu(server, Q8) else None)
     q4, q8 = both
     assert not set(q4["cores"]) & set(q8["cores"]) and q4["cores"] and q8["cores"]
@@ -77,7 +67,7 @@ def test_two_models_get_a_core_each_and_the_survivor_gets_both_back(server: Serv
 
     status, _ = server.call("POST", "/api/unload", {"model": Q8})
     assert status == 200
-    back = _until(lambda: _cpu(server, Q4) if _cpu(server, Q4) == alone else None)
+    back = until(lambda: _cpu(server, Q4) if _cpu(server, Q4) == alone else None)
     assert _affinities(models[Q4]["pid"]) == {tuple(back["cores"])}
     assert _cpu(server, Q8) is None
     assert _chat(server, Q4)
