@@ -14,7 +14,9 @@ supervisor therefore gives each runner a limit out of a **pool**:
   leaves.
 
 The pool is shared max-min fairly: a runner that wants less than an equal share gets what it wants, and
-the others split the rest equally.
+the others split the rest equally. Loads and unloads share it out again at once; between them the
+supervisor looks every ``RECHECK_S`` seconds (memory another program takes or frees) and sends only the
+changes ``worth_sending`` says are.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from collections.abc import Mapping
 from mullama.hardware.devices import Host
 
 GiB = 1 << 30
+MiB = 1 << 20
 MIN_RESERVE = GiB
+RECHECK_S = 10.0        # between loads and unloads, how often the shares are worked out again
+MIN_CHANGE = 64 * MiB   # ... and the least change sent then (or an eighth of the limit, whichever is more)
 
 
 def reserve(ram_total: int) -> int:
@@ -55,3 +60,12 @@ def share(total: int, wants: Mapping[str, int]) -> dict[str, int]:
         out[name] = min(max(0, want), left // (len(ordered) - i))
         left -= out[name]
     return out
+
+
+def worth_sending(current: int | None, new: int, held: int) -> bool:
+    """Between loads: a new limit is sent when the caches hold more than it (they must shrink now), or when it
+    moves by more than ``MIN_CHANGE`` or an eighth of the current one (the RAM free moves a little all the
+    time; the reserve covers what is not sent)."""
+    if current is None or new < held:
+        return current != new
+    return abs(new - current) > max(MIN_CHANGE, current // 8)

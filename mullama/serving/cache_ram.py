@@ -12,7 +12,7 @@ import structlog
 
 from mullama.config import Settings
 from mullama.core import errors
-from mullama.hardware.cache_ram import pool, share
+from mullama.hardware.cache_ram import RECHECK_S, pool, share, worth_sending
 from mullama.hardware.devices import Devices
 from mullama.serving.runtime import RunnerApi, Runtime, State
 
@@ -71,6 +71,26 @@ class CacheRam:
         async with self._lock:
             if there := holders(loaded):
                 await self._apply(await self._plan(loaded, await self.held(loaded)), there)
+
+    async def run(self, loaded_of: Callable[[], Sequence[Runtime]]) -> None:
+        """Between loads and unloads, every ``RECHECK_S`` s: the shares again, for memory another program took
+        or freed (a task of the app's life)."""
+        while True:
+            await asyncio.sleep(RECHECK_S)
+            try:
+                await self.recheck(loaded_of())
+            except Exception as exc:  # noqa: BLE001 - a probe gone wrong must not end the task: the next turn tries
+                log.warning("cache_ram_recheck_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def recheck(self, loaded: Sequence[Runtime]) -> None:
+        """The shares among the models ``loaded`` now; only the changes ``worth_sending`` are sent."""
+        async with self._lock:
+            if not (there := holders(loaded)):
+                return
+            held = await self.held(loaded)
+            plan = await self._plan(loaded, held)
+            await self._apply(plan, [r for r in there if worth_sending(r.cache_ram, plan.get(r.name, 0),
+                                                                        held.get(r.name, 0))])
 
     async def _plan(self, loaded: Sequence[Runtime], held: dict[str, int]) -> dict[str, int]:
         """Shares among the runners ready or loading. A loading one keeps the share it loads with (a rebalance

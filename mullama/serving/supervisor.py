@@ -96,6 +96,7 @@ class Supervisor:
                  dir_errors=catalog.dir_errors, presets=len(self.presets.all()))
         for problem in self.presets.problems:
             log.warning("preset_skipped", problem=problem)
+        self.lifecycle.spawn(self.lifecycle.cache_ram.run(self.lifecycle.loaded))  # memory others take or free
         if self.lifecycle.workers.endpoints:  # what they offer, for /internal/models and /metrics
             self.lifecycle.spawn(self.lifecycle.workers.run(self.lifecycle.all))
         for name, m in self.settings.models.items():

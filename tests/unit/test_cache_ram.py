@@ -187,3 +187,64 @@ async def test_an_alloc_retried_with_more_on_the_host_is_given_its_share_again()
     assert len(a.cache_limits) >= 2 and a.cache_limits[-1] < a.cache_limits[0]  # shrunk again on a retry
     assert d.load_cache_ram == a.cache_limits[-1] == life.runtimes[big.name].cache_ram
     await life.shutdown()
+
+
+@pytest.mark.parametrize(("current", "new", "held", "expected"), [
+    (None, 0, 0, True),
+    (8 * GiB, 8 * GiB, 0, False),
+    (8 * GiB, 8 * GiB - 100 * MiB, 0, False),       # the RAM free moves a little: not sent
+    (8 * GiB, 6 * GiB, 0, True),                    # an eighth or more
+    (100 * MiB, 150 * MiB, 0, False),               # under MIN_CHANGE
+    (8 * GiB, 8 * GiB - 100 * MiB, 8 * GiB, True),  # the caches hold more than the new limit: now
+    (0, 0, 0, False),
+])
+def test_worth_sending(current, new, held, expected) -> None:
+    from mullama.hardware.cache_ram import worth_sending
+
+    assert worth_sending(current, new, held) is expected
+
+
+async def test_memory_another_program_takes_shrinks_the_caches_at_the_next_recheck() -> None:
+    life, launcher, events = make(devices=Devices(gpus=(), host=host(32 * GiB, 30 * GiB)), held=3 * GiB)
+    life.release(await life.acquire(A))
+    life.release(await life.acquire(B))
+    (a,), (b,) = launcher.of(A.name), launcher.of(B.name)
+    assert a.load_cache_ram == b.load_cache_ram == 8 * GiB
+    life.cache_ram._probe = lambda: Devices(gpus=(), host=host(32 * GiB, 30 * GiB - 200 * MiB))
+    await life.cache_ram.recheck(life.loaded())
+    assert not a.cache_limits and not b.cache_limits  # a small move is not sent
+    life.cache_ram._probe = lambda: Devices(gpus=(), host=host(32 * GiB, GiB))  # a program took 29 GiB
+    await life.cache_ram.recheck(life.loaded())
+    # pool: 1 GiB free + 2 x 3 GiB held - 3.2 GiB reserve = 3.8 GiB: 1.9 GiB each, below the 3 GiB each holds
+    assert a.cache_limits[-1] == b.cache_limits[-1] < 2 * GiB and a.held == a.cache_limits[-1]
+    life.cache_ram._probe = lambda: Devices(gpus=(), host=host(32 * GiB, 30 * GiB))  # and gave it back
+    await life.cache_ram.recheck(life.loaded())
+    assert a.cache_limits[-1] == b.cache_limits[-1] == 8 * GiB
+    assert sum(1 for kind, _ in events if kind == "cache_ram_allotted") == 4
+    await life.shutdown()
+
+
+async def test_the_recheck_task_goes_on_after_a_failed_turn(monkeypatch) -> None:
+    from mullama.serving import cache_ram as serving_cache_ram
+
+    life, launcher, _ = make(devices=Devices(gpus=(), host=host(32 * GiB, 30 * GiB)), held=3 * GiB)
+    life.release(await life.acquire(A))
+    (a,) = launcher.of(A.name)
+    probes = iter([RuntimeError("psutil went away"), Devices(gpus=(), host=host(32 * GiB, GiB))])
+
+    def probe() -> Devices:
+        got = next(probes, Devices(gpus=(), host=host(32 * GiB, GiB)))
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    monkeypatch.setattr(serving_cache_ram, "RECHECK_S", 0.01)
+    life.cache_ram._probe = probe
+    task = asyncio.create_task(life.cache_ram.run(life.loaded))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if a.cache_limits:
+            break
+    task.cancel()
+    assert a.cache_limits and a.cache_limits[-1] < 3 * GiB  # the turn after the failure shrank it
+    await life.shutdown()
