@@ -9,8 +9,8 @@ supervisor therefore gives each runner a limit out of a **pool**:
   caches hold now (a runner gives it back at once when its limit goes down);
 * but never more than the RAM left beside every loaded model's planned host bytes (mapped weights count
   as "available" to the kernel, yet they are in use);
-* less a model about to load (the caches make room before it allocates, so they never get a model evicted
-  or refused), a reserve of a tenth of the RAM (at least 1 GiB), and never past what ``memory_budget``
+* less a model about to load (the caches make room before it allocates, so a model is not evicted for
+  them; only a runner that does not give its caches' memory back fails that load), a reserve of a tenth of the RAM (at least 1 GiB), and never past what ``memory_budget``
   leaves.
 
 The pool is shared max-min fairly: a runner that wants less than an equal share gets what it wants, and
