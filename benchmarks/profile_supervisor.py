@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
 import shutil
 import subprocess
 import sys
@@ -87,15 +88,21 @@ def main() -> int:
     p.add_argument("--py-spy", default=shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")))
     p.add_argument("--no-spy", action="store_true", help="only the CPU times: no sampler taking its own share")
     a = p.parse_args()
-    out = Path(tempfile.mkstemp(suffix=".txt")[1])
-    cpu, requests = asyncio.run(run(a, out))
+    fd, name = tempfile.mkstemp(suffix=".txt")  # py-spy's raw samples
+    os.close(fd)
+    out = Path(name)
+    try:
+        cpu, requests = asyncio.run(run(a, out))
+        text = out.read_text()
+    finally:
+        out.unlink(missing_ok=True)
     if a.no_spy:
         print(f"supervisor CPU: {cpu:.2f} s with {a.clients} clients, {requests} requests "
               f"({cpu / max(requests, 1) * 1000:.2f} ms a request)")
         return 0
     own: collections.Counter = collections.Counter()
     total = 0
-    for line in out.read_text().splitlines():
+    for line in text.splitlines():
         stack, _, n = line.rpartition(" ")
         total += int(n)
         frames = stack.split(";")
